@@ -1,0 +1,41 @@
+# Two commands do all the set-up:  `make demo`  and  `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.installed
+APT_PKGS = fluidsynth fluid-soundfont-gm abcmidi abcm2ps lilypond chromium chromium-driver
+
+.PHONY: demo test bench system venv clean
+
+# Debian tools for audio, ABC reference conversion, engraving and the browser tests.
+# Installed only where missing; skipped (with a notice) when not root.
+system:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else echo "notice: missing Debian packages:$$missing (run 'sudo make system'); falling back where possible"; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: system venv
+	$(BIN)/python cli.py extract --name demo
+	$(BIN)/python cli.py train --data processed/demo --cell gru --layers 2 --hidden 128 --epochs 8 --name demo-gru
+	$(BIN)/python cli.py generate --run runs/demo-gru --count 4 --length 200 --temperature 0.8,1.2
+	$(BIN)/python cli.py render runs/demo-gru/samples/t0.8-s0 runs/demo-gru/samples/t1.2-s0
+
+test: system venv
+	$(BIN)/python -m pytest
+
+bench: system venv
+	$(BIN)/python bench/bench_foundation.py
+
+clean:
+	rm -rf processed runs raw_midi/bach-chorales

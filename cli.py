@@ -1,0 +1,308 @@
+"""musicrnn command line: each command parses options and calls one pipeline function."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from pipeline.errors import PipelineError
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@contextlib.contextmanager
+def known_errors():
+    """Turn the pipeline's named errors into one clean line (exit 1)."""
+    try:
+        yield
+    except PipelineError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; finished epochs and files are kept") from None
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="file" if "extract" in desc else "it",
+              disable=None, file=sys.stderr, leave=False) as bar:
+        yield bar.update
+
+
+def csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option("0.1.0", prog_name="musicrnn")
+def main():
+    """Train RNN/LSTM/GRU models on MIDI and ABC music, generate new pieces, and compare them.
+
+    \b
+    Typical session:
+      python cli.py extract raw_midi/ --name nocturnes
+      python cli.py train --data processed/nocturnes --cell gru --layers 4 --hidden 128
+      python cli.py generate --run runs/nocturnes-gru-4x128 --count 4
+      python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0 --audio wav --piano-roll
+    """
+
+
+# ------------------------------------------------------------------ extract
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--name", help="Dataset name (folder under --out). Default: the first path's name, or the corpus name.")
+@click.option("--out", default="processed", show_default=True, type=click.Path(path_type=Path))
+@click.option("--corpus", "corpus_names", multiple=True,
+              help="A corpus bundled with music21 (repeatable): bach-chorales (as MIDI) or an ABC collection, "
+                   "e.g. oneills1850, ryansMammoth, airdsAirs, essenFolksong, folk.")
+@click.option("--limit", type=int, default=60, show_default=True,
+              help="How many scores of a bundled MIDI corpus to write out.")
+@click.option("--onset-tolerance", type=float, default=0.02, show_default=True,
+              help="Seconds within which notes count as one chord (raise for human-played files).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of whole pieces held out for validation (at least one).")
+@click.option("--split-seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True, help="Parallel parsers; 0 = one per core.")
+def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction, split_seed, workers):
+    """Parse MIDI/ABC files or folders (recursively) into processed/<name>/.
+
+    With no PATH and no --corpus, the embedded default corpus is used: Bach chorales
+    bundled with music21, written out as MIDI files under raw_midi/bach-chorales/.
+
+    \b
+    Example:
+      python cli.py extract ../shared/data/chopin-nocturnes --name nocturnes
+      python cli.py extract --corpus oneills1850 --name oneills
+    """
+    from pipeline.extract import ExtractConfig, extract as run_extract
+
+    with known_errors():
+        user_paths = list(paths)
+        if not user_paths and not corpus_names:
+            corpus_names = ("bach-chorales",)
+        paths = user_paths + [p for cname in corpus_names for p in _corpus_paths(cname, limit)]
+        name = name or (Path(user_paths[0]).resolve().name.replace(".", "_") if user_paths else corpus_names[0])
+        config = ExtractConfig(name=name, out=str(out), onset_tolerance=onset_tolerance,
+                               val_fraction=val_fraction, split_seed=split_seed, workers=workers)
+        from pipeline.extract import collect_inputs
+        total = len(collect_inputs(paths)[0])
+        with progress_bar(total, "extract") as update:
+            summary = run_extract(paths, config, progress=update, log=lambda s: click.echo(s, err=True))
+    tokens = ", ".join(f"{k} {v:,}" for k, v in summary["tokens"].items())
+    click.echo(f"extracted {summary['files_ok']} files ({summary['files_skipped']} skipped, "
+               f"{summary['files_reused']} unchanged), {summary['pieces']} pieces, {summary['notes']:,} notes; "
+               f"tokens: {tokens} -> {summary['folder']}/")
+
+
+def _corpus_paths(name: str, limit: int) -> list[Path]:
+    from pipeline.corpus import DEFAULT_CORPORA, write_default_midi_corpus
+
+    if name in DEFAULT_CORPORA:
+        with progress_bar(limit, f"writing {name} as MIDI") as update:
+            return [write_default_midi_corpus(Path("raw_midi") / name, name, limit, progress=update)]
+    from pipeline import abc_io
+    return abc_io.bundled_corpus_paths(name)
+
+
+# ------------------------------------------------------------------ train
+def train_options(f):
+    """Options shared by `train` and `grid` (grid accepts comma-separated lists)."""
+    from pipeline.train import TrainConfig
+    d = {fl.name: fl.default for fl in fields(TrainConfig)}
+    opts = [
+        click.option("--data", "dataset", required=True, type=click.Path(path_type=Path),
+                     help="A processed dataset folder, e.g. processed/nocturnes."),
+        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
+        click.option("--task", default=d["task"], show_default=True,
+                     help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
+        click.option("--cell", default=d["cell"], show_default=True, help="rnn, lstm or gru."),
+        click.option("--layers", default=str(d["layers"]), show_default=True, help="Recurrent layers."),
+        click.option("--hidden", default=str(d["hidden"]), show_default=True, help="Units per layer."),
+        click.option("--embed", default=str(d["embed"]), show_default=True, help="Embedding size; 0 = one-hot input."),
+        click.option("--dropout", default=str(d["dropout"]), show_default=True),
+        click.option("--optimizer", default=d["optimizer"], show_default=True, help="adam, rmsprop or adagrad."),
+        click.option("--lr", default=str(d["lr"]), show_default=True, help="Learning rate."),
+        click.option("--batch", default=str(d["batch"]), show_default=True),
+        click.option("--window", default=str(d["window"]), show_default=True, help="Tokens of context per window."),
+        click.option("--stride", default=str(d["stride"]), show_default=True,
+                     help="Tokens between window starts; 1 = every window (the nocturne study)."),
+        click.option("--targets", default=d["targets"], show_default=True,
+                     help="all = loss at every position of a window; last = only the token after it (the study)."),
+        click.option("--epochs", default=str(d["epochs"]), show_default=True, help="Maximum epochs."),
+        click.option("--patience", default=str(d["patience"]), show_default=True,
+                     help="Stop after this many epochs without a better validation loss."),
+        click.option("--seed", default=str(d["seed"]), show_default=True),
+        click.option("--threads", default=str(d["threads"]), show_default=True,
+                     help="Torch threads per run; 0 = torch's default."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def parse_train_values(raw: dict) -> dict[str, list]:
+    """Option strings (possibly comma lists) -> typed value lists per TrainConfig field."""
+    from pipeline.train import TrainConfig
+    types = {fl.name: type(fl.default) for fl in fields(TrainConfig)}
+    out = {}
+    for key, value in raw.items():
+        if key not in types:
+            continue
+        items = [str(value)] if key == "dataset" else csv_list(str(value))
+        try:
+            out[key] = [types[key](v) for v in items]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a valid {types[key].__name__}", param_hint=f"--{key}")
+        if not out[key]:
+            raise click.BadParameter("needs a value", param_hint=f"--{key}")
+    return out
+
+
+@main.command()
+@train_options
+@click.option("--name", help="Run folder name under --runs. Default: <dataset>-<cell>-<layers>x<hidden>[-<task>].")
+@click.option("--runs", default="runs", show_default=True, type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="Continue a killed or interrupted run from its last checkpoint.")
+def train(name, runs, resume, **raw):
+    """Train one model on a processed dataset into runs/<name>/.
+
+    \b
+    Example:
+      python cli.py train --data processed/nocturnes --cell gru --layers 4 --hidden 128 --epochs 40
+      python cli.py train --data processed/nocturnes --encoding pitch --task regress --cell lstm
+      python cli.py train --data processed/nocturnes --name my-run --resume
+    """
+    from pipeline.train import TrainConfig, train as run_train
+
+    values = parse_train_values(raw)
+    multi = [k for k, v in values.items() if len(v) > 1]
+    if multi:
+        raise click.UsageError(f"train takes one value per option (got lists for {', '.join(multi)}); use `grid`")
+    config = TrainConfig(**{k: v[0] for k, v in values.items()})
+    config.dataset = str(config.dataset)
+    name = name or "-".join([Path(config.dataset).name, config.cell, f"{config.layers}x{config.hidden}"]
+                            + ([config.encoding] if config.encoding != "names" else [])
+                            + ([config.task] if config.task != "classify" else []))
+    run_dir = runs / name
+    with known_errors():
+        from tqdm import tqdm
+        bar = tqdm(total=config.epochs, desc=name, unit="epoch", disable=None, file=sys.stderr)
+
+        def on_epoch(row):
+            bar.n = row["epoch"]
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
+                            acc=f"{row['val_acc']:.3f}")
+        try:
+            summary = run_train(config, run_dir, resume=resume, on_epoch=on_epoch)
+        finally:
+            bar.close()
+    extra = f", MAE {summary['val_mae']:.2f} semitones" if "val_mae" in summary else ""
+    click.echo(f"trained {summary['epochs']} epochs ({summary['seconds']:.0f} s, {summary['parameters']:,} parameters); "
+               f"best epoch {summary['best_epoch']}: val loss {summary['val_loss']:.4f}, "
+               f"val acc {summary['val_acc']:.3f}{extra} -> {summary['run']}/")
+
+
+# ------------------------------------------------------------------ generate
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A run folder.")
+@click.option("--count", default=4, show_default=True, help="Samples, drawn as one batch.")
+@click.option("--length", default=300, show_default=True, help="New tokens per sample (at most).")
+@click.option("--temperature", default="1.0", show_default=True,
+              help="Softmax temperature; a comma list gives one folder per temperature.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--primer", default=None,
+              help="validation (opening of a held-out piece; default for note models), start (<start>; default "
+                   "for chars models), or tokens given with --primer-tokens.")
+@click.option("--primer-tokens", default="", help="Space-separated tokens, e.g. 'C4 E4 G4.C5'; for chars: a text.")
+@click.option("--primer-length", default=0, show_default=True, help="Primer tokens taken from a held-out piece; 0 = the run's window.")
+@click.option("--primer-piece", default="", help="Which held-out piece primes the samples.")
+@click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--render/--no-render", "do_render", default=True, show_default=True, help="Also write MIDI files.")
+def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, primer_length, primer_piece,
+             checkpoint, do_render):
+    """Sample new sequences from a trained run (needs only the run folder).
+
+    \b
+    Example:
+      python cli.py generate --run runs/nocturnes-gru-4x128 --count 10 --length 500 --temperature 0.8,1.0
+      python cli.py generate --run runs/oneills-lstm-1x150 --primer start --temperature 0.5,1,2
+    """
+    from pipeline.generate import GenerateConfig, generate as run_generate
+    from pipeline.render import render_samples
+    from pipeline.train import read_run_config
+
+    with known_errors():
+        cfg = read_run_config(run_dir)
+        chars = cfg.get("encoding") == "chars"
+        if primer is None:
+            primer = "tokens" if primer_tokens else ("start" if chars else "validation")
+        toks = tuple(["<start>", *primer_tokens] if chars else primer_tokens.split()) if primer == "tokens" else ()
+        try:
+            temps = [float(t) for t in csv_list(temperature)]
+        except ValueError:
+            raise click.BadParameter(f"{temperature!r} is not a list of numbers", param_hint="--temperature")
+        for t in temps:
+            config = GenerateConfig(count=count, length=length, temperature=t, seed=seed, primer=primer,
+                                    primer_tokens=toks, primer_length=primer_length, primer_piece=primer_piece,
+                                    checkpoint=checkpoint)
+            res = run_generate(run_dir, config)
+            n_midi = 0
+            if do_render:
+                rendered = render_samples(res["folder"], notice=lambda s: click.echo(s, err=True))
+                n_midi = sum("midi" in f for f in rendered["files"])
+            lengths = [len(s) for s in res["samples"]]
+            click.echo(f"generated {count} samples at T={t:g} ({min(lengths)}-{max(lengths)} tokens"
+                       f"{f', {n_midi} MIDI files' if do_render else ''}) -> {res['folder']}/")
+
+
+# ------------------------------------------------------------------ render
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--audio", type=click.Choice(["none", "wav", "flac", "ogg"]), default="wav", show_default=True,
+              help="Synthesise audio with FluidSynth (built-in synthesiser if FluidSynth is missing).")
+@click.option("--piano-roll/--no-piano-roll", default=True, show_default=True, help="Draw a PNG piano roll per sample.")
+@click.option("--fixed-beats", type=float, default=0.0, show_default=True,
+              help="Space every onset by this many beats instead of drawing the corpus's rhythms.")
+@click.option("--no-primer", is_flag=True, help="Render only the generated continuation.")
+def render(folders, audio, piano_roll, fixed_beats, no_primer):
+    """Turn generated samples (or MIDI files) into MIDI, audio and piano-roll pictures.
+
+    FOLDERS are sample folders written by `generate`, or MIDI files / folders of MIDI files.
+
+    \b
+    Example:
+      python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0
+      python cli.py render ../shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid --audio flac
+    """
+    from pipeline.render import render_media, render_samples
+
+    audio = None if audio == "none" else audio
+    note = lambda s: click.echo(s, err=True)  # noqa: E731
+    n = 0
+    with known_errors():
+        for folder in folders:
+            if folder.is_dir() and (folder / "samples.json").exists():
+                with progress_bar(0, f"render {folder.name}") as update:
+                    res = render_samples(folder, fixed_beats=fixed_beats, include_primer=not no_primer,
+                                         audio=audio, piano_roll=piano_roll, progress=update, notice=note)
+                n += len(res["files"])
+            else:
+                mids = [folder] if folder.is_file() else sorted(
+                    p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+                if not mids:
+                    raise click.ClickException(f"{folder}: neither a samples folder nor MIDI files")
+                for mid in mids:
+                    render_media(mid, audio=audio, piano_roll=piano_roll, notice=note)
+                    n += 1
+    click.echo(f"rendered {n} sequences (MIDI{', ' + audio if audio else ''}"
+               f"{', piano rolls' if piano_roll else ''}) -> {', '.join(map(str, folders))}")
+
+
+if __name__ == "__main__":
+    main()

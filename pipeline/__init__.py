@@ -1,0 +1,1 @@
+"""musicrnn pipeline: one module per stage, plain functions over plain data."""

@@ -1,0 +1,168 @@
+"""Token encodings of a note table, each with its decoder.
+
+``names``  one token per onset: ``E4``, or a chord of the notes that start
+           together, low to high: ``C4.E4.G4``.
+``pitch``  the integer MIDI pitch of every note in onset order (chord notes low
+           to high), as the strings ``"0"`` … ``"127"`` so every encoding is a
+           list of strings; the vocabulary is fixed so class index == pitch.
+``chars``  ABC text character by character (see :mod:`pipeline.abc_io`).
+
+Onset groups are shared by ``names`` and ``pitch`` so that flattening a
+``names`` sequence gives exactly the ``pitch`` sequence.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pretty_midi
+
+ENCODINGS = ("names", "pitch", "chars")
+NOTE_ENCODINGS = ("names", "pitch")
+CHORD_SEP = "."
+
+
+@dataclass
+class OnsetGroup:
+    """Notes that start together: pitches low to high, timing in beats."""
+
+    pitches: list[int]
+    start_beat: float
+    duration_beat: float
+    velocity: int
+
+
+def onset_groups(notes: pd.DataFrame, tolerance: float = 0.02) -> list[OnsetGroup]:
+    """Group one piece's notes by onset.
+
+    A note joins the current group when it starts within ``tolerance`` seconds
+    of the group's first note (human-played chords are never exactly
+    simultaneous; score-timed files need 0). A pitch sounding twice in one
+    group (e.g. both hands) is kept once.
+
+    Parameters
+    ----------
+    notes : note table of one piece, any order.
+    tolerance : seconds.
+
+    Returns
+    -------
+    groups : in onset order; empty for an empty table.
+    """
+    if notes.empty:
+        return []
+    df = notes.sort_values(["start", "pitch"], kind="stable")
+    starts = df["start"].to_numpy()
+    groups: list[OnsetGroup] = []
+    first = 0
+    for i in range(1, len(df) + 1):
+        if i == len(df) or starts[i] - starts[first] > tolerance:
+            g = df.iloc[first:i]
+            groups.append(OnsetGroup(
+                pitches=sorted(set(int(p) for p in g["pitch"])),
+                start_beat=float(g["start_beat"].iloc[0]),
+                duration_beat=float((g["end_beat"] - g["start_beat"]).max()),
+                velocity=int(round(g["velocity"].mean())),
+            ))
+            first = i
+    return groups
+
+
+def pitch_to_name(pitch: int) -> str:
+    return pretty_midi.note_number_to_name(int(pitch))
+
+
+def name_to_pitch(name: str) -> int:
+    return int(pretty_midi.note_name_to_number(name))
+
+
+def groups_to_tokens(groups: Sequence[Sequence[int]], encoding: str) -> list[str]:
+    """Pitch groups (onset order) -> tokens of ``names`` or ``pitch``."""
+    if encoding == "names":
+        return [CHORD_SEP.join(pitch_to_name(p) for p in sorted(g)) for g in groups if g]
+    if encoding == "pitch":
+        return [str(p) for g in groups for p in sorted(g)]
+    raise ValueError(f"not a note encoding: {encoding!r}")
+
+
+def tokens_to_groups(tokens: Iterable[str], encoding: str) -> list[list[int]]:
+    """Inverse of :func:`groups_to_tokens`: tokens -> pitch groups.
+
+    ``pitch`` tokens carry no chord information, so each becomes its own group.
+    Unknown tokens raise ``ValueError``.
+    """
+    if encoding == "names":
+        return [[name_to_pitch(n) for n in tok.split(CHORD_SEP)] for tok in tokens]
+    if encoding == "pitch":
+        out = []
+        for tok in tokens:
+            p = int(tok)
+            if not 0 <= p <= 127:
+                raise ValueError(f"pitch out of range: {tok}")
+            out.append([p])
+        return out
+    raise ValueError(f"not a note encoding: {encoding!r}")
+
+
+def encode_notes(notes: pd.DataFrame, encoding: str, tolerance: float = 0.02) -> list[str]:
+    """One piece's note table -> tokens of a note encoding."""
+    return groups_to_tokens([g.pitches for g in onset_groups(notes, tolerance)], encoding)
+
+
+def tokens_to_pitches(tokens: Iterable[str], encoding: str) -> list[int]:
+    """Flatten tokens to pitches in onset order (chords low to high); chars give []."""
+    if encoding == "chars":
+        return []
+    return [p for g in tokens_to_groups(tokens, encoding) for p in g]
+
+
+class Vocabulary:
+    """Token <-> index mapping, saved as JSON beside the sequences."""
+
+    def __init__(self, tokens: Sequence[str]):
+        self.tokens = list(tokens)
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("vocabulary tokens must be unique")
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and other.tokens == self.tokens
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """Tokens -> int64 array of shape (n,); unknown tokens raise KeyError."""
+        return np.array([self.index[t] for t in tokens], dtype=np.int64)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    @classmethod
+    def build(cls, sequences: Iterable[Sequence[str]], encoding: str) -> "Vocabulary":
+        """Vocabulary of a dataset; ``pitch`` is fixed to the 128 MIDI pitches."""
+        if encoding == "pitch":
+            return cls([str(p) for p in range(128)])
+        seen = set()
+        for seq in sequences:
+            seen.update(seq)
+        if encoding == "names":
+            # low to high by lowest note, then by chord size: readable heatmaps and tables
+            key = lambda t: [name_to_pitch(n) for n in t.split(CHORD_SEP)]  # noqa: E731
+        else:
+            key = lambda t: (len(t) > 1, t)  # noqa: E731  markers after single characters
+        return cls(sorted(seen, key=key))
+
+    def to_json(self) -> list[str]:
+        return list(self.tokens)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text()))

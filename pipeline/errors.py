@@ -1,0 +1,37 @@
+"""Named exceptions, one per failure a user can cause.
+
+The CLI turns every :class:`PipelineError` into a one-line message; anything
+else is a bug and keeps its traceback.
+"""
+
+
+class PipelineError(Exception):
+    """Base class for errors caused by the user's input or environment."""
+
+
+class MidiReadError(PipelineError):
+    """A MIDI file could not be parsed (corrupt, truncated, not MIDI, empty)."""
+
+
+class AbcParseError(PipelineError):
+    """An ABC tune could not be parsed."""
+
+
+class NoUsableInputError(PipelineError):
+    """Not one of the given input files could be used."""
+
+
+class DatasetError(PipelineError):
+    """A processed dataset folder is missing or inconsistent."""
+
+
+class RunError(PipelineError):
+    """A run folder is missing, incomplete, or incompatible with the request."""
+
+
+class ConfigError(PipelineError):
+    """An option value or combination of options is invalid."""
+
+
+class AudioError(PipelineError):
+    """Audio could not be rendered or written (FluidSynth failed, SoundFont missing)."""

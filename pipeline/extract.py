@@ -1,0 +1,396 @@
+"""Stage 1: MIDI/ABC files -> ``processed/<dataset>/``.
+
+Writes, atomically (the old folder survives a failed run):
+
+- ``manifest.json``  every input file: path, sha256, status ok/skipped, reason, counts
+- ``notes.parquet``  the note table (see :mod:`pipeline.notes`)
+- ``<encoding>/sequences.json`` and ``<encoding>/vocab.json`` for names, pitch (and chars for ABC)
+- ``split.json``     which pieces are train / validation
+- ``timing.json``    onset-interval and duration statistics used to render generated tokens
+- ``cache/<sha256>.parquet`` parsed notes per file, so unchanged files are not parsed again
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import midi_io
+from .encodings import NOTE_ENCODINGS, Vocabulary, encode_notes, onset_groups
+from .errors import ConfigError, DatasetError, NoUsableInputError, PipelineError
+from .fsutil import atomic_dir, atomic_write_json, sha256_file, stable_id
+from .notes import empty_note_table, normalise_note_table
+
+ABC_SUFFIXES = (".abc",)
+INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
+
+
+@dataclass
+class ExtractConfig:
+    """Options of the extract stage, saved in the manifest."""
+
+    name: str = "dataset"
+    out: str = "processed"
+    onset_tolerance: float = 0.02   # seconds; notes starting this close form one chord
+    val_fraction: float = 0.2       # share of pieces held out (at least one)
+    split_seed: int = 0
+    workers: int = 0                # 0 = one per core
+
+
+@dataclass
+class FileResult:
+    """Outcome of parsing one input file (picklable, crosses process boundaries)."""
+
+    path: str
+    sha256: str
+    kind: str
+    status: str = "ok"
+    reason: str = ""
+    notes: pd.DataFrame | None = None
+    texts: dict[str, str] = field(default_factory=dict)   # piece -> ABC text (chars encoding)
+    pieces: int = 0
+    tracks: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    skipped_units: list[dict] = field(default_factory=list)  # e.g. ABC tunes that failed
+
+    def manifest_entry(self) -> dict:
+        entry = {k: v for k, v in asdict(self).items() if k not in ("notes", "texts")}
+        entry["note_count"] = 0 if self.notes is None else int(len(self.notes))
+        return entry
+
+
+def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]:
+    """Expand files and folders (recursively) into input files, sorted.
+
+    Returns the usable files and a list of ``{"path", "reason"}`` for paths
+    that were given but cannot be used (missing, wrong suffix).
+    """
+    files: list[Path] = []
+    rejected: list[dict] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES)
+            if not found:
+                rejected.append({"path": str(p), "reason": "folder holds no .mid/.midi/.abc file"})
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() in INPUT_SUFFIXES:
+                files.append(p)
+            else:
+                rejected.append({"path": str(p), "reason": f"unsupported file type {p.suffix or '(none)'}"})
+        else:
+            rejected.append({"path": str(p), "reason": "no such file or folder"})
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return unique, rejected
+
+
+def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
+    res = FileResult(path=path, sha256=sha, kind="midi")
+    try:
+        notes, report = midi_io.midi_file_to_notes(path, piece=piece)
+    except PipelineError as exc:
+        res.status, res.reason = "skipped", str(exc)
+        return res
+    res.notes, res.pieces, res.tracks, res.dropped = notes, 1, report.tracks, report.dropped
+    return res
+
+
+def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
+    from . import abc_io  # music21 import is slow; only ABC inputs pay for it
+
+    res = FileResult(path=path, sha256=sha, kind="abc")
+    try:
+        tunes = abc_io.read_abc_file(path)
+    except PipelineError as exc:
+        res.status, res.reason = "skipped", str(exc)
+        return res
+    frames = []
+    for i, tune in enumerate(tunes):
+        tune_id = f"{piece}#{tune.number if tune.number is not None else i + 1}"
+        if tune_id in res.texts:
+            tune_id = f"{tune_id}.{i + 1}"
+        try:
+            frames.append(abc_io.tune_to_notes(tune, tune_id))
+        except PipelineError as exc:
+            res.skipped_units.append({"tune": tune_id, "title": tune.title, "reason": str(exc)})
+            continue
+        res.texts[tune_id] = tune.text
+    if not frames:
+        res.status, res.reason = "skipped", f"none of {len(tunes)} tunes could be parsed"
+        return res
+    res.notes = normalise_note_table(pd.concat(frames, ignore_index=True))
+    res.pieces = len(frames)
+    res.tracks = int(res.notes.groupby("piece")["track"].nunique().sum())
+    if res.skipped_units:
+        res.dropped["unparseable tune"] = len(res.skipped_units)
+    return res
+
+
+def parse_file(path: str, sha: str, piece: str) -> FileResult:
+    """Parse one input file into a :class:`FileResult`; never raises on bad input."""
+    parse = _parse_abc if Path(path).suffix.lower() in ABC_SUFFIXES else _parse_midi
+    try:
+        return parse(path, sha, piece)
+    except Exception as exc:  # a reader bug must not kill a 1,000-file extraction
+        return FileResult(path=path, sha256=sha, kind="unknown", status="skipped",
+                          reason=f"{Path(path).name}: unexpected {type(exc).__name__}: {exc}"[:300])
+
+
+def _piece_ids(files: list[Path], shas: list[str]) -> list[str]:
+    """File stems, disambiguated by content hash where two files share a stem."""
+    stems = [f.stem for f in files]
+    counts = pd.Series(stems).value_counts()
+    return [s if counts[s] == 1 else f"{s}~{h[:8]}" for s, h in zip(stems, shas)]
+
+
+def assign_split(pieces: list[str], val_fraction: float, seed: int,
+                 previous: dict | None = None) -> dict:
+    """Hold out whole pieces for validation, deterministically.
+
+    Each piece gets a score from sha256(seed, piece); pieces scoring below
+    ``val_fraction`` are validation, and the lowest-scoring piece is always
+    validation so there is at least one. Because a piece's score does not
+    depend on the others, adding files later keeps existing assignments;
+    pieces already in ``previous`` keep their side.
+
+    With a single piece nothing can be held out whole; its last 10 % of tokens
+    are used for validation instead (``tail_fraction`` in the result).
+    """
+    pieces = sorted(pieces)
+    if len(pieces) == 1:
+        return {"train": pieces, "validation": [], "tail_fraction": 0.1, "seed": seed,
+                "note": "single piece: validation is its last 10% of tokens"}
+    prev_side = {}
+    for side in ("train", "validation"):
+        for p in (previous or {}).get(side, []):
+            prev_side[p] = side
+    scores = {p: int(stable_id([seed, p], 12), 16) / 16 ** 12 for p in pieces}
+    val = {p for p in pieces if prev_side.get(p) == "validation"
+           or (p not in prev_side and scores[p] < val_fraction)}
+    if not val:
+        val = {min(pieces, key=scores.get)}
+    if len(val) == len(pieces):
+        val.discard(max(val, key=scores.get))
+    return {"train": [p for p in pieces if p not in val], "validation": sorted(val),
+            "tail_fraction": 0.0, "seed": seed}
+
+
+def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
+    """Onset-interval / duration pairs (in beats) and tempo, to render tokens with plausible timing.
+
+    Returns a dict with ``pairs`` (list of [ioi_beats, duration_beats], at most
+    20,000, sampled evenly), ``qpm`` (median tempo in quarter notes per minute)
+    and ``velocity`` (median).
+    """
+    pairs = []
+    qpms = []
+    for _, df in notes.groupby("piece", sort=True):
+        groups = onset_groups(df, tolerance)
+        for a, b in zip(groups, groups[1:]):
+            pairs.append([round(b.start_beat - a.start_beat, 4), round(max(a.duration_beat, 1e-3), 4)])
+        span_s, span_b = df["end"].max() - df["start"].min(), df["end_beat"].max() - df["start_beat"].min()
+        if span_s > 0 and span_b > 0:
+            qpms.append(60.0 * span_b / span_s)
+    if len(pairs) > 20000:
+        pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, 20000).astype(int)]
+    return {"pairs": pairs or [[0.5, 0.5]], "qpm": float(np.median(qpms)) if qpms else 120.0,
+            "velocity": int(notes["velocity"].median()) if len(notes) else 80}
+
+
+def _load_previous(folder: Path) -> tuple[dict, dict | None]:
+    """Previous manifest entries by sha256 (only those whose cache exists) and split."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        split = json.loads((folder / "split.json").read_text())
+    except (OSError, ValueError):
+        return {}, None
+    by_sha = {}
+    for e in manifest.get("files", []):
+        if e["status"] == "skipped" or (folder / "cache" / f"{e['sha256']}.parquet").exists():
+            by_sha[e["sha256"]] = e
+    return by_sha, split
+
+
+def _run_parallel(jobs: list[tuple], workers: int, progress: Callable | None) -> list[FileResult]:
+    if workers <= 1 or len(jobs) <= 1:
+        results = []
+        for job in jobs:
+            results.append(parse_file(*job))
+            if progress:
+                progress(1)
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(parse_file, *job) for job in jobs]
+        results = []
+        for fut in futures:
+            results.append(fut.result())
+            if progress:
+                progress(1)
+        return results
+
+
+def extract(paths: list[str | Path], config: ExtractConfig,
+            progress: Callable[[int], None] | None = None,
+            log: Callable[[str], None] = lambda s: None) -> dict:
+    """Parse input files into ``<config.out>/<config.name>/``.
+
+    Parameters
+    ----------
+    paths : files and folders (searched recursively for .mid/.midi/.abc, any case).
+    config : stage options.
+    progress : called with the number of files finished, for a progress bar.
+    log : called with one line per skipped file.
+
+    Returns
+    -------
+    summary : dict with the output folder, counts of files ok/skipped/reused,
+        pieces, notes and tokens per encoding.
+
+    Raises
+    ------
+    NoUsableInputError
+        When no file at all could be used; the previous output is left intact.
+    """
+    if not 0 < config.val_fraction < 1:
+        raise ConfigError("--val-fraction must be between 0 and 1")
+    if config.onset_tolerance < 0:
+        raise ConfigError("--onset-tolerance must be >= 0 seconds")
+    folder = Path(config.out) / config.name
+    files, rejected = collect_inputs(paths)
+    for r in rejected:
+        log(f"skipped {r['path']}: {r['reason']}")
+    if not files:
+        raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
+
+    shas = [sha256_file(f) for f in files]
+    pieces = _piece_ids(files, shas)
+    previous, prev_split = _load_previous(folder)
+
+    results: dict[str, FileResult] = {}
+    jobs = []
+    for f, sha, piece in zip(files, shas, pieces):
+        old = previous.get(sha)
+        if old is None:
+            jobs.append((str(f), sha, piece))
+            continue
+        res = FileResult(path=str(f), sha256=sha, kind=old.get("kind", "midi"), status=old["status"],
+                         reason=old.get("reason", ""), pieces=old.get("pieces", 0),
+                         tracks=old.get("tracks", 0), dropped=old.get("dropped", {}),
+                         skipped_units=old.get("skipped_units", []))
+        if res.status == "ok":
+            res.notes = pd.read_parquet(folder / "cache" / f"{sha}.parquet")
+            texts_file = folder / "cache" / f"{sha}.texts.json"
+            res.texts = json.loads(texts_file.read_text()) if texts_file.exists() else {}
+        results[sha] = res
+    reused = len(results)
+    if progress and reused:
+        progress(reused)
+    workers = config.workers or (os.cpu_count() or 1)
+    for res in _run_parallel(jobs, min(workers, len(jobs)), progress):
+        results[res.sha256] = res
+
+    ordered = [results[s] for s in dict.fromkeys(shas)]
+    for res in ordered:
+        if res.status != "ok":
+            log(f"skipped {res.path}: {res.reason}")
+        for unit in res.skipped_units:
+            log(f"skipped tune {unit['tune']} in {Path(res.path).name}: {unit['reason']}")
+    ok = [r for r in ordered if r.status == "ok"]
+    if not ok:
+        raise NoUsableInputError(f"none of the {len(ordered)} input files could be used "
+                                 f"(first reason: {ordered[0].reason})")
+
+    notes = normalise_note_table(pd.concat([r.notes for r in ok], ignore_index=True)) if ok else empty_note_table()
+    texts = {k: v for r in ok for k, v in r.texts.items()}
+    piece_names = sorted(notes["piece"].unique())
+    split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split)
+
+    counts = {}
+    with atomic_dir(folder) as tmp:
+        (tmp / "cache").mkdir()
+        for r in ok:
+            r.notes.to_parquet(tmp / "cache" / f"{r.sha256}.parquet", index=False)
+            if r.texts:
+                atomic_write_json(tmp / "cache" / f"{r.sha256}.texts.json", r.texts)
+        notes.to_parquet(tmp / "notes.parquet", index=False)
+        by_piece = {p: df for p, df in notes.groupby("piece", sort=True)}
+        for enc in NOTE_ENCODINGS:
+            seqs = {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
+            counts[enc] = write_sequences(tmp / enc, seqs, enc)
+        if texts:
+            from .abc_io import encode_chars
+            seqs = {p: encode_chars(texts[p]) for p in sorted(texts)}
+            counts["chars"] = write_sequences(tmp / "chars", seqs, "chars")
+        atomic_write_json(tmp / "split.json", split)
+        atomic_write_json(tmp / "timing.json", timing_stats(notes, config.onset_tolerance))
+        manifest = {
+            "dataset": config.name,
+            "config": asdict(config),
+            "files": [r.manifest_entry() for r in ordered] + [
+                {"path": r["path"], "sha256": None, "status": "skipped", "reason": r["reason"]} for r in rejected],
+            "totals": {
+                "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(rejected),
+                "files_reused": reused, "pieces": len(piece_names), "notes": int(len(notes)),
+                "tokens": counts,
+                "dropped": _sum_dicts(r.dropped for r in ok),
+            },
+        }
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return {"folder": str(folder), **manifest["totals"]}
+
+
+def _sum_dicts(dicts: Iterable[dict]) -> dict:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def write_sequences(folder: Path, seqs: dict[str, list[str]], encoding: str) -> int:
+    """Write ``sequences.json`` and ``vocab.json`` of one encoding; returns the token count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "sequences.json", {"encoding": encoding, "pieces": seqs})
+    Vocabulary.build(seqs.values(), encoding).save(folder / "vocab.json")
+    return sum(len(s) for s in seqs.values())
+
+
+@dataclass
+class Dataset:
+    """A processed dataset as later stages see it."""
+
+    folder: Path
+    encoding: str
+    sequences: dict[str, list[str]]
+    vocab: Vocabulary
+    split: dict
+    timing: dict
+
+    def pieces(self, side: str) -> list[str]:
+        return [p for p in self.split[side] if p in self.sequences]
+
+
+def load_dataset(folder: str | Path, encoding: str) -> Dataset:
+    """Read one encoding of a processed dataset; raises DatasetError with the fix."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").exists():
+        raise DatasetError(f"{folder} is not a processed dataset (no manifest.json); run `extract` first")
+    enc_dir = folder / encoding
+    if not (enc_dir / "sequences.json").exists():
+        have = sorted(p.name for p in folder.iterdir() if (p / "sequences.json").exists())
+        raise DatasetError(f"{folder} has no '{encoding}' encoding (it has: {', '.join(have)})")
+    try:
+        seqs = json.loads((enc_dir / "sequences.json").read_text())["pieces"]
+        vocab = Vocabulary.load(enc_dir / "vocab.json")
+        split = json.loads((folder / "split.json").read_text())
+        timing = json.loads((folder / "timing.json").read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{folder} is damaged ({exc}); run `extract` again") from None
+    return Dataset(folder, encoding, seqs, vocab, split, timing)

@@ -1,0 +1,185 @@
+"""Stage 3: sample token sequences from a trained run.
+
+Sampling feeds the primer once, then carries the recurrent state forward one
+token at a time: each new token costs one step of the network, not a pass over
+a whole window. All samples are drawn as one batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .encodings import Vocabulary
+from .errors import ConfigError, RunError
+from .extract import load_dataset
+from .fsutil import atomic_write_json
+from .model import PITCH_CENTER, PITCH_SCALE, SequenceModel
+from .train import load_checkpoint, model_from_checkpoint, piece_arrays
+
+START, END = "<start>", "<end>"
+
+
+@dataclass
+class GenerateConfig:
+    """Options of the generate stage; saved as ``samples.json`` beside the samples."""
+
+    count: int = 4
+    length: int = 300          # new tokens per sample, at most
+    temperature: float = 1.0   # 0 = always the most likely token
+    seed: int = 0
+    primer: str = "validation"  # "validation" (opening of a held-out piece), "start", or "tokens"
+    primer_tokens: tuple[str, ...] = ()
+    primer_length: int = 0     # 0 = the run's window
+    primer_piece: str = ""     # which held-out piece; "" = the first
+    checkpoint: str = "best"
+
+
+@torch.no_grad()
+def sample(model: SequenceModel, primer_ids: torch.Tensor, length: int, temperature: float,
+           generator: torch.Generator, stop_id: int | None = None,
+           values: torch.Tensor | None = None, noise: float = 0.0) -> list[list[int]]:
+    """Draw a batch of continuations, carrying the recurrent state.
+
+    Parameters
+    ----------
+    model : a classifier or regressor from :mod:`pipeline.model`.
+    primer_ids : int64 (batch, primer_len), the same primer repeated or different primers.
+    length : maximum number of new tokens.
+    temperature : softmax temperature; 0 = greedy. For regression, the scale of
+        Gaussian noise (in units of ``noise`` semitones) added before rounding.
+    generator : torch RNG, so samples repeat for the same seed.
+    stop_id : token id that ends a sample (kept in the output), e.g. ``<end>``.
+    values : regression only: scaled pitch of each vocabulary id, shape (vocab,).
+
+    Returns
+    -------
+    ids : one list of new token ids per batch row (primer excluded).
+    """
+    model.eval()
+    out, state = model(primer_ids)
+    last = out[:, -1]
+    batch = primer_ids.shape[0]
+    done = torch.zeros(batch, dtype=torch.bool)
+    result: list[list[int]] = [[] for _ in range(batch)]
+    for _ in range(length):
+        if values is None:
+            if temperature <= 0:
+                nxt = last.argmax(-1)
+            else:
+                probs = torch.softmax(last / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            semis = last * PITCH_SCALE + PITCH_CENTER
+            if temperature > 0 and noise > 0:
+                semis = semis + torch.randn(batch, generator=generator) * noise * temperature
+            # nearest vocabulary entry (the pitch vocabulary is 0..127)
+            nxt = (semis[:, None] - (values[None, :] * PITCH_SCALE + PITCH_CENTER)).abs().argmin(-1)
+        for b in range(batch):
+            if not done[b]:
+                result[b].append(int(nxt[b]))
+        if stop_id is not None:
+            done |= nxt == stop_id
+            if bool(done.all()):
+                break
+        out, state = model(nxt[:, None], state)
+        last = out[:, -1]
+    return result
+
+
+@torch.no_grad()
+def sample_refeed(model: SequenceModel, primer_ids: torch.Tensor, length: int, temperature: float,
+                  generator: torch.Generator, window: int) -> list[list[int]]:
+    """Baseline for benchmarks: re-feed the last ``window`` tokens for every new token.
+
+    This is how window-trained Keras models are usually sampled; it costs a
+    full window pass per token. Classification only.
+    """
+    model.eval()
+    seq = primer_ids
+    for _ in range(length):
+        out, _ = model(seq[:, -window:])
+        probs = torch.softmax(out[:, -1] / max(temperature, 1e-6), -1)
+        nxt = torch.multinomial(probs, 1, generator=generator)
+        seq = torch.cat([seq, nxt], 1)
+    return seq[:, primer_ids.shape[1]:].tolist()
+
+
+def choose_primer(ckpt: dict, config: GenerateConfig) -> tuple[list[str], dict]:
+    """The primer tokens and a description of where they came from."""
+    vocab = Vocabulary(ckpt["vocab"])
+    tc = ckpt["train_config"]
+    n = config.primer_length or tc["window"]
+    if config.primer == "tokens":
+        unknown = [t for t in config.primer_tokens if t not in vocab.index]
+        if unknown:
+            raise ConfigError(f"primer tokens not in the model's vocabulary: {' '.join(unknown[:5])}")
+        if not config.primer_tokens:
+            raise ConfigError("--primer tokens needs at least one token")
+        return list(config.primer_tokens), {"kind": "tokens"}
+    if config.primer == "start":
+        if START not in vocab.index:
+            raise ConfigError("this model has no <start> token (it is not a chars model); use --primer validation")
+        return [START], {"kind": "start"}
+    if config.primer != "validation":
+        raise ConfigError("--primer must be validation, start or tokens")
+    try:
+        ds = load_dataset(tc["dataset"], tc["encoding"])
+    except Exception as exc:
+        raise RunError(f"the run's dataset is needed for a validation primer: {exc}") from None
+    pieces = ds.pieces("validation") or ds.split["train"]
+    piece = config.primer_piece or pieces[0]
+    if piece not in ds.sequences:
+        raise ConfigError(f"no piece {piece!r} in {ds.folder}; validation pieces: {', '.join(pieces)}")
+    if ds.split.get("tail_fraction"):
+        tokens = vocab.decode(piece_arrays(ds, "validation")[0])[:n]
+    else:
+        tokens = ds.sequences[piece][:n]
+    return list(tokens), {"kind": "validation", "piece": piece, "length": len(tokens)}
+
+
+def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | None = None) -> dict:
+    """Sample ``config.count`` sequences from a run into ``<run>/samples/<tag>/samples.json``.
+
+    Returns a dict with the output folder and the samples (lists of tokens).
+    """
+    if config.count < 1 or config.length < 1:
+        raise ConfigError("--count and --length must be at least 1")
+    if config.temperature < 0 or math.isnan(config.temperature):
+        raise ConfigError("--temperature must be >= 0")
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir, config.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    vocab = Vocabulary(ckpt["vocab"])
+    primer, primer_info = choose_primer(ckpt, config)
+    g = torch.Generator().manual_seed(config.seed)
+    ids = torch.tensor(vocab.encode(primer))[None, :].repeat(config.count, 1)
+    values = noise = None
+    if ckpt["task"] == "regress":
+        values = torch.tensor([(float(t) - PITCH_CENTER) / PITCH_SCALE for t in vocab.tokens])
+        best = min(ckpt["metrics"], key=lambda r: r["val_loss"])
+        noise = math.sqrt(best["val_loss"]) * PITCH_SCALE  # validation RMSE in semitones
+    stop = vocab.index.get(END)
+    new = sample(model, ids, config.length, config.temperature, g, stop_id=stop, values=values, noise=noise or 0.0)
+    samples = [vocab.decode(s) for s in new]
+    tag = f"t{config.temperature:g}-s{config.seed}"
+    out = Path(out_dir) if out_dir else run_dir / "samples" / tag
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "samples.json", {
+        "run": str(run_dir), "encoding": ckpt["encoding"], "task": ckpt["task"],
+        "config": asdict(config), "primer": primer, "primer_info": primer_info,
+        "samples": samples})
+    return {"folder": str(out), "samples": samples, "primer": primer}
+
+
+def read_samples(folder: str | Path) -> dict:
+    path = Path(folder) / "samples.json" if Path(folder).is_dir() else Path(folder)
+    if not path.exists():
+        raise RunError(f"{folder} holds no samples.json; run `generate` first")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise RunError(f"{path} is damaged ({exc})") from None
