@@ -24,7 +24,7 @@ from torch import nn
 from .errors import ConfigError, RunError
 from .extract import Dataset, load_dataset
 from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .model import PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
+from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
 
@@ -54,6 +54,8 @@ class TrainConfig:
     clip: float = 1.0        # gradient-norm clipping; 0 = off
 
     def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if self.task not in ("classify", "regress"):
             raise ConfigError("--task must be classify or regress")
         if self.task == "regress" and self.encoding != "pitch":
@@ -62,9 +64,11 @@ class TrainConfig:
             raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.targets not in ("all", "last"):
             raise ConfigError("--targets must be all or last")
-        for name in ("layers", "hidden", "batch", "window", "stride", "epochs"):
+        for name in ("layers", "hidden", "batch", "window", "stride", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1")
+        if self.embed < 0:
+            raise ConfigError("--embed must be >= 0 (0 = one-hot input)")
         if not 0 <= self.dropout < 1:
             raise ConfigError("--dropout must be in [0, 1)")
         if self.lr <= 0:
