@@ -140,6 +140,8 @@ def train_options(f):
         click.option("--seed", default=str(d["seed"]), show_default=True),
         click.option("--threads", default=str(d["threads"]), show_default=True,
                      help="Torch threads per run; 0 = torch's default."),
+        click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
+                     help="Time budget: stop after the epoch that passes it; 0 = none."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -302,6 +304,147 @@ def render(folders, audio, piano_roll, fixed_beats, no_primer):
                     n += 1
     click.echo(f"rendered {n} sequences (MIDI{', ' + audio if audio else ''}"
                f"{', piano rolls' if piano_roll else ''}) -> {', '.join(map(str, folders))}")
+
+
+# ------------------------------------------------------------------ heatmap
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A run folder.")
+@click.option("--sample", default="", help="A samples folder written by `generate` (its primer + sample --index).")
+@click.option("--index", default=0, show_default=True, help="Which sample of --sample.")
+@click.option("--file", "file_", default="", help="An .abc file (chars models) or a MIDI file (note models).")
+@click.option("--text", default="", help=r"ABC text (\n for a new line), or space-separated note tokens.")
+@click.option("--length", default=300, show_default=True,
+              help="Without --sample/--file/--text: tokens of a fresh sample drawn from the run.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fresh sample.")
+@click.option("--temperature", default=1.0, show_default=True, help="Temperature of the fresh sample.")
+@click.option("--layer", default=-1, show_default=True, help="Recurrent layer: 0 = lowest, -1 = top.")
+@click.option("--state", default="hidden", show_default=True, type=click.Choice(["hidden", "cell"]),
+              help="hidden (h_t) or, for LSTM, cell (c_t).")
+@click.option("--units", default="", help="Draw these units (e.g. 3,17) instead of the best unit of each feature.")
+@click.option("--top", default=3, show_default=True, help="Best units per feature listed in ranking.csv.")
+@click.option("--columns", default=0, show_default=True, help="Cells per row; 0 = 80 for text, 16 for notes.")
+@click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--out", default=None, type=click.Path(path_type=Path), help="Output folder. Default: <run>/heatmaps.")
+def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, layer, state, units, top, columns,
+            checkpoint, out):
+    """Hidden-unit heatmaps over a sequence, and the units that track musical structure.
+
+    Records every unit of one layer at every step, scores each unit against features
+    of the sequence (ABC: header, title, bar lines, quotes...; notes: chord, register,
+    pitch, repeats) by correlation, and writes features.csv, ranking.csv and one PNG per
+    feature for its best unit (heatmap_<feature>_unit<k>.png). At most 2,000 tokens are drawn.
+
+    \b
+    Example:
+      python cli.py heatmap --run runs/oneills-lstm-2x128 --state cell --layer 0
+      python cli.py heatmap --run runs/nocturnes-gru-4x128 --sample runs/nocturnes-gru-4x128/samples/t1-s0 --index 2
+      python cli.py heatmap --run runs/oneills-lstm-2x128 --text "X:1\\nT:Tune\\nK:G\\n|:GAB c2d:|" --units 3,17
+    """
+    from pipeline.heatmap import HeatmapConfig, heatmap as run_heatmap
+
+    try:
+        unit_list = tuple(int(u) for u in csv_list(units))
+    except ValueError:
+        raise click.BadParameter(f"{units!r} is not a list of unit numbers", param_hint="--units")
+    config = HeatmapConfig(sample=sample, index=index, file=file_, text=text.replace("\\n", "\n"), length=length,
+                           seed=seed, temperature=temperature, layer=layer, state=state, units=unit_list, top=top,
+                           columns=columns, checkpoint=checkpoint)
+    with known_errors():
+        with progress_bar(0, "heatmap") as update:
+            res = run_heatmap(run_dir, config, out, progress=update)
+    best = res["best"]
+    strongest = f"; strongest: unit {best[1]} ~ {best[0]} (r={best[2]:+.2f})" if best else ""
+    click.echo(f"{len(res['pictures'])} heatmaps of {res['cell']} layer {res['layer']} ({res['state']} state) over "
+               f"{res['tokens']} tokens of {res['source']}{strongest} -> {res['folder']}/")
+
+
+# ------------------------------------------------------------------ grid
+@main.command()
+@train_options
+@click.option("--name", help="Grid folder under --runs. Default: <dataset>-grid.")
+@click.option("--runs", default="runs", show_default=True, type=click.Path(path_type=Path))
+@click.option("--workers", default=0, show_default=True,
+              help="Runs trained at once; 0 = one per core (local) or as many as Ray's CPUs allow. "
+                   "With --threads 0 each run gets cores/workers torch threads.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a process pool on this machine; ray: one Ray task (1 CPU) per run.")
+@click.option("--address", default="", help="Ray cluster address for --executor ray, e.g. auto or "
+                                            "ray://head:10001; default: start a local Ray.")
+def grid(name, runs, workers, executor, address, **raw):
+    """Train every combination of the given options into runs/<name>/ and summarise them.
+
+    Every training option takes a comma-separated list. Each combination is a normal
+    run folder named <cell>-<layers>x<hidden>-<hash of its config>. Run the same
+    command again to resume: finished runs are skipped, interrupted ones continue.
+
+    \b
+    Example:
+      python cli.py grid --data processed/nocturnes --cell rnn,lstm,gru --layers 1,2,3,4 --hidden 64,128 --name study
+      python cli.py grid --data processed/nocturnes --cell gru --dropout 0,0.2 --lr 0.001,0.002 --name tune
+      python cli.py grid --data processed/nocturnes --cell lstm,gru --executor ray --address auto --name big
+    """
+    from tqdm import tqdm
+
+    from pipeline.grid import GridConfig, expand_grid, run_grid
+
+    values = parse_train_values(raw)
+    name = name or f"{Path(values['dataset'][0]).name}-grid"
+    with known_errors():
+        configs, skipped = expand_grid(values)
+        if skipped:
+            click.echo(f"skipped {len(skipped)} invalid combinations, e.g. {skipped[0]['config']}: "
+                       f"{skipped[0]['reason']}", err=True)
+        bar = tqdm(total=len(configs), desc=f"grid {name}", unit="run", disable=None, file=sys.stderr)
+
+        def progress(rid, result):
+            bar.update(1)
+            bar.set_postfix_str(f"{rid} {result['status']}")
+            if result["status"] == "failed":
+                bar.write(f"failed: {rid}: {(result['error'].splitlines() or [''])[0]}", file=sys.stderr)
+        try:
+            res = run_grid(configs, GridConfig(name=name, runs=str(runs), workers=workers, executor=executor,
+                                               address=address), skipped=skipped, progress=progress)
+        finally:
+            bar.close()
+    _echo_summary(res["table"])
+    c = res["counts"]
+    click.echo(f"grid {name}: {len(configs)} runs ({c['trained']} trained, {c['resumed']} resumed, "
+               f"{c['restarted']} restarted, {c['skipped']} already finished, {c['failed']} failed) "
+               f"-> {res['folder']}/ (grid.json, summary.csv, summary.md, curves_<cell>.png, loss_vs_params.png)")
+    if c["failed"]:
+        rid, error = next((rid, r["error"]) for rid, r in res["runs"].items() if r["status"] == "failed")
+        raise click.ClickException(f"{c['failed']} of {len(configs)} runs failed (first: {rid}: "
+                                   f"{(error.splitlines() or [''])[0]}); "
+                                   f"run the same command again to retry them")
+
+
+def _echo_summary(table) -> None:
+    """The summary table without its error column (errors are printed as runs fail)."""
+    from pipeline.report import to_markdown
+
+    click.echo(to_markdown(table.drop(columns=[c for c in ("error",) if c in table])), nl=False)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(folder):
+    """Summarise a grid (or any folder of runs), also while it trains: table and figures.
+
+    Writes summary.csv, summary.md, curves_<cell>.png and loss_vs_params.png into FOLDER.
+
+    \b
+    Example:
+      python cli.py report runs/study
+    """
+    from pipeline.report import write_report
+
+    with known_errors():
+        res = write_report(folder)
+    _echo_summary(res["table"])
+    counts = res["table"]["status"].value_counts().to_dict()
+    states = ", ".join(f"{counts[s]} {s}" for s in ("finished", "incomplete", "failed") if s in counts)
+    click.echo(f"summarised {len(res['table'])} runs ({states}) -> {folder}/ "
+               f"({', '.join(Path(f).name for f in res['files'])})")
 
 
 if __name__ == "__main__":

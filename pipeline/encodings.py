@@ -55,21 +55,24 @@ def onset_groups(notes: pd.DataFrame, tolerance: float = 0.02) -> list[OnsetGrou
     """
     if notes.empty:
         return []
-    df = notes.sort_values(["start", "pitch"], kind="stable")
-    starts = df["start"].to_numpy()
-    groups: list[OnsetGroup] = []
-    first = 0
-    for i in range(1, len(df) + 1):
-        if i == len(df) or starts[i] - starts[first] > tolerance:
-            g = df.iloc[first:i]
-            groups.append(OnsetGroup(
-                pitches=sorted(set(int(p) for p in g["pitch"])),
-                start_beat=float(g["start_beat"].iloc[0]),
-                duration_beat=float((g["end_beat"] - g["start_beat"]).max()),
-                velocity=int(round(g["velocity"].mean())),
-            ))
-            first = i
-    return groups
+    order = np.lexsort((notes["pitch"].to_numpy(), notes["start"].to_numpy()))
+    starts = notes["start"].to_numpy()[order]
+    pitch = notes["pitch"].to_numpy()[order]
+    sb = notes["start_beat"].to_numpy()[order]
+    dur = notes["end_beat"].to_numpy()[order] - sb
+    vel = notes["velocity"].to_numpy()[order]
+    # a group opens where a note starts more than `tolerance` after the group's first note;
+    # that depends on the group's first note, so it is a (cheap) sequential scan
+    bounds = [0]
+    first = starts[0]
+    for i in range(1, len(starts)):
+        if starts[i] - first > tolerance:
+            bounds.append(i)
+            first = starts[i]
+    bounds.append(len(starts))
+    return [OnsetGroup(pitches=sorted(set(pitch[a:b].tolist())), start_beat=float(sb[a]),
+                       duration_beat=float(dur[a:b].max()), velocity=int(round(float(vel[a:b].mean()))))
+            for a, b in zip(bounds, bounds[1:])]
 
 
 def pitch_to_name(pitch: int) -> str:

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0         # torch intra-op threads; 0 = torch's default
     clip: float = 1.0        # gradient-norm clipping; 0 = off
+    max_minutes: float = 0.0  # stop after the epoch that passes this training time; 0 = no limit
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -322,7 +323,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                 best, bad = row["val_loss"], 0
             else:
                 bad += 1
-            finished = bad >= config.patience or epoch == config.epochs
+            out_of_time = config.max_minutes > 0 and sum(r["seconds"] for r in rows) >= 60 * config.max_minutes
+            finished = bad >= config.patience or epoch == config.epochs or out_of_time
             ckpt = {"model": model.state_dict(), "optimizer": trainer.opt.state_dict(),
                     "torch_rng": torch.get_rng_state(), "epoch": epoch, "best_val": best,
                     "bad_epochs": bad, "metrics": rows, "finished": finished,

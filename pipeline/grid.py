@@ -1,0 +1,365 @@
+"""Stage 2b: train every combination of options (a grid) into ``runs/<grid>/``.
+
+Each combination is an ordinary run folder written by :func:`pipeline.train.train`,
+``runs/<grid>/<cell>-<layers>x<hidden>-<hash>``, where the hash is a sha256 over
+the sorted configuration (:func:`run_id`), so one configuration lands in the same
+folder in every process, on every machine, on every re-run. ``grid.json`` lists
+the configurations, their ids and how each one last ended.
+
+Re-running a grid is cheap and safe: finished runs are read back and not trained
+again, interrupted ones resume from ``last.pt``, and a folder killed before its
+first checkpoint is cleared and trained from the start. One run failing does not
+stop the others; its error is kept in ``grid.json`` and the summary.
+
+Small recurrent models use a CPU core poorly, so the local executor trains one
+run per core, each with one torch thread (see ``bench/bench_grid.py``).
+"""
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+from .errors import ConfigError, PipelineError, RunError
+from .extract import load_dataset
+from .fsutil import atomic_write_json, stable_id
+from .report import read_run, write_report
+from .train import TrainConfig, train
+
+# Fields that change how fast a run goes, not what it learns: left out of the run id,
+# so a grid re-run with other --threads finds its runs again.
+EXECUTION_ONLY = ("threads",)
+EXECUTORS = ("local", "ray")
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+@dataclass
+class GridConfig:
+    """How a grid is run (not what it trains); saved in ``grid.json``."""
+
+    name: str = "grid"
+    runs: str = "runs"
+    workers: int = 0          # runs trained at once; 0 = one per core (local) / no limit (ray)
+    executor: str = "local"   # local: a process pool; ray: Ray tasks of one CPU each
+    address: str = ""         # Ray cluster address; "" = start a local Ray
+
+    def validate(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+        if self.workers < 0:
+            raise ConfigError("--workers must be >= 0 (0 = one per core)")
+        if self.address and self.executor != "ray":
+            raise ConfigError("--address is for --executor ray")
+        if not self.name or Path(self.name).name != self.name:
+            raise ConfigError(f"--name must be a plain folder name, not {self.name!r}")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.runs) / self.name
+
+
+def cpu_count() -> int:
+    """Cores this process may use (honours CPU affinity, e.g. in containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------ configurations
+
+def canonical_config(config: TrainConfig) -> dict:
+    """The fields that define what a run learns, each coerced to its declared type.
+
+    ``dropout=0`` and ``dropout=0.0`` (or ``processed/x/`` and ``processed/x``)
+    must give the same run, so values are normalised before hashing.
+    """
+    out = {}
+    for f in fields(TrainConfig):
+        if f.name in EXECUTION_ONLY:
+            continue
+        value = type(f.default)(getattr(config, f.name))
+        out[f.name] = os.path.normpath(value) if f.name == "dataset" else value
+    return out
+
+
+def run_id(config: TrainConfig) -> str:
+    """Readable, process-independent folder name of a run, e.g. ``gru-4x128-3f9a0c21be``.
+
+    The hash is :func:`pipeline.fsutil.stable_id` (sha256 over sorted JSON) of the
+    fields of :func:`canonical_config` that differ from TrainConfig's defaults, so a
+    new training option added later (with a default that keeps the old behaviour)
+    does not rename, and retrain, every existing run. If a default itself changes,
+    the folder's ``config.json`` no longer matches and :func:`run_grid` says so
+    instead of reusing it. The readable part follows ``train``'s default names.
+    """
+    defaults = canonical_config(TrainConfig())
+    key = {k: v for k, v in canonical_config(config).items() if v != defaults[k]}
+    parts = [config.cell, f"{config.layers}x{config.hidden}"]
+    parts += [config.encoding] if config.encoding != "names" else []
+    parts += [config.task] if config.task != "classify" else []
+    return "-".join(parts + [stable_id(key)])
+
+
+def expand_grid(values: Mapping[str, Sequence]) -> tuple[list[TrainConfig], list[dict]]:
+    """Every combination of option values, as validated TrainConfigs.
+
+    Parameters
+    ----------
+    values : TrainConfig field -> the values to try, e.g. ``{"cell": ["rnn", "gru"],
+        "hidden": [64, 128]}``; fields not given keep their defaults.
+
+    Returns
+    -------
+    configs : one per distinct valid combination (duplicates removed), in product order.
+    skipped : ``{"config", "reason"}`` for each combination that is invalid, e.g.
+        ``task=regress`` with ``encoding=names``.
+
+    Raises ConfigError for an unknown field, an empty list, or when no combination is valid.
+    """
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"not training options: {', '.join(unknown)}")
+    keys = [k for k in names if k in values]
+    for k in keys:
+        if len(values[k]) == 0:
+            raise ConfigError(f"--{k} needs at least one value")
+    configs, skipped, seen = [], [], set()
+    for combo in itertools.product(*(values[k] for k in keys)):
+        config = TrainConfig(**dict(zip(keys, combo)))
+        try:
+            config.validate()
+        except ConfigError as exc:
+            skipped.append({"config": dict(zip(keys, combo)), "reason": str(exc)})
+            continue
+        rid = run_id(config)
+        if rid not in seen:
+            seen.add(rid)
+            configs.append(config)
+    if not configs:
+        raise ConfigError(f"no valid combination of options: {skipped[0]['reason']}")
+    return configs, skipped
+
+
+def _cost(config: TrainConfig) -> float:
+    """Rough work per epoch, used to start the biggest runs first (shorter grids)."""
+    width = config.hidden + (config.embed or config.hidden)
+    return _GATES.get(config.cell, 1) * config.layers * config.hidden * width / config.stride
+
+
+# ------------------------------------------------------------------ one run
+
+def run_one(config: dict, run_dir: str, cwd: str = "") -> dict:
+    """Train a run, or resume it when its folder holds ``last.pt``; the executors' task.
+
+    Takes and returns plain data so it crosses process (and Ray) boundaries.
+    Errors are returned, not raised, so one failure never stops the grid;
+    KeyboardInterrupt still propagates.
+
+    Returns
+    -------
+    ``{"status": "finished", **train's summary}`` or ``{"status": "failed", "error",
+    "traceback"}`` (the traceback only for errors that are not the user's).
+    """
+    if cwd and os.getcwd() != cwd:
+        os.chdir(cwd)  # a Ray worker may start elsewhere; dataset paths are relative to the grid's
+    t0 = time.perf_counter()
+    try:
+        summary = train(TrainConfig.from_dict(config), run_dir, resume=(Path(run_dir) / "last.pt").exists())
+        return {"status": "finished", **summary, "wall_seconds": time.perf_counter() - t0}
+    except PipelineError as exc:
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # a bug, or e.g. out of memory: keep the traceback for the report
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+
+
+def _prepare(config: TrainConfig, run_dir: Path) -> str:
+    """What a run needs: ``skip`` (finished), ``resume``, ``restart`` (cleared) or ``train``.
+
+    Raises RunError when the folder holds a different configuration.
+    """
+    if not run_dir.exists():
+        return "train"
+    record = read_run(run_dir)
+    if record["config"] is not None:
+        theirs = canonical_config(TrainConfig.from_dict(record["config"]))
+        if theirs != canonical_config(config):
+            diff = sorted(k for k in theirs if theirs[k] != canonical_config(config)[k])
+            raise RunError(f"{run_dir} holds a different configuration ({', '.join(diff)} differ); move it away")
+    if record["has_checkpoint"]:
+        return "skip" if record["status"] == "finished" else "resume"
+    # killed before its first checkpoint: nothing worth keeping
+    shutil.rmtree(run_dir)
+    return "restart"
+
+
+# ------------------------------------------------------------------ executors
+
+Job = tuple[str, dict, str]  # (run id, config dict, run folder)
+
+
+def _run_local(jobs: list[Job], workers: int, cwd: str) -> Iterator[tuple[str, dict]]:
+    if workers == 1:
+        for rid, config, run_dir in jobs:
+            yield rid, run_one(config, run_dir, cwd)
+        return
+    # spawn, not fork: forking a parent whose torch/OpenMP threads already ran can deadlock
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_one, config, run_dir, cwd): rid for rid, config, run_dir in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    result = fut.result()
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    result = {"status": "failed", "error": f"worker process died ({type(exc).__name__}: {exc}); "
+                                                          "re-run the grid to resume"}
+                yield futures[fut], result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install .[ray]") from None
+    return ray
+
+
+def _run_ray(jobs: list[Job], workers: int, address: str, cwd: str) -> Iterator[tuple[str, dict]]:
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        # workers import this package by name: make it importable wherever they start
+        root = str(Path(__file__).resolve().parents[1])
+        pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(address=address or None, num_cpus=None if address else (workers or cpu_count()),
+                 include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    queue, running = list(jobs), {}
+    try:
+        while queue or running:
+            while queue and (not workers or len(running) < workers):
+                rid, config, run_dir = queue.pop(0)
+                running[task.remote(config, run_dir, cwd)] = rid
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                rid = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # the task's worker died
+                    result = {"status": "failed", "error": f"Ray task failed ({type(exc).__name__}: {exc})"}
+                yield rid, result
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------ the grid
+
+def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
+             skipped: Sequence[dict] = (), progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Train every configuration as a run folder under ``<grid.runs>/<grid.name>/``, then summarise.
+
+    Parameters
+    ----------
+    configs : from :func:`expand_grid`. A config with ``threads=0`` gets
+        ``cores // workers`` threads (1 with the default one-run-per-core).
+    grid : where and how to run.
+    skipped : invalid combinations from :func:`expand_grid`, recorded in ``grid.json``.
+    progress : called once per run as it ends (or is found finished) with its id
+        and its result (``status``, ``action``, ``error`` or train's summary).
+
+    Returns
+    -------
+    ``{"folder", "runs": {id: result}, "counts": {trained, resumed, restarted, skipped,
+    failed}, "table": summary DataFrame, "files": written report files}``.
+    ``grid.json`` lists this call's configurations; runs that earlier calls with other
+    options left in the folder still appear in the summary.
+    KeyboardInterrupt propagates after ``grid.json`` is saved; finished epochs are kept.
+    """
+    grid.validate()
+    if not configs:
+        raise ConfigError("the grid has no configuration")
+    if grid.executor == "ray":
+        _import_ray()
+    for dataset, encoding in sorted({(c.dataset, c.encoding) for c in configs}):
+        load_dataset(dataset, encoding)  # one clear error now rather than one per run
+    folder = grid.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    n_workers = grid.workers or (cpu_count() if grid.executor == "local" else 0)
+
+    # grid.json describes this invocation; runs of earlier ones stay in their folders (and the report)
+    entries: dict[str, dict] = {}
+    results: dict[str, dict] = {}
+    actions: dict[str, str] = {}
+    todo: list[tuple[str, TrainConfig, Path]] = []
+    for config in configs:
+        rid = run_id(config)
+        run_dir = folder / rid
+        entries[rid] = {"id": rid, "config": canonical_config(config), "status": "pending"}
+        try:
+            actions[rid] = _prepare(config, run_dir)
+        except RunError as exc:
+            actions[rid] = "none"
+            results[rid] = {"status": "failed", "error": f"RunError: {exc}"}
+            continue
+        if actions[rid] == "skip":
+            results[rid] = {"status": "finished"}
+            continue
+        todo.append((rid, config, run_dir))
+    # one torch thread per run when runs fill the cores; more when fewer runs remain than cores
+    threads = 1 if grid.executor == "ray" else max(1, cpu_count() // max(1, min(n_workers, len(todo))))
+    jobs = sorted(((rid, asdict(replace(c, threads=c.threads or threads)), str(d)) for rid, c, d in todo),
+                  key=lambda job: -_cost(TrainConfig.from_dict(job[1])))
+
+    def record(rid: str, result: dict) -> None:
+        result["action"] = actions[rid]
+        entries[rid].update(status=result["status"], error=result.get("error", ""))
+        if "traceback" in result:
+            entries[rid]["traceback"] = result["traceback"]
+        else:
+            entries[rid].pop("traceback", None)
+        results[rid] = result
+        if progress:
+            progress(rid, result)
+
+    def save() -> None:
+        atomic_write_json(folder / "grid.json", {
+            "grid": asdict(grid), "runs": list(entries.values()),
+            "skipped_combinations": list(skipped)})
+
+    for rid, result in list(results.items()):
+        record(rid, result)
+    save()
+    cwd = os.getcwd()
+    stream = (_run_local(jobs, min(n_workers, len(jobs)) or 1, cwd) if grid.executor == "local"
+              else _run_ray(jobs, n_workers, grid.address, cwd))
+    try:
+        for rid, result in stream:
+            record(rid, result)
+            save()
+    finally:
+        save()
+    report = write_report(folder)
+    counts = {"trained": 0, "resumed": 0, "restarted": 0, "skipped": 0, "failed": 0}
+    names = {"train": "trained", "resume": "resumed", "restart": "restarted", "skip": "skipped"}
+    for rid, result in results.items():
+        counts["failed" if result["status"] == "failed" else names[result["action"]]] += 1
+    return {"folder": str(folder), "runs": results, "counts": counts, **report}

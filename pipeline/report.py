@@ -1,0 +1,230 @@
+"""Summaries of a folder of runs (usually a grid): one table and comparison figures.
+
+Reads only the run folders (``config.json``, ``last.pt``) and, for a grid,
+``grid.json`` (which runs belong to it and how failed ones failed), so it can
+be run at any time, also while the grid is training. Writes, into that folder:
+
+- ``summary.csv`` and ``summary.md``  one row per run, best validation loss first
+- ``curves_<cell>.png``               training (solid) and validation (dashed) loss per run of a cell
+- ``loss_vs_params.png``              best validation loss against parameter count, per cell
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import RunError
+from .fsutil import atomic_write_bytes, atomic_write_text
+from .train import TrainConfig, load_checkpoint
+
+ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
+NOT_OPTIONS = ("threads",)            # execution settings, never a column
+CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+
+
+def read_grid_file(folder: str | Path) -> dict:
+    """``grid.json`` of a grid folder, or ``{}`` for a plain folder of runs."""
+    path = Path(folder) / "grid.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise RunError(f"{path} is damaged ({exc}); re-run the grid to rewrite it") from None
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """One run folder as a record.
+
+    Returns
+    -------
+    ``{"run", "config" (config.json as a dict, or None), "has_checkpoint",
+    "status" ("finished" per last.pt, else "incomplete"), "history" (DataFrame,
+    one row per finished epoch; empty before the first checkpoint)}``.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text()) if path.exists() else None
+    history, finished = pd.DataFrame(), False
+    has_checkpoint = (run_dir / "last.pt").exists()
+    if has_checkpoint:
+        # last.pt, not metrics.csv: it is written first, and carries the finished flag
+        ckpt = load_checkpoint(run_dir, "last")
+        history, finished = pd.DataFrame(ckpt["metrics"]), bool(ckpt.get("finished"))
+    return {"run": run_dir.name, "config": config, "has_checkpoint": has_checkpoint,
+            "status": "finished" if finished else "incomplete", "history": history}
+
+
+def _metrics_row(record: dict) -> dict:
+    """Best-epoch metrics of a run; NaN where it has no finished epoch."""
+    h = record["history"]
+    cfg = record["config"] or {}
+    row = {"parameters": cfg.get("parameters", np.nan), "val_loss": np.nan, "val_acc": np.nan,
+           "best_epoch": np.nan, "epochs": 0, "sec_per_epoch": np.nan, "seconds": 0.0}
+    if len(h):
+        best = h.loc[h["val_loss"].idxmin()]
+        row.update(val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]),
+                   best_epoch=int(best["epoch"]), epochs=int(h["epoch"].max()),
+                   sec_per_epoch=float(h["seconds"].mean()), seconds=float(h["seconds"].sum()))
+        if "val_mae" in h:
+            row["val_mae"] = float(best["val_mae"])
+    return row
+
+
+def collect_runs(folder: str | Path) -> list[dict]:
+    """Records of every run of a folder: those ``grid.json`` lists, then any other run sub-folder.
+
+    A listed run without a folder (it failed before training, or has not started)
+    gets its configuration from ``grid.json``. ``status`` is ``failed`` when the
+    grid recorded an error and the run has not finished since.
+    """
+    folder = Path(folder)
+    entries = {e["id"]: e for e in read_grid_file(folder).get("runs", [])}
+    names = list(entries) + sorted(p.name for p in folder.iterdir()
+                                   if p.is_dir() and (p / "config.json").exists() and p.name not in entries)
+    records = []
+    for name in names:
+        run_dir, entry = folder / name, entries.get(name, {})
+        record = read_run(run_dir) if run_dir.exists() else {
+            "run": name, "config": None, "has_checkpoint": False, "status": "incomplete", "history": pd.DataFrame()}
+        record["options"] = record["config"] or entry.get("config", {})
+        record["error"] = ""
+        if record["status"] != "finished" and entry.get("status") == "failed":
+            record["status"], record["error"] = "failed", entry.get("error", "")
+        records.append(record)
+    return records
+
+
+def summary_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run, best validation loss first (runs without one last).
+
+    Columns: run, cell, layers, hidden, every other option that differs between
+    the runs, parameters, val_loss, val_acc (val_mae for regression), best_epoch,
+    epochs, sec_per_epoch, seconds, status (and error when a run failed).
+    An empty list gives an empty table with those columns.
+    """
+    option_names = [f.name for f in fields(TrainConfig) if f.name not in NOT_OPTIONS]
+    swept = [k for k in option_names if k not in ALWAYS
+             and len({json.dumps(r["options"].get(k)) for r in records}) > 1]
+    rows = []
+    for r in records:
+        row = {"run": r["run"], **{k: r["options"].get(k) for k in (*ALWAYS, *swept)}, **_metrics_row(r),
+               "status": r["status"], "error": r["error"]}
+        rows.append(row)
+    cols = ["run", *ALWAYS, *swept, "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs",
+            "sec_per_epoch", "seconds", "status", "error"]
+    df = pd.DataFrame(rows, columns=cols)
+    if not df["val_mae"].notna().any():
+        df = df.drop(columns="val_mae")
+    if not (df["error"].astype(bool)).any():
+        df = df.drop(columns="error")
+    for col in ("parameters", "best_epoch", "epochs"):
+        df[col] = df[col].astype("Int64")
+    return df.sort_values(["val_loss", "run"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """The summary as a Markdown table, metrics rounded for reading (the CSV keeps full precision)."""
+    show = df.copy()
+    for col, fmt in (("val_loss", "{:.4f}"), ("val_acc", "{:.3f}"), ("val_mae", "{:.2f}"),
+                     ("sec_per_epoch", "{:.2f}"), ("seconds", "{:.1f}")):
+        if col in show:
+            show[col] = [("" if pd.isna(v) else fmt.format(v)) for v in show[col]]
+    for col in ("parameters", "best_epoch"):
+        show[col] = [("" if pd.isna(v) else f"{int(v):,}" if col == "parameters" else str(int(v)))
+                     for v in show[col]]
+    numeric = {"layers", "hidden", "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs",
+               "sec_per_epoch", "seconds"} | {c for c in show if pd.api.types.is_numeric_dtype(df[c])}
+    show = show.astype(object).where(show.notna(), "")
+    return show.to_markdown(index=False, disable_numparse=True,
+                            colalign=["right" if c in numeric else "left" for c in show.columns]) + "\n"
+
+
+def _label(options: dict, swept: list[str]) -> str:
+    extra = [f"{k} {options.get(k)}" for k in swept if k not in ALWAYS]
+    return " · ".join([f"{options.get('layers')}×{options.get('hidden')}", *extra])
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> list[Path]:
+    """One figure per cell: training (solid) and validation (dashed) loss, one colour per run."""
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot state
+    from matplotlib.lines import Line2D
+    import matplotlib
+
+    written = []
+    for cell in sorted({r["options"].get("cell") for r in records if len(r["history"])}):
+        runs = sorted((r for r in records if r["options"].get("cell") == cell and len(r["history"])),
+                      key=lambda r: (r["options"].get("layers"), r["options"].get("hidden"), r["run"]))
+        cmap = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
+        fig = Figure(figsize=(9, 5.5))
+        ax = fig.subplots()
+        for i, r in enumerate(runs):
+            h, colour = r["history"], cmap(i % cmap.N)
+            ax.plot(h["epoch"], h["train_loss"], "-", color=colour, label=_label(r["options"], swept))
+            ax.plot(h["epoch"], h["val_loss"], "--", color=colour)
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="grey", ls="-", label="training"),
+                    Line2D([], [], color="grey", ls="--", label="validation")]
+        ax.legend(handles=handles, title="layers × hidden", fontsize=8, ncol=2 if len(runs) > 8 else 1)
+        ax.set(xlabel="epoch", ylabel="loss", title=f"{cell.upper()}: training (solid) and validation (dashed) loss")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(atomic_write_bytes(folder / f"curves_{cell}.png", _png(fig)))
+    return written
+
+
+def plot_loss_vs_params(df: pd.DataFrame, folder: Path) -> Path | None:
+    """Best validation loss against parameter count (log x), coloured and labelled per run."""
+    from matplotlib.figure import Figure
+
+    done = df[df["val_loss"].notna() & df["parameters"].notna()]
+    if done.empty:
+        return None
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.subplots()
+    for cell, part in done.groupby("cell", sort=True):
+        ax.scatter(part["parameters"].astype(float), part["val_loss"], s=40, label=cell,
+                   color=CELL_COLOURS.get(cell))
+        for _, r in part.iterrows():
+            ax.annotate(f"{r['layers']}×{r['hidden']}", (float(r["parameters"]), r["val_loss"]),
+                        textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (log scale)", ylabel="best validation loss",
+           title="Best validation loss against model size")
+    ax.legend(title="cell")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return atomic_write_bytes(folder / "loss_vs_params.png", _png(fig))
+
+
+def write_report(folder: str | Path) -> dict:
+    """Summarise every run of a folder into its table and figures.
+
+    Returns ``{"table": DataFrame (see :func:`summary_table`), "files": paths written}``.
+    Raises RunError when the folder holds no run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunError(f"{folder} is not a folder of runs")
+    records = collect_runs(folder)
+    if not records:
+        raise RunError(f"{folder} holds no run (no sub-folder with config.json, no grid.json)")
+    df = summary_table(records)
+    swept = [c for c in df.columns if c in {f.name for f in fields(TrainConfig)} and c not in ALWAYS]
+    files = [atomic_write_text(folder / "summary.csv", df.to_csv(index=False)),
+             atomic_write_text(folder / "summary.md", to_markdown(df))]
+    files += plot_curves_by_cell(records, swept, folder)
+    plot = plot_loss_vs_params(df, folder)
+    files += [plot] if plot else []
+    return {"table": df, "files": [str(f) for f in files]}
