@@ -45,7 +45,7 @@ class TrainConfig:
     lr: float = 0.002
     batch: int = 64
     window: int = 30
-    stride: int = 30         # windows start every `stride` tokens; 1 = every window
+    stride: int = 5          # windows start every `stride` tokens; 1 = every window (see README: bench)
     targets: str = "all"     # "all": loss at every position of a window; "last": only its next token
     epochs: int = 30
     patience: int = 5        # early stopping: epochs without a better validation loss
