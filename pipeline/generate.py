@@ -18,7 +18,7 @@ from .errors import ConfigError, RunError
 from .extract import load_dataset
 from .fsutil import atomic_write_json
 from .model import PITCH_CENTER, PITCH_SCALE, SequenceModel
-from .train import load_checkpoint, model_from_checkpoint, piece_arrays
+from .train import load_checkpoint, model_from_checkpoint
 
 START, END = "<start>", "<end>"
 
@@ -108,7 +108,20 @@ def sample_refeed(model: SequenceModel, primer_ids: torch.Tensor, length: int, t
     return seq[:, primer_ids.shape[1]:].tolist()
 
 
-def choose_primer(ckpt: dict, config: GenerateConfig) -> tuple[list[str], dict]:
+def read_primers(ckpt: dict, run_dir: Path) -> dict[str, list[str]]:
+    """Openings of the held-out pieces saved in the run folder at training time.
+
+    Older run folders without ``primers.json`` fall back to the dataset.
+    """
+    path = Path(run_dir) / "primers.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from .train import validation_openings
+    tc = ckpt["train_config"]
+    return validation_openings(load_dataset(tc["dataset"], tc["encoding"]), 200)
+
+
+def choose_primer(ckpt: dict, config: GenerateConfig, run_dir: Path) -> tuple[list[str], dict]:
     """The primer tokens and a description of where they came from."""
     vocab = Vocabulary(ckpt["vocab"])
     tc = ckpt["train_config"]
@@ -126,18 +139,13 @@ def choose_primer(ckpt: dict, config: GenerateConfig) -> tuple[list[str], dict]:
         return [START], {"kind": "start"}
     if config.primer != "validation":
         raise ConfigError("--primer must be validation, start or tokens")
-    try:
-        ds = load_dataset(tc["dataset"], tc["encoding"])
-    except Exception as exc:
-        raise RunError(f"the run's dataset is needed for a validation primer: {exc}") from None
-    pieces = ds.pieces("validation") or ds.split["train"]
-    piece = config.primer_piece or pieces[0]
-    if piece not in ds.sequences:
-        raise ConfigError(f"no piece {piece!r} in {ds.folder}; validation pieces: {', '.join(pieces)}")
-    if ds.split.get("tail_fraction"):
-        tokens = vocab.decode(piece_arrays(ds, "validation")[0])[:n]
-    else:
-        tokens = ds.sequences[piece][:n]
+    openings = read_primers(ckpt, run_dir)
+    if not openings:
+        raise RunError("the run has no held-out openings (primers.json); use --primer start or tokens")
+    piece = config.primer_piece or next(iter(openings))
+    if piece not in openings:
+        raise ConfigError(f"no held-out piece {piece!r}; choose from {', '.join(openings)}")
+    tokens = openings[piece][:n]
     return list(tokens), {"kind": "validation", "piece": piece, "length": len(tokens)}
 
 
@@ -154,7 +162,7 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     ckpt = load_checkpoint(run_dir, config.checkpoint)
     model = model_from_checkpoint(ckpt)
     vocab = Vocabulary(ckpt["vocab"])
-    primer, primer_info = choose_primer(ckpt, config)
+    primer, primer_info = choose_primer(ckpt, config, run_dir)
     g = torch.Generator().manual_seed(config.seed)
     ids = torch.tensor(vocab.encode(primer))[None, :].repeat(config.count, 1)
     values = noise = None

@@ -126,6 +126,13 @@ def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> tuple[np
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def validation_openings(ds: Dataset, n: int) -> dict[str, list[str]]:
+    """The first ``n`` tokens of each held-out piece (its tail, for a one-piece dataset)."""
+    if ds.split.get("tail_fraction"):
+        return {ds.split["train"][0] + ":tail": ds.vocab.decode(piece_arrays(ds, "validation")[0][:n])}
+    return {p: ds.sequences[p][:n] for p in ds.pieces("validation")}
+
+
 def pitch_values(ds: Dataset) -> torch.Tensor:
     """Scaled pitch of each vocabulary entry (regression targets), shape (vocab,)."""
     return torch.tensor([(float(t) - PITCH_CENTER) / PITCH_SCALE for t in ds.vocab.tokens])
@@ -218,7 +225,7 @@ def load_checkpoint(run_dir: str | Path, which: str = "best") -> dict:
     if not path.exists():
         raise RunError(f"{run_dir} has no {which}.pt; is it a run folder written by `train`?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)  # never runs code from a shared run folder
     except Exception as exc:
         raise RunError(f"{path} is damaged ({type(exc).__name__}); retrain or use the other checkpoint") from None
 
@@ -308,8 +315,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             **asdict(config), "model": model.to_dict(), "parameters": model.n_parameters(),
             "train_windows": len(trainer.train_x), "val_windows": len(trainer.val_x),
             "vocab_size": len(ds.vocab)})
-        # rendering needs the corpus rhythms; keep them so the run folder stands alone
+        # rendering needs the corpus rhythms and generation the held-out openings as primers;
+        # keep both so the run folder stands alone
         atomic_write_json(run_dir / "timing.json", ds.timing)
+        atomic_write_json(run_dir / "primers.json", validation_openings(ds, 200))
 
     finished = False
     try:

@@ -139,3 +139,13 @@ def test_bad_generate_options(tiny_dataset, tmp_path):
         generate(run, GenerateConfig(primer="start"))
     with pytest.raises(RunError):
         generate(tmp_path / "nope", GenerateConfig())
+
+
+def test_run_folder_stands_alone_without_its_dataset(tiny_dataset, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_dataset, epochs=1), run)
+    shutil.rmtree(tiny_dataset)
+    res = generate(run, GenerateConfig(count=2, length=10))
+    assert len(res["primer"]) == 8
+    assert render_samples(res["folder"])["files"][0]["midi"] == "sample_000.mid"
