@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +24,7 @@ from torch import nn
 from .encodings import CHORD_SEP, NOTE_ENCODINGS, Vocabulary, encode_notes, tokens_to_groups
 from .errors import ConfigError, RunError
 from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .generate import END, START
+from .abc_io import END, START
 from .model import SequenceModel
 
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
@@ -365,8 +366,11 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
     used_cols = max([c for _, c in pos], default=0) + 1
     lines = 1 if chars else min(4, max([t.count(CHORD_SEP) + 1 for t in tokens[:shown]], default=1))
     cell_w, cell_h = (0.12, 0.2) if chars else (0.42, 0.09 + 0.12 * lines)
-    left, right, top, bottom = 0.2, 1.0, 0.45, 0.2
-    width = max(4.0, left + used_cols * cell_w + right)
+    left, right, bottom = 0.2, 1.0, 0.2
+    # a 9-point character is about 0.065 in wide: widen short pictures for the title, wrap it on long ones
+    width = max(4.0, left + used_cols * cell_w + right, min(9.0, 2 * left + 0.065 * len(title)))
+    title = "\n".join(textwrap.wrap(title, int((width - 2 * left) / 0.065)) or [""])
+    top = 0.3 + 0.16 * (title.count("\n") + 1)
     height = max(1.6, top + rows * cell_h + bottom)
 
     grid = np.full((rows, used_cols), np.nan)
@@ -375,7 +379,8 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
     lim = float(limit) if limit else float(np.max(np.abs(values[:shown]), initial=0.0)) or 1.0
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
     fig = plt.figure(figsize=(width, height), dpi=100)
-    ax = fig.add_axes((left / width, bottom / height, used_cols * cell_w / width, rows * cell_h / height))
+    grid_h, bar_h = rows * cell_h, min(max(rows * cell_h, 1.0), height - top - bottom)
+    ax = fig.add_axes((left / width, 1 - (top + grid_h) / height, used_cols * cell_w / width, grid_h / height))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto",
                    interpolation="nearest", extent=(0, used_cols, rows, 0))
     font = dict(fontsize=8 if chars else 6.5, family="DejaVu Sans Mono", ha="center", va="center",
@@ -384,8 +389,7 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
         dark = abs(v) > 0.6 * lim
         ax.text(c + 0.5, r + 0.5, _label(t, chars, lines), color="white" if dark else "black", **font)
     ax.set_axis_off()
-    cax = fig.add_axes(((width - right + 0.25) / width, bottom / height, 0.15 / width,
-                        max(rows * cell_h, 1.0) / height))
+    cax = fig.add_axes(((width - right + 0.25) / width, 1 - (top + bar_h) / height, 0.15 / width, bar_h / height))
     fig.colorbar(im, cax=cax)
     fig.suptitle(title, x=left / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=9)
     buf = io.BytesIO()
@@ -431,14 +435,12 @@ class HeatmapConfig:
         return cls(**{**d, "units": tuple(d.get("units", ()))})
 
 
-def _encode_chars(text: str) -> list[str]:
-    try:
-        from .abc_io import encode_chars
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.abc_io":
-            raise
-        return [START, *text, END]  # the same framing abc_io gives a tune
-    return encode_chars(text)
+def _encode_abc(text: str) -> list[str]:
+    """ABC text -> chars tokens: each tune of a tunebook framed as in ``extract``; text with no X: line as one."""
+    from .abc_io import encode_chars, split_tunebook
+
+    tunes = split_tunebook(text)
+    return [t for tune in tunes for t in encode_chars(tune.text)] if tunes else encode_chars(text)
 
 
 def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path) -> tuple[list[str], str]:
@@ -464,14 +466,15 @@ def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path)
         if encoding == "chars":
             if path.suffix.lower() != ".abc":
                 raise ConfigError(f"this is a chars model: give an .abc file, not {path.name}")
-            return _encode_chars(path.read_text(encoding="utf-8", errors="replace")), str(path)
+            from .abc_io import read_abc_text
+            return _encode_abc(read_abc_text(path)), str(path)
         if path.suffix.lower() not in (".mid", ".midi"):
             raise ConfigError(f"this is a {encoding} model: give a MIDI file, not {path.name}")
         from .midi_io import midi_file_to_notes
         notes, _ = midi_file_to_notes(path)
         return encode_notes(notes, encoding), str(path)
     if config.text:
-        return (_encode_chars(config.text) if encoding == "chars" else config.text.split()), "--text"
+        return (_encode_abc(config.text) if encoding == "chars" else config.text.split()), "--text"
     from .generate import GenerateConfig, generate
     gc = GenerateConfig(count=1, length=config.length, temperature=config.temperature, seed=config.seed,
                         primer="start" if encoding == "chars" else "validation", checkpoint=config.checkpoint)
@@ -484,6 +487,7 @@ def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path)
         # the run's dataset moved away: the run folder alone must still be enough
         gc.primer, gc.primer_tokens = "tokens", (ckpt["vocab"][0],)
         res = generate(run_dir, gc, out_dir / "sample")
+        where += f" primed with {gc.primer_tokens[0]} (the run's dataset is gone)"
     return list(res["primer"]) + list(res["samples"][0]), where
 
 
