@@ -354,8 +354,9 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
             res = run_heatmap(run_dir, config, out, progress=update)
     best = res["best"]
     strongest = f"; strongest: unit {best[1]} ~ {best[0]} (r={best[2]:+.2f})" if best else ""
+    absent = f"; not in this sequence: {', '.join(res['absent'])}" if res["absent"] and not units else ""
     click.echo(f"{len(res['pictures'])} heatmaps of {res['cell']} layer {res['layer']} ({res['state']} state) over "
-               f"{res['tokens']} tokens of {res['source']}{strongest} -> {res['folder']}/")
+               f"{res['tokens']} tokens of {res['source']}{strongest}{absent} -> {res['folder']}/")
 
 
 # ------------------------------------------------------------------ grid
@@ -445,6 +446,55 @@ def report(folder):
     states = ", ".join(f"{counts[s]} {s}" for s in ("finished", "incomplete", "failed") if s in counts)
     click.echo(f"summarised {len(res['table'])} runs ({states}) -> {folder}/ "
                f"({', '.join(Path(f).name for f in res['files'])})")
+
+
+# ------------------------------------------------------------------ compare
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--temperature", default="0.8,1.0,1.2", show_default=True,
+              help="Comma-separated sampling temperatures; one group of rows each.")
+@click.option("--count", default=2, show_default=True, help="Samples per model and temperature.")
+@click.option("--length", default=200, show_default=True,
+              help="New tokens per sample, and tokens of the real continuation.")
+@click.option("--seed", default=0, show_default=True, help="Sampling, rhythms and the blind column order.")
+@click.option("--primer-piece", default="", help="Held-out piece whose opening primes every model "
+                                                 "(default: the first in the first run's primers.json).")
+@click.option("--primer-length", default=0, show_default=True, help="Primer tokens; 0 = the first run's window.")
+@click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--blind", is_flag=True, help="Shuffle the models behind letters A, B, C… and hide names and "
+                                            "metrics; the key goes to key.json beside the page.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Page folder. Default: runs/compare-<id of the runs and options>.")
+def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_length, checkpoint, blind, out):
+    """A side-by-side listening page: every model continues the same held-out opening.
+
+    RUNS are run folders, or folders of runs such as a grid's. Each cell has an audio
+    player, a piano roll and the sample's metrics (collapse and copying flagged); the
+    real continuation of the piece and a summary table sit beside them. Open
+    <out>/index.html in a browser (works offline).
+
+    \b
+    Example:
+      python cli.py compare runs/noct-rnn runs/noct-lstm runs/noct-gru --temperature 0.8,1.0 --count 3
+      python cli.py compare runs/study --blind --out runs/listening-test
+    """
+    from pipeline.compare import CompareConfig, compare, default_out_dir, expand_runs
+
+    try:
+        temps = tuple(float(t) for t in csv_list(temperature))
+    except ValueError:
+        raise click.BadParameter(f"{temperature!r} is not a list of numbers", param_hint="--temperature")
+    config = CompareConfig(temperatures=temps, count=count, length=length, seed=seed, primer_piece=primer_piece,
+                           primer_length=primer_length, blind=blind, checkpoint=checkpoint)
+    with known_errors():
+        config.validate()
+        run_dirs = expand_runs(runs)
+        out = out or default_out_dir(run_dirs, config)
+        with progress_bar(len(run_dirs) * len(temps) * count + 2, "compare") as update:
+            res = compare(run_dirs, config, out, progress=update, notice=lambda s: click.echo(s, err=True))
+    key = f"; key: {res['key']}" if res["key"] else ""
+    click.echo(f"compared {len(run_dirs)} runs × {len(temps)} temperatures × {count} samples with the real "
+               f"continuation of {res['piece']}{key} -> {res['page']}")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,7 @@ class ConfigError(PipelineError):
 
 class AudioError(PipelineError):
     """Audio could not be rendered or written (FluidSynth failed, SoundFont missing)."""
+
+
+class EngraveError(PipelineError):
+    """Sheet music could not be drawn (no engraver installed, or the engraver failed)."""

@@ -3,8 +3,9 @@
 Each combination is an ordinary run folder written by :func:`pipeline.train.train`,
 ``runs/<grid>/<cell>-<layers>x<hidden>-<hash>``, where the hash is a sha256 over
 the sorted configuration (:func:`run_id`), so one configuration lands in the same
-folder in every process, on every machine, on every re-run. ``grid.json`` lists
-the configurations, their ids and how each one last ended.
+folder in every process, on every machine, on every re-run (an existing folder is
+also found by its ``config.json``, so runs survive new training options).
+``grid.json`` lists the configurations, their ids and how each one last ended.
 
 Re-running a grid is cheap and safe: finished runs are read back and not trained
 again, interrupted ones resume from ``last.pt``, and a folder killed before its
@@ -16,13 +17,17 @@ run per core, each with one torch thread (see ``bench/bench_grid.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -30,7 +35,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from .errors import ConfigError, PipelineError, RunError
 from .extract import load_dataset
 from .fsutil import atomic_write_json, stable_id
-from .report import read_run, write_report
+from .report import normalise_options, read_run, write_report
 from .train import TrainConfig, train
 
 # Fields that change how fast a run goes, not what it learns: left out of the run id,
@@ -76,36 +81,46 @@ def cpu_count() -> int:
 # ------------------------------------------------------------------ configurations
 
 def canonical_config(config: TrainConfig) -> dict:
-    """The fields that define what a run learns, each coerced to its declared type.
+    """The fields that define what a run learns (all but ``threads``), normalised.
 
     ``dropout=0`` and ``dropout=0.0`` (or ``processed/x/`` and ``processed/x``)
-    must give the same run, so values are normalised before hashing.
+    must give the same run; see :func:`pipeline.report.normalise_options`.
     """
-    out = {}
-    for f in fields(TrainConfig):
-        if f.name in EXECUTION_ONLY:
-            continue
-        value = type(f.default)(getattr(config, f.name))
-        out[f.name] = os.path.normpath(value) if f.name == "dataset" else value
-    return out
+    return {k: v for k, v in normalise_options(asdict(config)).items() if k not in EXECUTION_ONLY}
 
 
 def run_id(config: TrainConfig) -> str:
     """Readable, process-independent folder name of a run, e.g. ``gru-4x128-3f9a0c21be``.
 
-    The hash is :func:`pipeline.fsutil.stable_id` (sha256 over sorted JSON) of the
-    fields of :func:`canonical_config` that differ from TrainConfig's defaults, so a
-    new training option added later (with a default that keeps the old behaviour)
-    does not rename, and retrain, every existing run. If a default itself changes,
-    the folder's ``config.json`` no longer matches and :func:`run_grid` says so
-    instead of reusing it. The readable part follows ``train``'s default names.
+    The hash is :func:`pipeline.fsutil.stable_id` (sha256 over sorted JSON) of
+    :func:`canonical_config` (every field but ``threads``); the readable part
+    follows ``train``'s default names. A new training option changes the hash of
+    new runs, but :func:`run_grid` finds existing runs by their ``config.json``,
+    so runs written before keep being skipped or resumed.
     """
-    defaults = canonical_config(TrainConfig())
-    key = {k: v for k, v in canonical_config(config).items() if v != defaults[k]}
     parts = [config.cell, f"{config.layers}x{config.hidden}"]
     parts += [config.encoding] if config.encoding != "names" else []
     parts += [config.task] if config.task != "classify" else []
-    return "-".join(parts + [stable_id(key)])
+    return "-".join(parts + [stable_id(canonical_config(config))])
+
+
+def _config_key(config: TrainConfig) -> str:
+    return json.dumps(canonical_config(config), sort_keys=True)
+
+
+def existing_runs(folder: Path) -> dict[str, str]:
+    """Run folders of a grid by configuration: ``{config key: folder name}``.
+
+    ``config.json`` written before an option existed reads back with that
+    option's default, so it still matches the same request.
+    """
+    found = {}
+    for path in sorted(Path(folder).glob("*/config.json")):
+        try:
+            found.setdefault(_config_key(TrainConfig.from_dict(json.loads(path.read_text()))), path.parent.name)
+        except (ValueError, TypeError):
+            continue  # damaged: the folder named by run_id, if it is this one, reports it
+    return found
 
 
 def expand_grid(values: Mapping[str, Sequence]) -> tuple[list[TrainConfig], list[dict]]:
@@ -189,6 +204,8 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
     if not run_dir.exists():
         return "train"
     record = read_run(run_dir)
+    if record["error"]:
+        raise RunError(record["error"] + "; move the folder away to train it again")
     if record["config"] is not None:
         theirs = canonical_config(TrainConfig.from_dict(record["config"]))
         if theirs != canonical_config(config):
@@ -207,28 +224,40 @@ Job = tuple[str, dict, str]  # (run id, config dict, run folder)
 
 
 def _run_local(jobs: list[Job], workers: int, cwd: str) -> Iterator[tuple[str, dict]]:
+    """Yield ``(run id, result)`` as runs end, at most ``workers`` at a time."""
     if workers == 1:
         for rid, config, run_dir in jobs:
             yield rid, run_one(config, run_dir, cwd)
         return
-    # spawn, not fork: forking a parent whose torch/OpenMP threads already ran can deadlock
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    queue, running, pool = list(jobs), {}, None
     try:
-        futures = {pool.submit(run_one, config, run_dir, cwd): rid for rid, config, run_dir in jobs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while queue or running:
+            if pool is None:
+                # spawn, not fork: forking a parent whose torch/OpenMP threads already ran can hang
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            # submit only what can start now: a queued run must not start after Ctrl-C
+            while queue and len(running) < workers:
+                rid, config, run_dir = queue.pop(0)
+                running[pool.submit(run_one, config, run_dir, cwd)] = rid
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
+                rid = running.pop(fut)
                 try:
                     result = fut.result()
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # the worker process died (killed, out of memory)
-                    result = {"status": "failed", "error": f"worker process died ({type(exc).__name__}: {exc}); "
-                                                          "re-run the grid to resume"}
-                yield futures[fut], result
+                except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory): new pool
+                    result = {"status": "failed", "error": f"worker process died ({exc}); re-run the grid to resume"}
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = None
+                yield rid, result
+    except BaseException:
+        # Ctrl-C in a terminal reaches the workers too; a SIGINT sent to this process alone does not
+        for pid in list(getattr(pool, "_processes", None) or {}):  # private, but stable since 3.3
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _import_ray():
@@ -293,6 +322,9 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
     ``grid.json`` lists this call's configurations; runs that earlier calls with other
     options left in the folder still appear in the summary.
     KeyboardInterrupt propagates after ``grid.json`` is saved; finished epochs are kept.
+
+    The local executor starts worker processes with ``spawn``: a script calling this
+    needs the usual ``if __name__ == "__main__":`` guard.
     """
     grid.validate()
     if not configs:
@@ -310,8 +342,9 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
     results: dict[str, dict] = {}
     actions: dict[str, str] = {}
     todo: list[tuple[str, TrainConfig, Path]] = []
+    found = existing_runs(folder)
     for config in configs:
-        rid = run_id(config)
+        rid = found.get(_config_key(config)) or run_id(config)
         run_dir = folder / rid
         entries[rid] = {"id": rid, "config": canonical_config(config), "status": "pending"}
         try:
@@ -356,6 +389,9 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
             record(rid, result)
             save()
     finally:
+        for entry in entries.values():
+            if entry["status"] == "pending":  # interrupted; the report reads what the folder holds
+                entry["status"] = "interrupted"
         save()
     report = write_report(folder)
     counts = {"trained": 0, "resumed": 0, "restarted": 0, "skipped": 0, "failed": 0}

@@ -479,15 +479,7 @@ def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path)
     gc = GenerateConfig(count=1, length=config.length, temperature=config.temperature, seed=config.seed,
                         primer="start" if encoding == "chars" else "validation", checkpoint=config.checkpoint)
     where = f"a fresh sample (seed {config.seed}, T={config.temperature:g})"
-    try:
-        res = generate(run_dir, gc, out_dir / "sample")
-    except RunError:
-        if encoding == "chars":
-            raise
-        # the run's dataset moved away: the run folder alone must still be enough
-        gc.primer, gc.primer_tokens = "tokens", (ckpt["vocab"][0],)
-        res = generate(run_dir, gc, out_dir / "sample")
-        where += f" primed with {gc.primer_tokens[0]} (the run's dataset is gone)"
+    res = generate(run_dir, gc, out_dir / "sample")  # primers.json in the run: no dataset needed
     return list(res["primer"]) + list(res["samples"][0]), where
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,6 +26,19 @@ from .train import TrainConfig, load_checkpoint
 ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
 NOT_OPTIONS = ("threads",)            # execution settings, never a column
 CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+
+
+def normalise_options(config: dict) -> dict:
+    """Every TrainConfig field of a run's config dict, coerced to its declared type.
+
+    Fields missing from an older ``config.json`` take their defaults; ``0`` and
+    ``0.0``, or ``processed/x/`` and ``processed/x``, read the same.
+    """
+    out = {}
+    for f in fields(TrainConfig):
+        value = type(f.default)(config.get(f.name, f.default))
+        out[f.name] = os.path.normpath(value) if f.name == "dataset" else value
+    return out
 
 
 def read_grid_file(folder: str | Path) -> dict:
@@ -44,20 +58,27 @@ def read_run(run_dir: str | Path) -> dict:
     Returns
     -------
     ``{"run", "config" (config.json as a dict, or None), "has_checkpoint",
-    "status" ("finished" per last.pt, else "incomplete"), "history" (DataFrame,
-    one row per finished epoch; empty before the first checkpoint)}``.
+    "status", "error", "history" (DataFrame, one row per finished epoch; empty
+    before the first checkpoint)}``. ``status`` is ``finished`` when last.pt says
+    so, ``failed`` when a file is damaged (``error`` says which), else ``incomplete``.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    config = json.loads(path.read_text()) if path.exists() else None
-    history, finished = pd.DataFrame(), False
-    has_checkpoint = (run_dir / "last.pt").exists()
-    if has_checkpoint:
-        # last.pt, not metrics.csv: it is written first, and carries the finished flag
-        ckpt = load_checkpoint(run_dir, "last")
-        history, finished = pd.DataFrame(ckpt["metrics"]), bool(ckpt.get("finished"))
-    return {"run": run_dir.name, "config": config, "has_checkpoint": has_checkpoint,
-            "status": "finished" if finished else "incomplete", "history": history}
+    record = {"run": run_dir.name, "config": None, "has_checkpoint": (run_dir / "last.pt").exists(),
+              "status": "incomplete", "error": "", "history": pd.DataFrame()}
+    try:
+        path = run_dir / "config.json"
+        if path.exists():
+            record["config"] = json.loads(path.read_text())
+        if record["has_checkpoint"]:
+            # last.pt, not metrics.csv: it is written first, and carries the finished flag
+            ckpt = load_checkpoint(run_dir, "last")
+            record["history"] = pd.DataFrame(ckpt["metrics"])
+            record["status"] = "finished" if ckpt.get("finished") else "incomplete"
+    except RunError as exc:
+        record.update(status="failed", error=str(exc))
+    except (ValueError, KeyError) as exc:
+        record.update(status="failed", error=f"{run_dir} is damaged ({type(exc).__name__}: {exc})")
+    return record
 
 
 def _metrics_row(record: dict) -> dict:
@@ -65,11 +86,11 @@ def _metrics_row(record: dict) -> dict:
     h = record["history"]
     cfg = record["config"] or {}
     row = {"parameters": cfg.get("parameters", np.nan), "val_loss": np.nan, "val_acc": np.nan,
-           "best_epoch": np.nan, "epochs": 0, "sec_per_epoch": np.nan, "seconds": 0.0}
+           "best_epoch": np.nan, "epochs_run": 0, "sec_per_epoch": np.nan, "seconds": 0.0}
     if len(h):
         best = h.loc[h["val_loss"].idxmin()]
         row.update(val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]),
-                   best_epoch=int(best["epoch"]), epochs=int(h["epoch"].max()),
+                   best_epoch=int(best["epoch"]), epochs_run=int(h["epoch"].max()),
                    sec_per_epoch=float(h["seconds"].mean()), seconds=float(h["seconds"].sum()))
         if "val_mae" in h:
             row["val_mae"] = float(best["val_mae"])
@@ -91,39 +112,44 @@ def collect_runs(folder: str | Path) -> list[dict]:
     for name in names:
         run_dir, entry = folder / name, entries.get(name, {})
         record = read_run(run_dir) if run_dir.exists() else {
-            "run": name, "config": None, "has_checkpoint": False, "status": "incomplete", "history": pd.DataFrame()}
-        record["options"] = record["config"] or entry.get("config", {})
-        record["error"] = ""
-        if record["status"] != "finished" and entry.get("status") == "failed":
+            "run": name, "config": None, "has_checkpoint": False, "status": "incomplete", "error": "",
+            "history": pd.DataFrame()}
+        record["options"] = normalise_options(record["config"] or entry.get("config", {}))
+        if record["status"] == "incomplete" and entry.get("status") == "failed":
             record["status"], record["error"] = "failed", entry.get("error", "")
         records.append(record)
     return records
+
+
+def swept_options(records: list[dict]) -> list[str]:
+    """Training options, besides cell, layers and hidden, whose value differs between the runs."""
+    names = [f.name for f in fields(TrainConfig) if f.name not in NOT_OPTIONS and f.name not in ALWAYS]
+    return [k for k in names if len({json.dumps(r["options"].get(k)) for r in records}) > 1]
 
 
 def summary_table(records: list[dict]) -> pd.DataFrame:
     """One row per run, best validation loss first (runs without one last).
 
     Columns: run, cell, layers, hidden, every other option that differs between
-    the runs, parameters, val_loss, val_acc (val_mae for regression), best_epoch,
-    epochs, sec_per_epoch, seconds, status (and error when a run failed).
+    the runs (:func:`swept_options`), parameters, val_loss, val_acc (val_mae for
+    regression), best_epoch, epochs_run, sec_per_epoch, seconds (training time,
+    summed over epochs), status (and error when a run failed).
     An empty list gives an empty table with those columns.
     """
-    option_names = [f.name for f in fields(TrainConfig) if f.name not in NOT_OPTIONS]
-    swept = [k for k in option_names if k not in ALWAYS
-             and len({json.dumps(r["options"].get(k)) for r in records}) > 1]
+    swept = swept_options(records)
     rows = []
     for r in records:
         row = {"run": r["run"], **{k: r["options"].get(k) for k in (*ALWAYS, *swept)}, **_metrics_row(r),
                "status": r["status"], "error": r["error"]}
         rows.append(row)
-    cols = ["run", *ALWAYS, *swept, "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs",
+    cols = ["run", *ALWAYS, *swept, "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs_run",
             "sec_per_epoch", "seconds", "status", "error"]
     df = pd.DataFrame(rows, columns=cols)
     if not df["val_mae"].notna().any():
         df = df.drop(columns="val_mae")
     if not (df["error"].astype(bool)).any():
         df = df.drop(columns="error")
-    for col in ("parameters", "best_epoch", "epochs"):
+    for col in ("parameters", "best_epoch", "epochs_run"):
         df[col] = df[col].astype("Int64")
     return df.sort_values(["val_loss", "run"], na_position="last", kind="stable").reset_index(drop=True)
 
@@ -138,7 +164,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     for col in ("parameters", "best_epoch"):
         show[col] = [("" if pd.isna(v) else f"{int(v):,}" if col == "parameters" else str(int(v)))
                      for v in show[col]]
-    numeric = {"layers", "hidden", "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs",
+    numeric = {"layers", "hidden", "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs_run",
                "sec_per_epoch", "seconds"} | {c for c in show if pd.api.types.is_numeric_dtype(df[c])}
     show = show.astype(object).where(show.notna(), "")
     return show.to_markdown(index=False, disable_numparse=True,
@@ -146,7 +172,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def _label(options: dict, swept: list[str]) -> str:
-    extra = [f"{k} {options.get(k)}" for k in swept if k not in ALWAYS]
+    extra = [f"{k} {options.get(k)}" for k in swept]
     return " · ".join([f"{options.get('layers')}×{options.get('hidden')}", *extra])
 
 
@@ -158,9 +184,10 @@ def _png(fig) -> bytes:
 
 def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> list[Path]:
     """One figure per cell: training (solid) and validation (dashed) loss, one colour per run."""
-    from matplotlib.figure import Figure  # Agg canvas, no pyplot state
-    from matplotlib.lines import Line2D
     import matplotlib
+    from matplotlib.figure import Figure  # renders with Agg, no pyplot state
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     written = []
     for cell in sorted({r["options"].get("cell") for r in records if len(r["history"])}):
@@ -178,6 +205,7 @@ def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> 
                     Line2D([], [], color="grey", ls="--", label="validation")]
         ax.legend(handles=handles, title="layers × hidden", fontsize=8, ncol=2 if len(runs) > 8 else 1)
         ax.set(xlabel="epoch", ylabel="loss", title=f"{cell.upper()}: training (solid) and validation (dashed) loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         fig.tight_layout()
         written.append(atomic_write_bytes(folder / f"curves_{cell}.png", _png(fig)))
@@ -221,7 +249,7 @@ def write_report(folder: str | Path) -> dict:
     if not records:
         raise RunError(f"{folder} holds no run (no sub-folder with config.json, no grid.json)")
     df = summary_table(records)
-    swept = [c for c in df.columns if c in {f.name for f in fields(TrainConfig)} and c not in ALWAYS]
+    swept = swept_options(records)
     files = [atomic_write_text(folder / "summary.csv", df.to_csv(index=False)),
              atomic_write_text(folder / "summary.md", to_markdown(df))]
     files += plot_curves_by_cell(records, swept, folder)

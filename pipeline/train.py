@@ -26,6 +26,7 @@ from .extract import Dataset, load_dataset
 from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
 
+_DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
 
 
@@ -238,11 +239,10 @@ def model_from_checkpoint(ckpt: dict) -> SequenceModel:
 
 
 def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    a, b = fig.subplots(1, 2)
     for col, style in (("train_loss", "-"), ("val_loss", "--")):
         a.plot(metrics["epoch"], metrics[col], style, label=col.replace("_", " "))
     for col, style in (("train_acc", "-"), ("val_acc", "--")):
@@ -256,7 +256,6 @@ def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -286,16 +285,25 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     """
     run_dir = Path(run_dir)
     state = None
-    if resume:
-        if not (run_dir / "last.pt").exists():
-            raise RunError(f"cannot resume: {run_dir} has no last.pt (start it without --resume)")
+    has_epochs = (run_dir / "last.pt").exists()
+    if resume and has_epochs:
         state = load_checkpoint(run_dir, "last")
-        config = TrainConfig.from_dict(state["train_config"])
-    elif (run_dir / "config.json").exists():
+        saved = TrainConfig.from_dict(state["train_config"])
+        if state.get("finished"):
+            return _summary(run_dir, state["metrics"], sum(t.numel() for t in state["model"].values()))
+        saved.threads = config.threads  # an execution setting, not part of the run
+        config = saved
+    elif resume and not (run_dir / "config.json").exists():
+        raise RunError(f"cannot resume: {run_dir} is not a run folder (start it without --resume)")
+    elif resume:
+        # killed before its first checkpoint: nothing to lose, start again from its own config
+        config = TrainConfig.from_dict({**read_run_config(run_dir), "threads": config.threads})
+    elif has_epochs:
         raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --name")
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    # an absolute dataset path keeps the run usable from any working directory
+    config.dataset = str(Path(config.dataset).resolve())
+    torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     ds = load_dataset(config.dataset, config.encoding)
     _seed_everything(config.seed)
     model = SequenceModel(config.model_config(len(ds.vocab)))
@@ -307,8 +315,6 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         trainer.opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         rows, best, bad, start_epoch = state["metrics"], state["best_val"], state["bad_epochs"], state["epoch"] + 1
-        if state.get("finished"):
-            return _summary(run_dir, rows, model, config)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
@@ -351,15 +357,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         if rows:
             plot_curves(pd.DataFrame(rows), run_dir / "curves.png",
                         f"{config.cell.upper()} {config.layers}x{config.hidden} · {config.encoding} · {config.task}")
-    return _summary(run_dir, rows, model, config)
+    return _summary(run_dir, rows, model.n_parameters())
 
 
-def _summary(run_dir: Path, rows: list[dict], model: SequenceModel, config: TrainConfig) -> dict:
+def _summary(run_dir: Path, rows: list[dict], parameters: int) -> dict:
     df = pd.DataFrame(rows)
     best = df.loc[df["val_loss"].idxmin()]
     out = {"run": str(run_dir), "epochs": int(df["epoch"].max()), "best_epoch": int(best["epoch"]),
            "val_loss": float(best["val_loss"]), "val_acc": float(best["val_acc"]),
-           "parameters": model.n_parameters(), "seconds": float(df["seconds"].sum()),
+           "parameters": parameters, "seconds": float(df["seconds"].sum()),
            "seconds_per_epoch": float(df["seconds"].mean())}
     if "val_mae" in df:
         out["val_mae"] = float(best["val_mae"])

@@ -1,6 +1,4 @@
 """MIDI reading and the names/pitch encodings, with round trips."""
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -55,7 +55,8 @@ def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "killed", on_epoch=kill_after_two)
     assert len(metrics(tmp_path / "killed")) == 2
-    train(TrainConfig(), tmp_path / "killed", resume=True)  # the run's own config is used
+    # the run's own config is used; threads is an execution setting and must match for bitwise equality
+    train(TrainConfig(threads=1), tmp_path / "killed", resume=True)
     pd.testing.assert_frame_equal(metrics(tmp_path / "full"), metrics(tmp_path / "killed"))
     a, b = load_checkpoint(tmp_path / "full", "last"), load_checkpoint(tmp_path / "killed", "last")
     for k in a["model"]:
@@ -125,7 +126,7 @@ def test_generate_and_render_from_run_folder_only(tiny_dataset, tmp_path):
     notes, _ = midi_file_to_notes(f"{res['folder']}/sample_000.mid")
     durations = (notes["end"] - notes["start"]).round(3)
     assert durations.nunique() > 1, "timing drawn from the corpus, not all notes the same length"
-    fixed = render_samples(res["folder"], fixed_beats=0.5)
+    render_samples(res["folder"], fixed_beats=0.5)
     notes, _ = midi_file_to_notes(f"{res['folder']}/sample_000.mid")
     assert (notes["end"] - notes["start"]).round(3).nunique() == 1
 
@@ -149,3 +150,17 @@ def test_run_folder_stands_alone_without_its_dataset(tiny_dataset, tmp_path):
     res = generate(run, GenerateConfig(count=2, length=10))
     assert len(res["primer"]) == 8
     assert render_samples(res["folder"])["files"][0]["midi"] == "sample_000.mid"
+
+
+def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
+    def kill_in_epoch_one(row):
+        raise KeyboardInterrupt
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_train_config(tiny_dataset, epochs=2), run, on_epoch=kill_in_epoch_one)
+    (run / "last.pt").unlink()  # as if killed while epoch 1 ran
+    (run / "best.pt").unlink()
+    s = train(TrainConfig(), run, resume=True)
+    assert s["epochs"] == 2
+    s2 = train(TrainConfig(), run, resume=True)  # finished: returns at once
+    assert s2 == s

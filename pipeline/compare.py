@@ -1,0 +1,443 @@
+"""Stage 6: listen side by side -- one static page comparing several runs.
+
+Every model continues the same opening of the same held-out piece; each
+sample is rendered to MIDI, WAV (FluidSynth) and a piano roll and measured
+with :mod:`pipeline.metrics`. The real continuation of that piece (its own
+notes and timing, from the dataset's ``notes.parquet``) sits beside them as
+the reference. The page is plain HTML with relative links, so it works
+offline from ``file://``::
+
+    <out>/index.html     the page
+    <out>/assets/        .mid .wav .png per sample, the primer and the real continuation
+    <out>/compare.json   the CompareConfig (+ the runs, piece and primer used)
+    <out>/metrics.csv    every sample's metrics (letters only when blind)
+    <out>/samples.json   the generated tokens, by column letter
+    <out>/key.json       blind mode only: letter -> run, with each column's metrics
+
+Sample ``i`` of every model and temperature draws its rhythm with the same
+seed, so the cells of one row differ in pitch only.
+"""
+from __future__ import annotations
+
+import html
+import json
+import random
+import string
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .encodings import NOTE_ENCODINGS, groups_to_tokens, onset_groups, tokens_to_pitches
+from .errors import ConfigError, DatasetError, RunError
+from .extract import Dataset, load_dataset
+from .fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
+from .generate import GenerateConfig, generate, read_primers
+from .metrics import build_reference, sample_metrics
+from .midi_io import notes_to_midi_file
+from .render import TimingModel, run_timing, tokens_to_notes
+from .train import load_checkpoint, read_run_config
+
+COLLAPSE_RUN = 8      # a token repeated this many times back to back is the "same note forever" collapse
+COPY_FLAG = 0.5       # share of the sample's 8-grams found in training above which it reads as memorised
+
+#: metric key -> (label on the page, format)
+SHOWN = {
+    "pitch_range": ("pitch range", "{:.0f}"),
+    "n_pitch_classes_used": ("pitch classes", "{:.0f}"),
+    "pitch_class_histogram_distance": ("PC-hist. dist.", "{:.2f}"),
+    "interval_distribution_distance": ("interval dist.", "{:.2f}"),
+    "scale_consistency": ("scale consist.", "{:.2f}"),
+    "longest_repeat_run": ("longest run", "{:.0f}"),
+    "repetition_rate": ("repetition", "{:.2f}"),
+    "ngram_copy_rate": ("8-gram copy", "{:.2f}"),
+    "pitch_entropy": ("pitch entropy", "{:.2f}"),
+}
+
+
+@dataclass
+class CompareConfig:
+    """Options of the compare stage; saved as ``compare.json`` beside the page."""
+
+    temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)
+    count: int = 2             # samples per model and temperature
+    length: int = 200          # new tokens per sample, and tokens of the real continuation
+    seed: int = 0              # sampling, rhythm and (blind) column order
+    primer_piece: str = ""     # held-out piece of the first run's primers.json; "" = its first
+    primer_length: int = 0     # 0 = the first run's window
+    blind: bool = False
+    checkpoint: str = "best"
+
+    def validate(self) -> None:
+        if not self.temperatures or any(not t >= 0 for t in self.temperatures):
+            raise ConfigError("--temperature needs one or more numbers >= 0")
+        if self.count < 1 or self.length < 1 or self.primer_length < 0:
+            raise ConfigError("--count and --length must be at least 1, --primer-length at least 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompareConfig":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "temperatures" in kw:
+            kw["temperatures"] = tuple(float(t) for t in kw["temperatures"])
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CompareConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# ------------------------------------------------------------------------ inputs
+
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders named directly, or the run sub-folders (with ``best.pt``) of a grid folder."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "config.json").exists():
+            found = [p]
+        else:
+            found = sorted(d for d in p.glob("*/") if (d / "config.json").exists() and (d / "best.pt").exists())
+            if not found:
+                raise RunError(f"{p} is neither a run folder nor a folder of trained runs")
+        runs += [r for r in found if r not in runs]
+    if not runs:
+        raise RunError("compare needs at least one run folder")
+    if len(runs) > len(string.ascii_uppercase):
+        raise ConfigError(f"compare shows at most 26 runs, not {len(runs)}")
+    return runs
+
+
+def default_out_dir(run_dirs: Sequence[Path], config: CompareConfig, runs_root: str | Path = "runs") -> Path:
+    """``runs/compare-<id>``, the id a hash of the resolved run folders and the options."""
+    key = {"runs": [str(Path(r).resolve()) for r in run_dirs], **asdict(config)}
+    return Path(runs_root) / f"compare-{stable_id(key)}"
+
+
+def run_label(run_dir: Path) -> dict:
+    """What the page says about a run: name, cell, size, parameters, best validation row."""
+    cfg = read_run_config(run_dir)
+    out = {"run": str(run_dir), "name": run_dir.name, "cell": cfg.get("cell", "?"), "layers": cfg.get("layers"),
+           "hidden": cfg.get("hidden"), "parameters": cfg.get("parameters"), "task": cfg.get("task"),
+           "encoding": cfg.get("encoding"), "dataset": cfg.get("dataset"), "window": cfg.get("window")}
+    try:
+        hist = pd.read_csv(run_dir / "metrics.csv")
+        best = hist.loc[hist["val_loss"].idxmin()]
+        out.update(val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]),
+                   best_epoch=int(best["epoch"]), epochs=int(hist["epoch"].max()))
+    except (OSError, KeyError, ValueError):
+        pass  # a run without metrics still plays; the label just says less
+    return out
+
+
+def flags(m: dict) -> list[str]:
+    """Failure flags of one sample's metrics: ``collapse`` and/or ``copies training``."""
+    out = []
+    if m.get("longest_repeat_run", 0) >= COLLAPSE_RUN or m.get("pitch_entropy") == 0:
+        out.append("collapse")
+    if m.get("ngram_copy_rate", 0) >= COPY_FLAG:  # nan compares False
+        out.append("copies training")
+    return out
+
+
+def _opening(ds: Dataset, piece: str) -> tuple[str, int]:
+    """(piece in the dataset, token offset) of a primers.json key; ``X:tail`` is the tail of a one-piece set."""
+    if piece.endswith(":tail") and ds.split.get("tail_fraction"):
+        base = piece[:-len(":tail")]
+        return base, int(len(ds.sequences[base]) * (1 - ds.split["tail_fraction"]))
+    if piece not in ds.sequences:
+        raise DatasetError(f"the dataset {ds.folder} has no piece {piece!r}; was it extracted again since training?")
+    return piece, 0
+
+
+def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
+    """The real notes (every track, real timing) of the onsets that tokens ``first:stop`` of a piece encode.
+
+    A chord split across a boundary by the ``pitch`` encoding goes with the
+    side its first token is on. Times are shifted so the excerpt starts at 0.
+    """
+    notes = pd.read_parquet(ds.folder / "notes.parquet", filters=[("piece", "==", piece)])
+    manifest = json.loads((ds.folder / "manifest.json").read_text())
+    groups = onset_groups(notes, manifest.get("config", {}).get("onset_tolerance", 0.02))
+    if groups_to_tokens([g.pitches for g in groups], ds.encoding) != ds.sequences[piece]:
+        raise DatasetError(f"{ds.folder}: notes.parquet and the {ds.encoding} tokens of {piece} disagree; "
+                           "run `extract` again")
+    starts = np.cumsum([0] + [1 if ds.encoding == "names" else len(g.pitches) for g in groups])[:-1]
+    chosen = np.flatnonzero((starts >= first) & (starts < stop))
+    if not len(chosen):
+        return notes.iloc[:0]
+    lo = groups[chosen[0]].start_beat
+    hi = groups[chosen[-1] + 1].start_beat if chosen[-1] + 1 < len(groups) else np.inf
+    out = notes[(notes["start_beat"] >= lo) & (notes["start_beat"] < hi)].copy()
+    t0, b0 = out["start"].min(), out["start_beat"].min()
+    out[["start", "end"]] -= t0
+    out[["start_beat", "end_beat"]] -= b0
+    return out.reset_index(drop=True)
+
+
+def _training_reference(ds: Dataset):
+    if ds.split.get("tail_fraction"):
+        piece, cut = _opening(ds, ds.split["train"][0] + ":tail")
+        seqs = [ds.sequences[piece][:cut]]
+    else:
+        seqs = [ds.sequences[p] for p in ds.pieces("train")]
+    return build_reference(seqs, [tokens_to_pitches(s, ds.encoding) for s in seqs])
+
+
+# ------------------------------------------------------------------------ compare
+
+def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str | Path, *,
+            progress: Callable[[int], None] | None = None,
+            notice: Callable[[str], None] = lambda s: None) -> dict:
+    """Build the comparison page of ``run_dirs`` (run folders or grid folders) in ``out_dir``.
+
+    Returns
+    -------
+    dict with ``folder``, ``page``, ``key`` (None unless blind), ``columns``
+    (letter, run and label of each model column, in page order), ``piece``,
+    ``primer`` (tokens), ``metrics`` (DataFrame, one row per sample plus the
+    real continuation), ``summary`` (DataFrame, means per column and
+    temperature), ``render_seconds`` and ``audio_seconds`` (FluidSynth time
+    and the music it rendered).
+    """
+    from .audio import midi_to_audio, piano_roll_png
+
+    config.validate()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compare.json").exists():
+        # atomic_dir replaces the folder: never let a typo in --out swap a run folder away
+        raise ConfigError(f"{out_dir} exists and is not a comparison page; choose another --out")
+    runs = expand_runs(run_dirs)
+    labels = [run_label(r) for r in runs]
+    ckpts = [load_checkpoint(r, config.checkpoint) for r in runs]
+    encoding = ckpts[0]["encoding"]
+    if encoding not in NOTE_ENCODINGS:
+        raise ConfigError(f"compare plays note models (names or pitch); {runs[0].name} uses {encoding!r}")
+    for r, c in zip(runs, ckpts):
+        if c["encoding"] != encoding:
+            raise ConfigError(f"runs differ in encoding: {runs[0].name} uses {encoding!r}, "
+                              f"{r.name} uses {c['encoding']!r}; compare runs of one encoding")
+    openings = read_primers(ckpts[0], runs[0])
+    piece = config.primer_piece or next(iter(openings), "")
+    if piece not in openings:
+        raise ConfigError(f"no held-out piece {piece!r} in {runs[0]}/primers.json; "
+                          f"choose from {', '.join(openings) or '(none)'}")
+    n_primer = config.primer_length or int(labels[0]["window"] or 30)
+    if n_primer > len(openings[piece]):
+        raise ConfigError(f"--primer-length {n_primer} exceeds the {len(openings[piece])} tokens kept in primers.json")
+    primer = list(openings[piece][:n_primer])
+    for r, c in zip(runs, ckpts):
+        unknown = sorted(set(primer) - set(c["vocab"]))
+        if unknown:
+            raise ConfigError(f"primer token(s) {' '.join(unknown[:5])} of {piece} are not in the vocabulary of "
+                              f"{r.name} (trained on other data?); compare runs trained on one dataset")
+    if len({lab["dataset"] for lab in labels}) > 1:
+        notice(f"runs were trained on different datasets; training statistics come from {labels[0]['dataset']}")
+
+    try:
+        ds = load_dataset(labels[0]["dataset"], encoding)
+    except DatasetError as exc:
+        raise DatasetError(f"compare needs the dataset {runs[0].name} was trained on, for the training statistics "
+                           f"and the real continuation: {exc}") from None
+    base, offset = _opening(ds, piece)
+    if ds.sequences[base][offset:offset + n_primer] != primer:
+        raise DatasetError(f"{ds.folder} no longer holds the opening saved with {runs[0].name}; extract it again")
+    reference = _training_reference(ds)
+    real_tokens = ds.sequences[base][offset + n_primer:offset + n_primer + config.length]
+
+    order = list(range(len(runs)))
+    if config.blind:
+        random.Random(config.seed).shuffle(order)
+    letters = {i: string.ascii_uppercase[k] for k, i in enumerate(order)}
+    columns = [{"letter": letters[i], **labels[i]} for i in order]
+    clock = {"render": 0.0, "audio": 0.0}
+
+    def render(notes: pd.DataFrame, stem: Path, qpm: float) -> dict:
+        path = {s: stem.with_name(stem.name + s) for s in (".mid", ".wav", ".png")}  # the stem may hold a "."
+        mid = notes_to_midi_file(notes, path[".mid"], tempo=qpm)
+        t0 = time.perf_counter()
+        res = midi_to_audio(mid, path[".wav"])
+        clock["render"] += time.perf_counter() - t0
+        clock["audio"] += res.seconds
+        if res.notice:
+            notice(res.notice)
+        piano_roll_png(notes, path[".png"])
+        if progress:
+            progress(1)
+        return {k: f"assets/{stem.name}{s}" for k, s in (("midi", ".mid"), ("audio", ".wav"), ("roll", ".png"))}
+
+    rows, cells, tokens = [], {}, {}
+    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
+        assets = tmp / "assets"
+        assets.mkdir()
+        qpm = float(ds.timing.get("qpm", 120.0))
+        opening = {"files": render(real_notes(ds, base, offset, offset + n_primer), assets / "primer", qpm)}
+        real = None
+        if real_tokens:
+            m = sample_metrics(real_tokens, tokens_to_pitches(real_tokens, encoding), reference)
+            notes = real_notes(ds, base, offset + n_primer, offset + n_primer + len(real_tokens))
+            real = {"files": render(notes, assets / "real", qpm), "metrics": m, "flags": flags(m)}
+            rows.append({"column": "real", "run": "", "temperature": np.nan, "sample": 0, **m,
+                         "flags": " ".join(real["flags"])})
+        else:
+            notice(f"{piece} ends within the primer: there is no real continuation to compare with")
+        for col in columns:
+            run = Path(col["run"])
+            timing = TimingModel.from_stats(run_timing(run))
+            for t in config.temperatures:
+                gc = GenerateConfig(count=config.count, length=config.length, temperature=t, seed=config.seed,
+                                    primer="tokens", primer_tokens=tuple(primer), checkpoint=config.checkpoint)
+                res = generate(run, gc, out_dir=Path(scratch) / f"{col['letter']}-t{t:g}")
+                tokens.setdefault(col["letter"], {})[f"{t:g}"] = res["samples"]
+                for i, toks in enumerate(res["samples"]):
+                    notes = tokens_to_notes(toks, encoding, timing, seed=config.seed * 1000 + i)
+                    m = sample_metrics(toks, tokens_to_pitches(toks, encoding), reference)
+                    cell = {"files": render(notes, assets / f"{col['letter']}_t{t:g}_{i}", timing.qpm),
+                            "metrics": m, "flags": flags(m)}
+                    cells[col["letter"], t, i] = cell
+                    rows.append({"column": col["letter"], "run": "" if config.blind else col["name"],
+                                 "temperature": t, "sample": i, **m, "flags": " ".join(cell["flags"])})
+        table = pd.DataFrame(rows)
+        if config.blind:
+            table = table.drop(columns="run")
+        summary = summarise(table)
+        info = {"piece": piece, "n_primer": n_primer, "length": config.length, "encoding": encoding,
+                "dataset": labels[0]["dataset"], "real_tokens": len(real_tokens)}
+        atomic_write_text(tmp / "index.html", page_html(columns, config, info, opening, real, cells, summary))
+        atomic_write_text(tmp / "metrics.csv", table.to_csv(index=False))
+        atomic_write_json(tmp / "samples.json", {"piece": piece, "primer": primer, "real": real_tokens,
+                                                 "samples": tokens})
+        atomic_write_json(tmp / "compare.json", {**asdict(config), "runs": [str(r) for r in runs], **info})
+        if config.blind:
+            plain = summary.astype(object).where(summary.notna(), None)
+            atomic_write_json(tmp / "key.json", {c["letter"]: {**c, "summary": plain[
+                plain["column"] == c["letter"]].to_dict("records")} for c in columns})
+    return {"folder": str(out_dir), "page": str(out_dir / "index.html"),
+            "key": str(out_dir / "key.json") if config.blind else None,
+            "columns": columns, "piece": piece, "primer": primer, "metrics": table, "summary": summary,
+            "render_seconds": clock["render"], "audio_seconds": clock["audio"]}
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of every shown metric per column and temperature (nan ignored), with flag counts."""
+    keys = [k for k in SHOWN if k in table]
+    t = table.assign(temperature=table["temperature"].fillna(-1),
+                     collapse=table["flags"].str.contains("collapse"),
+                     copies=table["flags"].str.contains("copies"))
+    out = t.groupby(["column", "temperature"], sort=False).agg(
+        samples=("sample", "size"), collapse=("collapse", "sum"), copies=("copies", "sum"),
+        **{k: (k, "mean") for k in keys}).reset_index()
+    out["temperature"] = out["temperature"].where(out["temperature"] >= 0)
+    real = out["column"] == "real"
+    return pd.concat([out[~real], out[real]], ignore_index=True)  # the reference last
+
+
+# ------------------------------------------------------------------------ page
+
+def _fmt(key: str, v) -> str:
+    return "–" if v is None or pd.isna(v) else SHOWN[key][1].format(v)
+
+
+def _media(files: dict, alt: str) -> str:
+    return (f'<audio controls preload="metadata" src="{html.escape(files["audio"])}"></audio>'
+            f'<a href="{html.escape(files["roll"])}"><img src="{html.escape(files["roll"])}" alt="{html.escape(alt)}" '
+            f'width="1200" height="400"></a><a class="dl" href="{html.escape(files["midi"])}">MIDI</a>')
+
+
+def _cell(cell: dict, alt: str, show_metrics: bool) -> str:
+    out = _media(cell["files"], alt)
+    if show_metrics:
+        out += "".join(f'<span class="flag">{html.escape(f)}</span>' for f in cell["flags"])
+        out += '<div class="m">' + "".join(
+            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items())
+        out += "</div>"
+    return out
+
+
+def _column_label(col: dict, blind: bool) -> str:
+    if blind:
+        return f"Model {col['letter']}"
+    size = f"{col['layers']}×{col['hidden']}"
+    parts = [f"{col['cell'].upper()} {size}", f"{col['parameters']:,} params" if col.get("parameters") else ""]
+    if "val_loss" in col:
+        parts.append(f"val loss {col['val_loss']:.3f} · acc {col['val_acc']:.3f} "
+                     f"(epoch {col['best_epoch']}/{col['epochs']})")
+    return (f"{col['letter']} · {html.escape(col['name'])}<br><small>"
+            + "<br>".join(html.escape(p) for p in parts if p) + "</small>")
+
+
+def page_html(columns: list[dict], config: CompareConfig, info: dict, opening: dict, real: dict | None,
+              cells: dict, summary: pd.DataFrame) -> str:
+    """The whole page as one string: inline CSS, relative links, no script."""
+    blind, n_rows = config.blind, len(config.temperatures) * (config.count + 1)
+    e = html.escape
+    head = "".join(f"<th>{_column_label(c, blind)}</th>" for c in columns)
+    body = []
+    for k, t in enumerate(config.temperatures):
+        ref = ""
+        if k == 0:
+            inner = _cell(real, "real continuation", not blind) if real else "<p>the piece ends within the primer</p>"
+            ref = f'<td class="ref" rowspan="{n_rows}"><div>{inner}</div></td>'
+        body.append(f'<tr class="t"><th colspan="{len(columns) + 1}">temperature {t:g}</th>{ref}</tr>')
+        for i in range(config.count):
+            tds = []
+            for c in columns:
+                cell = cells[c["letter"], t, i]
+                css = "" if blind else " ".join(f.split()[0] for f in cell["flags"])  # collapse, copies
+                alt = f"sample {c['letter']} T={t:g}"
+                tds.append(f'<td class="{css}">{_cell(cell, alt, not blind)}</td>')
+            body.append(f"<tr><th>T={t:g}<br>#{i + 1}</th>{''.join(tds)}</tr>")
+    if blind:
+        tail = ("<p>Blind test: columns are shuffled and the metrics hidden. "
+                "Whoever made it holds the key (letter → run, with the metrics); it is not in this page.</p>")
+    else:
+        names = {c["letter"]: f"{c['letter']} · {c['name']}" for c in columns}
+        keys = [k for k in SHOWN if k in summary]
+        srows = "".join(
+            f"<tr{' class=real' if r['column'] == 'real' else ''}><td>"
+            f"{e(names.get(r['column'], 'real continuation'))}</td><td>"
+            f"{'–' if pd.isna(r['temperature']) else format(r['temperature'], 'g')}</td><td>{r['samples']}</td>"
+            f"<td>{r['collapse']}</td><td>{r['copies']}</td>" + "".join(f"<td>{_fmt(k, r[k])}</td>" for k in keys)
+            + "</tr>" for r in summary.to_dict("records"))
+        tail = ("<h2>Summary: means over samples</h2><table class=summary><tr><th>model</th><th>T</th><th>n</th>"
+                "<th>collapse</th><th>copies</th>" + "".join(f"<th>{SHOWN[k][0]}</th>" for k in keys)
+                + f"</tr>{srows}</table>")
+    title = "Blind listening test" if blind else "Models side by side"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{font: 14px/1.4 system-ui, sans-serif; margin: 1em; color: #222}}
+table.grid {{border-collapse: collapse; table-layout: fixed}}
+.grid > tbody > tr > td, .grid > tbody > tr > th {{border: 1px solid #ccc; padding: 6px; vertical-align: top;
+  width: 320px}}
+.grid > tbody > tr > th:first-child {{width: 60px}}
+.grid tr.t th {{background: #eef; text-align: left}}
+.grid img {{width: 100%; height: auto; display: block; margin: 4px 0}}
+audio {{width: 100%}}
+td.ref {{background: #f4fbf4}} td.ref > div {{position: sticky; top: 0}}
+td.collapse {{background: #fde8e8}} td.copies {{background: #fff3d6}}
+.flag {{display: inline-block; background: #c0392b; color: #fff; border-radius: 3px; padding: 0 5px; margin: 2px}}
+.m {{display: grid; grid-template-columns: 1fr auto 1fr auto; gap: 1px 8px; font-size: 12px}}
+.m span {{color: #555}} .m b {{text-align: right; font-weight: 600}} a.dl {{font-size: 12px}}
+table.summary {{border-collapse: collapse}} .summary td, .summary th {{border: 1px solid #ccc; padding: 3px 8px}}
+.summary tr.real {{background: #f4fbf4}} .summary td {{text-align: right}} .summary td:first-child {{text-align: left}}
+</style></head><body>
+<h1>{title}</h1>
+<p>Every model continues the opening of the held-out piece <b>{e(info['piece'])}</b> ({info['n_primer']}
+{e(info['encoding'])} tokens) with {config.length} new tokens; samples per temperature: {config.count}; seed
+{config.seed}. Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only;
+the real continuation ({info['real_tokens']} tokens) keeps its own timing.
+Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times in a row or one pitch only;
+<span class="flag">copies training</span> {COPY_FLAG:.0%}+ of its 8-grams occur in the training pieces.</p>
+<h2>The opening every model continues</h2>
+<div class="primer" style="width:560px">{_media(opening['files'], 'primer')}</div>
+<h2>Samples</h2>
+<table class="grid"><tr><th></th>{head}<th>Real continuation<br><small>{e(info['piece'])}</small></th></tr>
+{''.join(body)}
+</table>
+{tail}
+</body></html>
+"""

@@ -1,0 +1,205 @@
+"""ABC data layer: tunebooks, characters, note tables, MIDI, validity, engraving."""
+from __future__ import annotations
+
+import shutil
+
+import pretty_midi
+import pytest
+
+from pipeline import abc_io
+from pipeline.abc_io import END, START, AbcTune
+from pipeline.errors import AbcParseError, ConfigError, EngraveError
+from pipeline.notes import COLUMNS
+
+SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
+# a chord, a note tied over the bar line, and a tempo of 60 quarter notes a minute
+CHORDS = "X:3\nT:Chords\nM:3/4\nL:1/4\nQ:1/4=60\nK:G\n[GBd] A2-|A3|"
+BROKEN = "X:2\nT:Broken\nM:4/4\nL:1/4\nK:C\nC[EG|F"  # a chord that never closes
+
+TWO_TUNES = """%abc-2.1
+% a tunebook header that belongs to no tune
+X: 1
+T: The First Reel
+T: second title
+R: reel
+M: 4/4
+L: 1/8
+K: D
+d2fd Adfd|
+
+X:2
+T:A Jig
+M:6/8
+L:1/8
+K:Em % comment after the key
+EGB e2f|
+% trailing comment about the next section
+"""
+
+
+def test_split_tunebook_two_tunes():
+    tunes = abc_io.split_tunebook(TWO_TUNES, source="book.abc")
+    assert [t.number for t in tunes] == [1, 2]
+    assert [t.title for t in tunes] == ["The First Reel", "A Jig"]
+    assert [t.meter for t in tunes] == ["4/4", "6/8"]
+    assert [t.key for t in tunes] == ["D", "Em"]
+    assert all(t.source == "book.abc" for t in tunes)
+    assert tunes[0].text.startswith("X: 1") and tunes[0].text.endswith("d2fd Adfd|")
+    assert "%abc" not in tunes[0].text
+    assert tunes[1].text.endswith("EGB e2f|")  # trailing comment dropped
+
+
+def test_split_keeps_tunes_without_key_or_body():
+    tunes = abc_io.split_tunebook("X:1\nT:Header only\n\nX:2\nT:Body\nK:C\nCDE|")
+    assert [t.title for t in tunes] == ["Header only", "Body"]
+    assert tunes[0].key is None and tunes[1].key == "C"
+    assert abc_io.split_tunebook("no tunes here\n") == []
+
+
+def test_broken_tune_in_the_middle():
+    tunes = abc_io.split_tunebook("\n\n".join([SCALE, BROKEN, CHORDS]))
+    assert [t.title for t in tunes] == ["Scale", "Broken", "Chords"]
+
+    with pytest.raises(AbcParseError) as info:
+        abc_io.tune_to_notes(tunes[1], "broken")
+    assert "\n" not in str(info.value) and "Broken" in str(info.value)
+
+    scale = abc_io.tune_to_notes(tunes[0], "scale")
+    assert list(scale.columns) == list(COLUMNS)
+    assert {c: str(t) for c, t in scale.dtypes.items()} == COLUMNS
+    assert scale["pitch"].tolist() == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert scale["start_beat"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert scale["start"].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]  # no Q: -> 120 qpm
+    assert (scale["end"] - scale["start"]).tolist() == [0.5] * 8
+    assert set(scale["piece"]) == {"scale"} and set(scale["velocity"]) == {80}
+    assert set(scale["track"]) == {0} and set(scale["program"]) == {0}
+
+    chords = abc_io.tune_to_notes(tunes[2], "chords")
+    assert chords["pitch"].tolist() == [67, 71, 74, 69]  # one row per chord pitch
+    assert chords["start_beat"].tolist() == [0, 0, 0, 1]
+    assert chords["end_beat"].tolist() == [1, 1, 1, 6]  # A2-|A3 is one note
+    assert chords["start"].tolist() == [0, 0, 0, 1.0]  # Q:1/4=60
+    assert chords["end"].iloc[-1] == 6.0
+
+
+def test_tune_to_notes_counts_what_it_drops():
+    notes = abc_io.tune_to_notes(AbcTune("X:1\nM:2/4\nL:1/4\nK:C\n\"Am\"C {d}E|"), "p")
+    assert notes["pitch"].tolist() == [60, 64]
+    assert notes.attrs["dropped"] == {"chord symbol": 1, "grace note": 1}
+    with pytest.raises(AbcParseError, match="no notes"):
+        abc_io.tune_to_notes(AbcTune("X:1\nM:2/4\nL:1/4\nK:C\nz2|"), "rests")
+
+
+def test_read_abc_file(tmp_path):
+    path = tmp_path / "latin.abc"
+    path.write_bytes("X:7\nT:Caf\xe9 Polka\nM:2/4\nL:1/8\nK:G\nGABc|".encode("latin-1"))
+    (tune,) = abc_io.read_abc_file(path)
+    assert tune.title == "Café Polka" and tune.number == 7 and tune.source == str(path)
+
+    empty = tmp_path / "empty.abc"
+    empty.write_text("% just a comment\n", encoding="utf-8")
+    with pytest.raises(AbcParseError, match="no ABC tunes"):
+        abc_io.read_abc_file(empty)
+
+
+@pytest.mark.parametrize("text", [SCALE, "T:a <b> c\nK:C\n<start>x<end>|", "", "é\t\n<"])
+def test_chars_round_trip(text):
+    tokens = abc_io.encode_chars(text)
+    assert tokens[0] == START and tokens[-1] == END and len(tokens) == len(text) + 2
+    assert abc_io.decode_chars(tokens) == text
+    assert abc_io.decode_chars(tokens + list("ignored after the end")) == text
+
+
+def test_split_generated():
+    a, b = "X:1\nK:C\nCDE|", "X:2\n<b>"
+    assert abc_io.split_generated(abc_io.encode_chars(a) + abc_io.encode_chars(b)) == [a, b]
+    # an empty tune, then one cut off by the length limit
+    assert abc_io.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
+    # a sample continued from a text primer starts without START; blank gaps are not tunes
+    assert abc_io.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
+    assert abc_io.split_generated([]) == []
+
+
+def test_check_tune_good():
+    v = abc_io.check_tune(SCALE)
+    assert v.parses and v.to_midi and v.error is None
+    assert (v.bars_total, v.bars_matching, v.meter, v.notes) == (2, 2, "4/4", 8)
+    # an anacrusis completed by the last bar, and a bar split by a repeat sign
+    pickup = abc_io.check_tune("X:1\nT:P\nM:3/4\nL:1/8\nK:G\nD|G2 B2 d2|c4 z:|:A|G4 z|")
+    assert pickup.parses and pickup.bars_total == 5 and pickup.bars_matching == 5
+
+
+def test_check_tune_wrong_bar_lengths():
+    short = abc_io.check_tune("X:1\nT:Short\nM:4/4\nL:1/4\nK:C\nCDEF|GAB|cdef|gfed|")
+    assert short.parses and short.to_midi
+    assert (short.bars_total, short.bars_matching) == (4, 3)
+    # music21 would re-bar an overlong bar into two "correct" ones; it must still count as wrong
+    long = abc_io.check_tune("X:1\nT:Long\nM:4/4\nL:1/4\nK:C\nCDEF|GABcd|cdef|")
+    assert (long.bars_total, long.bars_matching) == (3, 2)
+    # no meter: nothing to compare bars with
+    free = abc_io.check_tune("X:1\nT:Free\nM:none\nL:1/4\nK:C\nCDEF|GAB|")
+    assert free.parses and free.meter == "none" and free.bars_matching == 0
+
+
+@pytest.mark.parametrize("garbage", [
+    "this is not ABC ][", "", "X:1\nK:C\n", "X:1\nL:1/0\nK:C\nC", "\x00\x01|:", "/etc/passwd",
+    "X:1\nT:no key\nM:4/4\nL:1/4\nCDEF|",
+])
+def test_check_tune_garbage_never_raises(garbage):
+    v = abc_io.check_tune(garbage)
+    assert not v.parses and not v.to_midi and v.error
+
+
+def test_check_tune_gives_up_on_absurd_meter():
+    v = abc_io.check_tune("X:1\nM:451/8\nL:1/8\nK:C\nC8|", timeout_s=0.5)
+    assert not v.parses and "gave up" in v.error
+
+
+def test_bundled_corpus():
+    tunes = abc_io.bundled_corpus_tunes("oneills1850")
+    assert len(tunes) > 100
+    assert all(t.text.startswith("X:") and t.source.startswith("oneills1850/") for t in tunes)
+    assert abc_io.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
+    assert len(abc_io.bundled_corpus_tunes("default")) >= 2000
+    with pytest.raises(ConfigError):
+        abc_io.bundled_corpus_tunes("no-such-corpus")
+
+
+def test_bundled_tune_parses():
+    (tune,) = abc_io.bundled_corpus_tunes("oneills1850", limit=1)
+    notes = abc_io.tune_to_notes(tune, "oneills-1")
+    assert len(notes) > 50 and notes["end"].gt(notes["start"]).all()
+
+
+def test_abc_to_midi_file(tmp_path):
+    out = abc_io.abc_to_midi_file(CHORDS, tmp_path / "sub" / "chords.mid")
+    pm = pretty_midi.PrettyMIDI(str(out))
+    notes = sorted((n.start, n.pitch, n.end) for inst in pm.instruments for n in inst.notes)
+    assert notes == [(0, 67, 1), (0, 71, 1), (0, 74, 1), (1, 69, 6)]
+    with pytest.raises(AbcParseError):
+        abc_io.abc_to_midi_file(BROKEN, tmp_path / "broken.mid")
+
+
+@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi not installed")
+def test_abc2midi_reference(tmp_path):
+    out = abc_io.abc2midi_reference(SCALE, tmp_path / "scale.mid")
+    pm = pretty_midi.PrettyMIDI(str(out))
+    assert [n.pitch for inst in pm.instruments for n in inst.notes] == [60, 62, 64, 65, 67, 69, 71, 72]
+    with pytest.raises(AbcParseError):
+        abc_io.abc2midi_reference("X:1\nT:no key field\n", tmp_path / "bad.mid")
+
+
+@pytest.mark.skipif(abc_io.available_engraver() is None, reason="neither abcm2ps nor lilypond installed")
+def test_engrave_svg(tmp_path):
+    out = abc_io.engrave(CHORDS, tmp_path / "chords.svg")
+    assert out.exists() and "<svg" in out.read_text(encoding="utf-8")[:2000]
+    with pytest.raises(EngraveError):
+        abc_io.engrave("   ", tmp_path / "empty.svg")
+    with pytest.raises(ConfigError):
+        abc_io.engrave(CHORDS, tmp_path / "x.svg", engine="pen")
+
+
+@pytest.mark.skipif(shutil.which("lilypond") is None, reason="lilypond not installed")
+def test_engrave_lilypond_fallback(tmp_path):
+    out = abc_io.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")
+    assert "<svg" in out.read_text(encoding="utf-8")[:2000]

@@ -1,0 +1,186 @@
+"""The comparison page: contents, blind mode, errors, the CLI, and the page in headless Chromium."""
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import write_pm
+from pipeline.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
+from pipeline.errors import ConfigError
+from pipeline.extract import ExtractConfig, extract
+from pipeline.train import TrainConfig, train
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+TINY = CompareConfig(temperatures=(0.5, 1.0), count=1, length=16, seed=3)
+
+
+def tiny_set(folder: Path, name: str, shift: int = 0) -> Path:
+    """Four pieces of 50 random-walk notes (one chord every 5th onset), extracted as ``name``."""
+    rng = np.random.default_rng(11)
+    paths = []
+    for k in range(4):
+        pitches = 60 + shift + np.cumsum(rng.integers(-2, 3, 50)).clip(-10, 10)
+        notes = [(int(p), 0.4 * i, 0.4 * i + 0.35) for i, p in enumerate(pitches)]
+        notes += [(int(p) - 12, 0.4 * i, 0.4 * i + 0.7) for i, p in enumerate(pitches) if i % 5 == 0]
+        paths.append(write_pm(folder / "midi" / name / f"piece{k}.mid", notes))
+    extract(paths, ExtractConfig(name=name, out=str(folder / "processed"), workers=1))
+    return folder / "processed" / name
+
+
+def tiny_run(dataset: Path, run: Path, cell: str, **kw) -> Path:
+    train(TrainConfig(dataset=str(dataset), cell=cell, layers=1, hidden=8, embed=8, window=8, stride=4, batch=32,
+                      epochs=1, threads=1, seed=1, **kw), run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """runs/rnn and runs/gru on one tiny dataset."""
+    tmp = tmp_path_factory.mktemp("compare")
+    data = tiny_set(tmp, "tiny")
+    for cell in ("rnn", "gru"):
+        tiny_run(data, tmp / "runs" / cell, cell)
+    return tmp / "runs"
+
+
+@pytest.fixture(scope="module")
+def page(runs) -> dict:
+    return compare([runs / "rnn", runs / "gru"], TINY, runs / "page")
+
+
+def test_config_saves_and_loads(runs, page):
+    assert CompareConfig.load(Path(page["folder"]) / "compare.json") == TINY
+    assert default_out_dir([runs / "rnn"], TINY) == default_out_dir([runs / "rnn"], replace(TINY))
+    assert default_out_dir([runs / "rnn"], TINY) != default_out_dir([runs / "gru"], TINY)
+    assert expand_runs([runs]) == [runs / "gru", runs / "rnn"]  # a folder of runs, like a grid's
+
+
+def test_flags_mark_collapse_and_copying():
+    assert flags({"longest_repeat_run": 8, "pitch_entropy": 1.0, "ngram_copy_rate": 0.1}) == ["collapse"]
+    assert flags({"longest_repeat_run": 2, "pitch_entropy": 0.0, "ngram_copy_rate": 0.9}) == [
+        "collapse", "copies training"]
+    assert flags({"longest_repeat_run": 2, "pitch_entropy": 2.0, "ngram_copy_rate": float("nan")}) == []
+
+
+def test_page_has_every_sample_the_reference_and_the_metrics(runs, page):
+    folder = Path(page["folder"])
+    html = (folder / "index.html").read_text()
+    assert [c["name"] for c in page["columns"]] == ["rnn", "gru"] and "rnn" in html and "GRU 1×8" in html
+    assert html.count("<audio") == 2 * 2 * 1 + 2  # models × temperatures × count + primer + real
+    assert "Real continuation" in html and "Summary" in html and "http" not in html
+    for ref in (folder / "assets").iterdir():
+        assert f"assets/{ref.name}" in html
+    table = pd.read_csv(folder / "metrics.csv")
+    assert len(table) == 5 and set(table["column"]) == {"A", "B", "real"}
+    for key in ("pitch_range", "n_pitch_classes_used", "pitch_class_histogram_distance",
+                "interval_distribution_distance", "scale_consistency", "longest_repeat_run", "repetition_rate",
+                "ngram_copy_rate"):
+        assert key in table
+    samples = json.loads((folder / "samples.json").read_text())
+    primer = json.loads((runs / "rnn" / "primers.json").read_text())[page["piece"]][:8]
+    assert samples["primer"] == primer and len(samples["real"]) == 16
+    assert page["summary"]["column"].tolist() == ["A", "A", "B", "B", "real"]
+
+
+def test_blind_page_hides_the_runs_and_the_key_names_them(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["compare", str(runs / "rnn"), str(runs / "gru"), "--temperature", "1",
+                                    "--count", "1", "--length", "8", "--blind", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    out = Path(res.output.strip().splitlines()[-1].split("-> ")[1].split("/index.html")[0])
+    assert out.parent == Path("runs") and out.name.startswith("compare-")
+    page = (out / "index.html").read_text()
+    for secret in ("rnn", "gru", "RNN", "GRU", "val loss", "pitch range", str(runs)):
+        assert secret not in page, secret
+    assert "Model A" in page and "Model B" in page
+    key = json.loads((out / "key.json").read_text())
+    assert sorted(Path(v["run"]).name for v in key.values()) == ["gru", "rnn"] and set(key) == {"A", "B"}
+    assert not any("key" in p.name for p in (out / "assets").iterdir()) and "key.json" not in page
+    assert "run" not in pd.read_csv(out / "metrics.csv")
+
+
+def test_mismatched_runs_give_one_clean_line(runs, tmp_path):
+    pitch_run = tiny_run(runs.parent / "processed" / "tiny", tmp_path / "pitch", "rnn", encoding="pitch")
+    with pytest.raises(ConfigError, match="not a comparison page"):
+        compare([runs / "rnn"], TINY, runs / "gru")  # an --out that would replace a run
+    assert (runs / "gru" / "best.pt").exists()
+    with pytest.raises(ConfigError, match="encoding"):
+        compare([runs / "rnn", pitch_run], TINY, tmp_path / "out")
+    other = tiny_run(tiny_set(tmp_path, "high", shift=30), tmp_path / "high", "rnn")
+    res = CliRunner().invoke(main, ["compare", str(runs / "rnn"), str(other), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "not in the vocabulary of high" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ the page in a browser
+
+def browser_check(page_path: Path, screenshot: Path) -> dict:
+    """Load the page in headless Chromium; report every <audio>'s duration/error and <img>'s width."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1500, "height": 1000})
+            tab.goto(page_path.resolve().as_uri(), wait_until="load")
+            tab.wait_for_function("[...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error)"
+                                  " && [...document.images].every(i => i.complete)", timeout=30_000)
+            tab.screenshot(path=str(screenshot), full_page=True)
+            return tab.evaluate("""() => ({
+                audio: [...document.querySelectorAll('audio')].map(a => ({src: a.src, duration: a.duration,
+                                                                       error: a.error && a.error.code})),
+                img: [...document.images].map(i => ({src: i.src, width: i.naturalWidth}))})""")
+        finally:
+            browser.close()
+
+
+def browser_check_without_playwright(page_path: Path, screenshot: Path) -> dict:
+    """Fallback: a copy of the page that writes the same report into its DOM, read with --dump-dom."""
+    probe = page_path.with_name("probe.html")
+    probe.write_text(page_path.read_text().replace("</body>", """<script>
+      addEventListener('load', () => setTimeout(() => { document.body.dataset.report = JSON.stringify({
+        audio: [...document.querySelectorAll('audio')].map(a => ({src: a.src, duration: a.duration,
+                                                               error: a.error && a.error.code})),
+        img: [...document.images].map(i => ({src: i.src, width: i.naturalWidth}))}); }, 3000));
+    </script></body>"""))
+    args = [CHROMIUM, "--headless", *CHROMIUM_ARGS, "--virtual-time-budget=10000"]
+    subprocess.run(args + [f"--screenshot={screenshot}", "--window-size=1500,3000", page_path.resolve().as_uri()],
+                   capture_output=True, timeout=120)
+    dom = subprocess.run(args + ["--dump-dom", probe.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    probe.unlink()
+    import html as html_mod
+    import re
+    found = re.search(r'data-report="([^"]*)"', dom)
+    assert found, "the probe script did not report"
+    return json.loads(html_mod.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+def test_page_plays_and_shows_in_headless_chromium(page, tmp_path):
+    shot = tmp_path / "compare_screenshot.png"
+    try:
+        import playwright  # noqa: F401
+        report = browser_check(Path(page["page"]), shot)
+    except ImportError:
+        report = browser_check_without_playwright(Path(page["page"]), shot)
+    assert len(report["audio"]) == 6 and len(report["img"]) == 6
+    for a in report["audio"]:
+        assert a["error"] is None and a["duration"] > 0, a
+    for i in report["img"]:
+        assert i["width"] > 0, i
+    # keep the screenshot where a person can look at it after the run (git-ignored)
+    keep = Path(__file__).resolve().parents[1] / "test-artifacts"
+    keep.mkdir(exist_ok=True)
+    shutil.copy(shot, keep / "compare_screenshot.png")
+    assert shot.stat().st_size > 10_000
