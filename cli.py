@@ -140,6 +140,8 @@ def train_options(f):
         click.option("--seed", default=str(d["seed"]), show_default=True),
         click.option("--threads", default=str(d["threads"]), show_default=True,
                      help="Torch threads per run; 0 = torch's default."),
+        click.option("--transpose", default=str(d["transpose"]), show_default=True,
+                     help="Augment: also train on each piece transposed by -N..+N semitones (note encodings)."),
         click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
                      help="Time budget: stop after the epoch that passes it; 0 = none."),
     ]
@@ -214,26 +216,41 @@ def train(name, runs, resume, **raw):
 @main.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A run folder.")
 @click.option("--count", default=4, show_default=True, help="Samples, drawn as one batch.")
-@click.option("--length", default=300, show_default=True, help="New tokens per sample (at most).")
+@click.option("--length", type=int, default=None,
+              help="New tokens per sample (at most). Default: 1,000 for chars models (a whole tune), 300 otherwise.")
 @click.option("--temperature", default="1.0", show_default=True,
               help="Softmax temperature; a comma list gives one folder per temperature.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--primer", default=None,
               help="validation (opening of a held-out piece; default for note models), start (<start>; default "
                    "for chars models), or tokens given with --primer-tokens.")
-@click.option("--primer-tokens", default="", help="Space-separated tokens, e.g. 'C4 E4 G4.C5'; for chars: a text.")
+@click.option("--primer-tokens", default="",
+              help="Space-separated tokens, e.g. 'C4 E4 G4.C5'; for chars: a text after <start>, \\n for a new line.")
 @click.option("--primer-length", default=0, show_default=True, help="Primer tokens taken from a held-out piece; 0 = the run's window.")
 @click.option("--primer-piece", default="", help="Which held-out piece primes the samples.")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
-@click.option("--render/--no-render", "do_render", default=True, show_default=True, help="Also write MIDI files.")
+@click.option("--render/--no-render", "do_render", default=True, show_default=True,
+              help="Also write MIDI files (chars: for the tunes that pass every check).")
+@click.option("--engrave/--no-engrave", default=True, show_default=True,
+              help="Chars models: draw playable tunes as SVG sheet music.")
+@click.option("--engrave-count", type=int, default=None,
+              help="Chars models: playable tunes drawn per temperature, the first N; 0 = all. Default: all with "
+                   "abcm2ps (about 15 ms a tune), 5 with the LilyPond fallback (seconds a tune).")
 def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, primer_length, primer_piece,
-             checkpoint, do_render):
+             checkpoint, do_render, engrave, engrave_count):
     """Sample new sequences from a trained run (needs only the run folder).
 
     \b
     Example:
       python cli.py generate --run runs/nocturnes-gru-4x128 --count 10 --length 500 --temperature 0.8,1.0
-      python cli.py generate --run runs/oneills-lstm-1x150 --primer start --temperature 0.5,1,2
+      python cli.py generate --run runs/oneills-lstm-1x150 --temperature 0.5,1,2 --count 100
+      python cli.py generate --run runs/oneills-lstm-1x150 --primer-tokens "X:1\\nT:" --no-engrave
+
+    \b
+    Chars models: every tune is primed with <start> (or <start> + your text) and ends at <end> or
+    --length. Each temperature folder gets sample_XXX.abc for every tune, MIDI and SVG sheet music
+    for the playable ones and validity.csv (parses, MIDI, bars matching the meter, ended, length,
+    error); samples/validity_summary.csv and .md compare the temperatures of the command.
     """
     from pipeline.generate import GenerateConfig, generate as run_generate
     from pipeline.render import render_samples
@@ -242,6 +259,10 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     with known_errors():
         cfg = read_run_config(run_dir)
         chars = cfg.get("encoding") == "chars"
+        if length is None:
+            length = 1000 if chars else 300
+        if chars:
+            primer_tokens = primer_tokens.replace("\\n", "\n")  # a newline is awkward to type in a shell
         if primer is None:
             primer = "tokens" if primer_tokens else ("start" if chars else "validation")
         toks = tuple(["<start>", *primer_tokens] if chars else primer_tokens.split()) if primer == "tokens" else ()
@@ -249,11 +270,25 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
             temps = [float(t) for t in csv_list(temperature)]
         except ValueError:
             raise click.BadParameter(f"{temperature!r} is not a list of numbers", param_hint="--temperature")
+        validity = {}
         for t in temps:
             config = GenerateConfig(count=count, length=length, temperature=t, seed=seed, primer=primer,
                                     primer_tokens=toks, primer_length=primer_length, primer_piece=primer_piece,
                                     checkpoint=checkpoint)
             res = run_generate(run_dir, config)
+            if chars:  # .abc for every tune, MIDI and SVG for the playable ones, validity.csv
+                from pipeline.abc_eval import default_engrave_count, score_sample_folder
+
+                n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None
+                                                else engrave_count or None)
+                with progress_bar(count, f"checking T={t:g}") as update:
+                    table = validity[t] = score_sample_folder(res["folder"], midi=do_render, engrave_count=n_draw,
+                                                              progress=update, notice=lambda s: click.echo(s, err=True))
+                click.echo(f"generated {count} tunes at T={t:g} ({int(table['ended'].sum())} ended with <end>, "
+                           f"{int(table['parses'].sum())} parse, {int((table['midi'] != '').sum())} MIDI, "
+                           f"{int((table['svg'] != '').sum())} SVG; {table['length'].min()}-{table['length'].max()} "
+                           f"chars) -> {res['folder']}/")
+                continue
             n_midi = 0
             if do_render:
                 rendered = render_samples(res["folder"], notice=lambda s: click.echo(s, err=True))
@@ -261,6 +296,12 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
             lengths = [len(s) for s in res["samples"]]
             click.echo(f"generated {count} samples at T={t:g} ({min(lengths)}-{max(lengths)} tokens"
                        f"{f', {n_midi} MIDI files' if do_render else ''}) -> {res['folder']}/")
+        if chars:
+            from pipeline.abc_eval import validity_markdown, write_validity_summary
+
+            summary, paths = write_validity_summary(validity, Path(run_dir) / "samples")
+            click.echo(validity_markdown(summary), nl=False)
+            click.echo(f"validity of {len(validity)} temperatures x {count} tunes -> {paths[0]} and {paths[1].name}")
 
 
 # ------------------------------------------------------------------ render

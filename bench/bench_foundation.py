@@ -106,8 +106,16 @@ def bench_generate(run: Path, count: int = 10, length: int = 1000) -> dict:
     return out
 
 
-def bench_baselines(ds_dir: Path, window: int) -> dict:
-    ds = load_dataset(ds_dir, "names")
+def bench_pitch(ds_dir: Path, work: Path, max_epochs: int, threads: int) -> dict:
+    """GRU 4x128 over the 128 pitch classes, plain and with transposition augmentation."""
+    base = dict(dataset=str(ds_dir), encoding="pitch", cell="gru", layers=4, hidden=128, threads=threads,
+                seed=0, epochs=max_epochs, patience=5)
+    return {"default": train_run(TrainConfig(**base), work / "pitch"),
+            "transpose6": train_run(TrainConfig(**base, transpose=6), work / "pitch-t6")}
+
+
+def bench_baselines(ds_dir: Path, window: int, encoding: str = "names") -> dict:
+    ds = load_dataset(ds_dir, encoding)
     train_seqs = piece_arrays(ds, "train")
     vx, vy = make_windows(piece_arrays(ds, "validation"), window, 1)
     res = {}
@@ -145,7 +153,7 @@ def main() -> None:
         print("| set-up | windows/epoch | train windows/s | s/epoch | epochs | wall s | best val loss | best val acc |")
         print("|---|---|---|---|---|---|---|---|")
         for key, label in (("stride1", "stride 1, loss on last token (the study)"),
-                           ("default", "stride 30, loss at every position (default)")):
+                           ("default", f"stride {TrainConfig().stride}, loss at every position (default)")):
             r = tr[key]
             print(f"| {label} | {r['windows_per_epoch']:,} | {r['train_windows_per_s']:,.0f} | "
                   f"{r['seconds_per_epoch']:.1f} | {r['epochs']} | {r['wall_s']:.0f} | {r['val_loss']:.3f} | "
@@ -161,15 +169,22 @@ def main() -> None:
               f"{gen['stateful']['tokens_per_s']:,.0f} ({gen['speedup']:.1f}x) |\n")
 
         base = bench_baselines(ds_dir, 30)
+        pbase = bench_baselines(ds_dir, 30, "pitch")
+        pitch = bench_pitch(ds_dir, work / "runs", args.max_epochs, args.threads)
         split = json.loads((ds_dir / "split.json").read_text())
         print(f"## held-out nocturne ({', '.join(split['validation'])}): next token after each 30-token window\n")
-        print("| model | val loss (nats) | val acc |\n|---|---|---|")
+        print("| encoding | model | val loss (nats) | val acc |\n|---|---|---|---|")
         for k, v in base.items():
-            print(f"| {k} (Witten-Bell) | {v['loss']:.3f} | {v['acc']:.3f} |")
+            print(f"| names | {k} (Witten-Bell) | {v['loss']:.3f} | {v['acc']:.3f} |")
         for key, label in (("default", "GRU 4x128, default"), ("stride1", "GRU 4x128, stride 1 / last token")):
-            print(f"| {label} | {tr[key]['val_loss']:.3f} | {tr[key]['val_acc']:.3f} |")
+            print(f"| names | {label} | {tr[key]['val_loss']:.3f} | {tr[key]['val_acc']:.3f} |")
+        for k, v in pbase.items():
+            print(f"| pitch | {k} (Witten-Bell) | {v['loss']:.3f} | {v['acc']:.3f} |")
+        for key, label in (("default", "GRU 4x128, default"), ("transpose6", "GRU 4x128, --transpose 6")):
+            print(f"| pitch | {label} | {pitch[key]['val_loss']:.3f} | {pitch[key]['val_acc']:.3f} |")
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"extract": ex, "train": tr, "generate": gen, "baselines": base},
+        args.json.write_text(json.dumps({"extract": ex, "train": tr, "generate": gen, "baselines": base,
+                                        "pitch_baselines": pbase, "pitch": pitch},
                                         indent=2, default=float))
         print(f"\nwrote {args.json}")
 

@@ -116,6 +116,17 @@ def encode_notes(notes: pd.DataFrame, encoding: str, tolerance: float = 0.02) ->
     return groups_to_tokens([g.pitches for g in onset_groups(notes, tolerance)], encoding)
 
 
+def transpose_tokens(tokens: Sequence[str], encoding: str, shift: int) -> list[str] | None:
+    """The same tokens ``shift`` semitones higher (lower if negative).
+
+    Returns None when a pitch would leave 0..127, so callers can skip that key.
+    """
+    groups = tokens_to_groups(tokens, encoding)
+    if any(not 0 <= p + shift <= 127 for g in groups for p in g):
+        return None
+    return groups_to_tokens([[p + shift for p in g] for g in groups], encoding)
+
+
 def tokens_to_pitches(tokens: Iterable[str], encoding: str) -> list[int]:
     """Flatten tokens to pitches in onset order (chords low to high); chars give []."""
     if encoding == "chars":

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, RunError
+from .encodings import Vocabulary
 from .extract import Dataset, load_dataset
 from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
@@ -54,6 +55,7 @@ class TrainConfig:
     threads: int = 0         # torch intra-op threads; 0 = torch's default
     clip: float = 1.0        # gradient-norm clipping; 0 = off
     max_minutes: float = 0.0  # stop after the epoch that passes this training time; 0 = no limit
+    transpose: int = 0       # augment: also train on every piece shifted by -N..+N semitones
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -75,6 +77,10 @@ class TrainConfig:
             raise ConfigError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ConfigError("--lr must be positive")
+        if not 0 <= self.transpose <= 11:
+            raise ConfigError("--transpose must be between 0 and 11 semitones")
+        if self.transpose and self.encoding == "chars":
+            raise ConfigError("--transpose works on note encodings (names, pitch), not chars")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -100,6 +106,28 @@ def piece_arrays(ds: Dataset, side: str) -> list[np.ndarray]:
         cut = int(len(arr) * (1 - tail))
         return [arr[:cut]] if side == "train" else [arr[cut:]]
     return [ds.vocab.encode(ds.sequences[p]) for p in ds.pieces(side)]
+
+
+def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
+    """Add every training piece transposed by -max_shift..+max_shift semitones.
+
+    Small corpora rarely cover every key; a held-out piece in a new key is
+    otherwise full of unseen tokens. Validation pieces are never transposed.
+    New tokens are appended to the vocabulary, so existing ids keep their meaning.
+    """
+    from .encodings import transpose_tokens
+    if ds.split.get("tail_fraction"):
+        raise ConfigError("--transpose needs a dataset of at least two pieces")
+    seqs, train, extra = dict(ds.sequences), list(ds.split["train"]), []
+    for p in ds.pieces("train"):
+        for k in range(-max_shift, max_shift + 1):
+            moved = transpose_tokens(ds.sequences[p], ds.encoding, k) if k else None
+            if moved is not None:
+                seqs[f"{p}@{k:+d}"] = moved
+                train.append(f"{p}@{k:+d}")
+                extra.extend(t for t in moved if t not in ds.vocab.index)
+    vocab = Vocabulary(ds.vocab.tokens + sorted(set(extra), key=extra.index))
+    return replace(ds, sequences=seqs, vocab=vocab, split={**ds.split, "train": train})
 
 
 def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,6 +333,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     config.dataset = str(Path(config.dataset).resolve())
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     ds = load_dataset(config.dataset, config.encoding)
+    if config.transpose:
+        ds = augment_transpositions(ds, config.transpose)
     _seed_everything(config.seed)
     model = SequenceModel(config.model_config(len(ds.vocab)))
     trainer = Trainer(config, ds, model)

@@ -164,3 +164,21 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
     assert s["epochs"] == 2
     s2 = train(TrainConfig(), run, resume=True)  # finished: returns at once
     assert s2 == s
+
+
+def test_transpose_augmentation(tiny_dataset, tmp_path):
+    from pipeline.encodings import transpose_tokens
+    from pipeline.extract import load_dataset
+    from pipeline.train import augment_transpositions
+    assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
+    assert transpose_tokens(["127"], "pitch", 1) is None
+    ds = load_dataset(tiny_dataset, "names")
+    aug = augment_transpositions(ds, 2)
+    assert len(aug.split["train"]) == 5 * len(ds.split["train"]) and aug.split["validation"] == ds.split["validation"]
+    assert aug.vocab.tokens[:len(ds.vocab)] == ds.vocab.tokens  # old ids keep their meaning
+    run = tmp_path / "t"
+    train(tiny_train_config(tiny_dataset, transpose=2, epochs=1), run)
+    out = generate(run, GenerateConfig(count=1, length=5))
+    assert len(out["samples"][0]) == 5
+    with pytest.raises(ConfigError):
+        tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
