@@ -109,10 +109,12 @@ def render_samples(folder: str | Path, *, fixed_beats: float = 0.0, include_prim
     encoding = data["encoding"]
     written: list[dict] = []
     if encoding == "chars":
-        from .abc_io import decode_chars
+        from .abc_eval import score_sample_folder
 
-        texts = [decode_chars(([START] if include_primer else []) + s) for s in data["samples"]]
-        make_midi = _chars_midi(texts)
+        # sample_XXX.abc for every tune (its primer text included), validity.csv, and MIDI only
+        # for the tunes that pass every check, each judged once with a time limit
+        table = score_sample_folder(folder, include_primer=include_primer, notice=notice)
+        make_midi = _chars_midi(folder, table)
     else:
         timing = TimingModel.from_stats(run_timing(Path(data["run"])), fixed_beats)
         seqs = [(data["primer"] if include_primer else []) + s for s in data["samples"]]
@@ -135,12 +137,15 @@ def render_samples(folder: str | Path, *, fixed_beats: float = 0.0, include_prim
     return {"folder": str(folder), "files": written}
 
 
-def _chars_midi(texts: list[str]) -> Callable[[int, Path], Path]:
-    from .abc_io import abc_to_midi_file
+def _chars_midi(folder: Path, table: pd.DataFrame) -> Callable[[int, Path], Path]:
+    """The MIDI ``score_sample_folder`` wrote for sample i, or an error with its reason."""
+    from .errors import AbcParseError
 
     def make(i: int, path: Path) -> Path:
-        (path.with_suffix(".abc")).write_text(texts[i] + "\n")
-        return abc_to_midi_file(texts[i], path)
+        if table.at[i, "midi"]:
+            return folder / table.at[i, "midi"]
+        reasons = [table.at[i, "file_error"], table.at[i, "error"], "the tune does not pass the checks"]
+        raise AbcParseError(next(str(r) for r in reasons if pd.notna(r) and r))
     return make
 
 
