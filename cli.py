@@ -116,8 +116,8 @@ def train_options(f):
     from pipeline.train import TrainConfig
     d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
-        click.option("--data", "dataset", required=True, type=click.Path(path_type=Path),
-                     help="A processed dataset folder, e.g. processed/nocturnes."),
+        click.option("--data", "dataset", type=click.Path(path_type=Path),
+                     help="A processed dataset folder, e.g. processed/nocturnes (not needed with --resume)."),
         click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
@@ -156,7 +156,7 @@ def parse_train_values(raw: dict) -> dict[str, list]:
     types = {fl.name: type(fl.default) for fl in fields(TrainConfig)}
     out = {}
     for key, value in raw.items():
-        if key not in types:
+        if key not in types or value is None:
             continue
         items = [str(value)] if key == "dataset" else csv_list(str(value))
         try:
@@ -188,6 +188,10 @@ def train(name, runs, resume, **raw):
     multi = [k for k, v in values.items() if len(v) > 1]
     if multi:
         raise click.UsageError(f"train takes one value per option (got lists for {', '.join(multi)}); use `grid`")
+    if "dataset" not in values and not resume:
+        raise click.UsageError("Missing option '--data': a processed dataset folder (only --resume goes without)")
+    if resume and not name:
+        raise click.UsageError("--resume needs --name: the run folder to continue")
     config = TrainConfig(**{k: v[0] for k, v in values.items()})
     config.dataset = str(config.dataset)
     name = name or "-".join([Path(config.dataset).name, config.cell, f"{config.layers}x{config.hidden}"]
@@ -430,6 +434,8 @@ def grid(name, runs, workers, executor, address, **raw):
     from pipeline.grid import GridConfig, expand_grid, run_grid
 
     values = parse_train_values(raw)
+    if "dataset" not in values:
+        raise click.UsageError("Missing option '--data': a processed dataset folder")
     name = name or f"{Path(values['dataset'][0]).name}-grid"
     with known_errors():
         configs, skipped = expand_grid(values)

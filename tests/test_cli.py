@@ -26,7 +26,7 @@ def fails(runner, args, needle):
 
 
 def test_help_has_examples(runner):
-    for cmd in ("extract", "train", "generate", "render"):
+    for cmd in ("extract", "train", "generate", "render", "grid", "report", "compare", "heatmap"):
         out = ok(runner, [cmd, "--help"])
         assert "Example" in out and "python cli.py " + cmd in out
 
@@ -60,3 +60,6 @@ def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     fails(runner, ["train", "--data", "processed/tiny", "--window", "500", "--epochs", "1"], "shorter than --window")
     fails(runner, ["generate", "--run", "runs/none"], "not a run folder")
     fails(runner, ["train", "--data", "processed/tiny", "--layers", "1,2"], "use `grid`")
+    fails(runner, ["train", "--cell", "gru"], "Missing option '--data'")
+    fails(runner, ["train", "--resume"], "--resume needs --name")
+    fails(runner, ["train", "--resume", "--name", "nothing-here"], "not a run folder")

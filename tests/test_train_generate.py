@@ -182,3 +182,30 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
     assert len(out["samples"][0]) == 5
     with pytest.raises(ConfigError):
         tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
+
+
+def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
+    """A real kill -9 in the middle of training, then `train --resume`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    cli = str(Path(__file__).resolve().parents[1] / "cli.py")
+    args = [sys.executable, cli, "train", "--data", str(tiny_dataset), "--hidden", "48", "--layers", "2",
+            "--window", "8", "--stride", "1", "--epochs", "25", "--patience", "25", "--threads", "1",
+            "--runs", str(tmp_path)]
+    subprocess.run(args + ["--name", "full"], check=True, capture_output=True)
+    proc = subprocess.Popen(args + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(pd.read_csv(tmp_path / "killed" / "metrics.csv"))
+    assert killed_rows < 25, "the kill came too late to test anything"
+    subprocess.run(args[:3] + ["--runs", str(tmp_path), "--name", "killed", "--resume", "--threads", "1"],
+                   check=True, capture_output=True)
+    pd.testing.assert_frame_equal(metrics(tmp_path / "full"), metrics(tmp_path / "killed"))
