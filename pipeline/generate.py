@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ class GenerateConfig:
     """Options of the generate stage; saved as ``samples.json`` beside the samples."""
 
     count: int = 4
-    length: int = 300          # new tokens per sample, at most
+    length: int | None = None  # new tokens per sample, at most; None = 1,000 for chars, 300 for notes
     temperature: float = 1.0   # 0 = always the most likely token
     seed: int = 0
     primer: str = "validation"  # "validation" (opening of a held-out piece), "start", or "tokens"
@@ -78,9 +78,10 @@ def sample(model: SequenceModel, primer_ids: torch.Tensor, length: int, temperat
                 semis = semis + torch.randn(batch, generator=generator) * noise * temperature
             # nearest vocabulary entry (the pitch vocabulary is 0..127)
             nxt = (semis[:, None] - (values[None, :] * PITCH_SCALE + PITCH_CENTER)).abs().argmin(-1)
+        ids, live = nxt.tolist(), done.tolist()
         for b in range(batch):
-            if not done[b]:
-                result[b].append(int(nxt[b]))
+            if not live[b]:
+                result[b].append(ids[b])
         if stop_id is not None:
             done |= nxt == stop_id
             if bool(done.all()):
@@ -154,7 +155,7 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
 
     Returns a dict with the output folder and the samples (lists of tokens).
     """
-    if config.count < 1 or config.length < 1:
+    if config.count < 1 or (config.length is not None and config.length < 1):
         raise ConfigError("--count and --length must be at least 1")
     if config.temperature < 0 or math.isnan(config.temperature):
         raise ConfigError("--temperature must be >= 0")
@@ -162,6 +163,8 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     ckpt = load_checkpoint(run_dir, config.checkpoint)
     model = model_from_checkpoint(ckpt)
     vocab = Vocabulary(ckpt["vocab"])
+    if config.length is None:
+        config = replace(config, length=1000 if ckpt["encoding"] == "chars" else 300)
     primer, primer_info = choose_primer(ckpt, config, run_dir)
     g = torch.Generator().manual_seed(config.seed)
     ids = torch.tensor(vocab.encode(primer))[None, :].repeat(config.count, 1)
@@ -173,14 +176,33 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     stop = vocab.index.get(END)
     new = sample(model, ids, config.length, config.temperature, g, stop_id=stop, values=values, noise=noise or 0.0)
     samples = [vocab.decode(s) for s in new]
-    tag = f"t{config.temperature:g}-s{config.seed}"
-    out = Path(out_dir) if out_dir else run_dir / "samples" / tag
+    out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "samples.json", {
         "run": str(run_dir), "encoding": ckpt["encoding"], "task": ckpt["task"],
         "config": asdict(config), "primer": primer, "primer_info": primer_info,
         "samples": samples})
     return {"folder": str(out), "samples": samples, "primer": primer}
+
+
+def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
+    """``samples/t<T>-s<seed>``; if that holds samples drawn with other options, ``…-2``, ``-3``…
+
+    The same options give the same samples, so they may replace themselves;
+    samples drawn with other options are never overwritten.
+    """
+    tag = f"t{config.temperature:g}-s{config.seed}"
+    want = json.loads(json.dumps(asdict(config)))
+    for k in range(1, 1000):
+        folder = run_dir / "samples" / (tag if k == 1 else f"{tag}-{k}")
+        try:
+            if json.loads((folder / "samples.json").read_text())["config"] != want:
+                continue
+        except (OSError, ValueError, KeyError):
+            if folder.exists() and any(folder.iterdir()):
+                continue
+        return folder
+    raise RunError(f"too many sample folders named {tag}-* in {run_dir / 'samples'}")
 
 
 def read_samples(folder: str | Path) -> dict:

@@ -204,8 +204,19 @@ def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_rows = len(pd.read_csv(tmp_path / "killed" / "metrics.csv"))
-    assert killed_rows < 25, "the kill came too late to test anything"
+    # metrics.csv may not even exist yet: the checkpoint is written first and is what resume reads
+    assert load_checkpoint(tmp_path / "killed", "last")["epoch"] < 25, "the kill came too late to test anything"
     subprocess.run(args[:3] + ["--runs", str(tmp_path), "--name", "killed", "--resume", "--threads", "1"],
                    check=True, capture_output=True)
     pd.testing.assert_frame_equal(metrics(tmp_path / "full"), metrics(tmp_path / "killed"))
+
+
+def test_generate_never_overwrites_samples_drawn_with_other_options(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_dataset, epochs=1), run)
+    a = generate(run, GenerateConfig(count=2, length=5))
+    assert generate(run, GenerateConfig(count=2, length=5))["folder"] == a["folder"]  # same options: same place
+    b = generate(run, GenerateConfig(count=3, length=7))
+    assert b["folder"] == a["folder"] + "-2"
+    assert len(json.loads((tmp_path / "run/samples/t1-s0/samples.json").read_text())["samples"]) == 2
+    assert generate(run, GenerateConfig(count=2))["samples"][0].__len__() == 300  # note models: 300 by default
