@@ -27,7 +27,7 @@ venv: $(STAMP)
 
 demo: system venv
 	$(BIN)/python cli.py extract --name demo
-	$(BIN)/python cli.py train --data processed/demo --encoding pitch --cell gru --layers 2 --hidden 128 --epochs 8 --name demo-gru
+	$(BIN)/python cli.py train --data processed/demo --encoding pitch --cell gru --layers 2 --hidden 128 --epochs 8 --name demo-gru --resume
 	$(BIN)/python cli.py generate --run runs/demo-gru --count 4 --length 200 --temperature 0.8,1.2
 	$(BIN)/python cli.py render runs/demo-gru/samples/t0.8-s0 runs/demo-gru/samples/t1.2-s0
 

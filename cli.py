@@ -198,6 +198,8 @@ def train(name, runs, resume, **raw):
                             + ([config.encoding] if config.encoding != "names" else [])
                             + ([config.task] if config.task != "classify" else []))
     run_dir = runs / name
+    if resume and "dataset" in values and not (run_dir / "config.json").exists():
+        resume = False  # nothing to resume yet: --resume --data … starts the run, so scripts can re-run
     with known_errors():
         from tqdm import tqdm
         bar = tqdm(total=config.epochs, desc=name, unit="epoch", disable=None, file=sys.stderr)
