@@ -7,7 +7,11 @@ import mido
 import pretty_midi
 import pytest
 
-CHOPIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chopin-nocturnes"
+import os
+
+# ../shared/data/chopin-nocturnes beside the project (as in CI), or wherever MUSICRNN_CHOPIN says
+CHOPIN = Path(os.environ.get("MUSICRNN_CHOPIN")
+              or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chopin-nocturnes")
 
 
 def write_pm(path: Path, notes: list[tuple[int, float, float]], program: int = 0, drums: list | None = None,
