@@ -32,12 +32,13 @@ def normalise_options(config: dict) -> dict:
     """Every TrainConfig field of a run's config dict, coerced to its declared type.
 
     Fields missing from an older ``config.json`` take their defaults; ``0`` and
-    ``0.0``, or ``processed/x/`` and ``processed/x``, read the same.
+    ``0.0``, or ``processed/x/``, ``processed/x`` and its absolute path, read the same.
     """
     out = {}
     for f in fields(TrainConfig):
         value = type(f.default)(config.get(f.name, f.default))
-        out[f.name] = os.path.normpath(value) if f.name == "dataset" else value
+        # train stores the dataset as an absolute path: compare (and hash) it that way too
+        out[f.name] = os.path.abspath(value) if f.name == "dataset" else value
     return out
 
 

@@ -251,3 +251,14 @@ def test_runs_are_found_by_configuration_not_only_by_name(grid2x2, tmp_path):
     (old / "config.json").write_text(json.dumps(cfg))
     res = run_grid(configs[2:3], GridConfig(name="o", runs=str(tmp_path), workers=1))
     assert res["counts"]["skipped"] == 1 and list(res["table"]["run"]) == ["gru-1x8-writtenlong"]
+
+
+def test_rerun_with_a_relative_dataset_path_skips(dataset, tmp_path, monkeypatch):
+    """train stores the dataset as an absolute path; a grid given a relative one must still match."""
+    monkeypatch.chdir(dataset.parent)
+    values = {**tiny_values(dataset, cell=["rnn"], hidden=[8], epochs=[1]), "dataset": [dataset.name]}
+    configs, _ = expand_grid(values)
+    grid = GridConfig(name="rel", runs=str(tmp_path), workers=1)
+    assert run_grid(configs, grid)["counts"]["trained"] == 1
+    again = run_grid(expand_grid(values)[0], grid)
+    assert again["counts"]["skipped"] == 1 and again["counts"]["failed"] == 0
