@@ -254,7 +254,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
 
     \b
     Chars models: every tune is primed with <start> (or <start> + your text) and ends at <end> or
-    --length. Each temperature folder gets sample_XXX.abc for every tune, MIDI and SVG sheet music
+    --length. Each temperature folder gets sample_NNN.abc for every tune, MIDI and SVG sheet music
     for the playable ones and validity.csv (parses, MIDI, bars matching the meter, ended, length,
     error); samples/validity_summary.csv and .md compare the temperatures of the command.
     """

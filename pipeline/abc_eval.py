@@ -9,7 +9,7 @@ Pure core
     reached ``<end>``), ``validate_tunes`` (one row of checks per tune),
     ``summarise_validity`` (one row per temperature), ``validity_markdown``.
 File I/O at the edges
-    ``score_sample_folder`` writes ``sample_XXX.abc`` for every tune, MIDI for
+    ``score_sample_folder`` writes ``sample_NNN.abc`` for every tune, MIDI for
     the playable ones, SVG sheet music for the first few and ``validity.csv``;
     ``write_validity_summary`` writes ``validity_summary.csv``/``.md``.
 Measurements
@@ -165,9 +165,9 @@ def score_sample_folder(folder: str | Path, *, midi: bool = True, engrave_count:
                         notice: Callable[[str], None] = lambda s: None) -> pd.DataFrame:
     """Write the files of a chars samples folder and judge every tune.
 
-    Writes ``sample_XXX.abc`` for every tune, ``sample_XXX.mid`` (music21) for
+    Writes ``sample_NNN.abc`` for every tune, ``sample_NNN.mid`` (music21) for
     each tune that passes every check (``to_midi``) when ``midi``,
-    ``sample_XXX.svg`` for the first ``engrave_count`` of those (``None`` = all,
+    ``sample_NNN.svg`` for the first ``engrave_count`` of those (``None`` = all,
     0 = none) and ``validity.csv``. A MIDI or SVG left by an earlier sampling
     into the same folder is removed where the new tune gets none.
 

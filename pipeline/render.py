@@ -111,7 +111,7 @@ def render_samples(folder: str | Path, *, fixed_beats: float = 0.0, include_prim
     if encoding == "chars":
         from .abc_eval import score_sample_folder
 
-        # sample_XXX.abc for every tune (its primer text included), validity.csv, and MIDI only
+        # sample_NNN.abc for every tune (its primer text included), validity.csv, and MIDI only
         # for the tunes that pass every check, each judged once with a time limit
         table = score_sample_folder(folder, include_primer=include_primer, notice=notice)
         make_midi = _chars_midi(folder, table)
