@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .abc_io import END, START  # the chars markers; one definition
 from .encodings import Vocabulary
 from .errors import ConfigError, RunError
 from .extract import load_dataset
@@ -20,7 +21,6 @@ from .fsutil import atomic_write_json
 from .model import PITCH_CENTER, PITCH_SCALE, SequenceModel
 from .train import load_checkpoint, model_from_checkpoint
 
-START, END = "<start>", "<end>"
 
 
 @dataclass
