@@ -334,7 +334,7 @@ def render(folders, audio, piano_roll, fixed_beats, no_primer):
 
     audio = None if audio == "none" else audio
     note = lambda s: click.echo(s, err=True)  # noqa: E731
-    n = 0
+    n = skipped = 0
     with known_errors():
         for folder in folders:
             if folder.is_dir() and (folder / "samples.json").exists():
@@ -348,9 +348,16 @@ def render(folders, audio, piano_roll, fixed_beats, no_primer):
                 if not mids:
                     raise click.ClickException(f"{folder}: neither a samples folder nor MIDI files")
                 for mid in mids:
-                    render_media(mid, audio=audio, piano_roll=piano_roll, notice=note)
+                    try:
+                        render_media(mid, audio=audio, piano_roll=piano_roll, notice=note)
+                    except PipelineError as exc:  # one bad file is reported and skipped
+                        skipped += 1
+                        note(f"skipped {mid}: {exc}")
+                        continue
                     n += 1
-    click.echo(f"rendered {n} sequences (MIDI{', ' + audio if audio else ''}"
+    if not n:
+        raise click.ClickException(f"nothing rendered ({skipped} files skipped)")
+    click.echo(f"rendered {n} sequences{f' ({skipped} skipped)' if skipped else ''} (MIDI{', ' + audio if audio else ''}"
                f"{', piano rolls' if piano_roll else ''}) -> {', '.join(map(str, folders))}")
 
 

@@ -63,3 +63,14 @@ def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     fails(runner, ["train", "--cell", "gru"], "Missing option '--data'")
     fails(runner, ["train", "--resume"], "--resume needs --name")
     fails(runner, ["train", "--resume", "--name", "nothing-here"], "not a run folder")
+
+
+def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path):
+    from conftest import write_pm
+    folder = tmp_path / "mids"
+    write_pm(folder / "good.mid", [(60, 0, 0.5), (64, 0.5, 1.0)])
+    (folder / "bad.mid").write_bytes(b"not midi")
+    res = runner.invoke(main, ["render", str(folder), "--audio", "none"])
+    assert res.exit_code == 0 and "skipped" in res.output and "rendered 1 sequences (1 skipped)" in res.output
+    assert (folder / "good.png").exists()
+    fails(runner, ["render", str(folder / "bad.mid")], "nothing rendered")
