@@ -33,6 +33,7 @@ import pretty_midi
 import soundfile
 
 from pipeline.errors import AudioError, ConfigError, MidiReadError
+from pipeline.midi_io import read_midi
 
 SOUNDFONT_ENV = "MUSICRNN_SOUNDFONT"
 
@@ -125,21 +126,6 @@ def find_soundfont() -> Path | None:
 def find_fluidsynth() -> str | None:
     """Path of the ``fluidsynth`` program on ``$PATH``, or ``None``."""
     return shutil.which("fluidsynth")
-
-
-def read_midi(midi_path: str | Path) -> pretty_midi.PrettyMIDI:
-    """Parse a MIDI file, turning every parser failure into :class:`MidiReadError`.
-
-    pretty_midi and mido raise a zoo of exception types on bad files (OSError,
-    EOFError, KeyError, ValueError, IndexError...), so all are caught here.
-    """
-    try:
-        return pretty_midi.PrettyMIDI(str(midi_path))
-    except Exception as exc:  # noqa: BLE001 - see docstring
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        raise MidiReadError(
-            f"cannot read MIDI file {midi_path}: {type(exc).__name__}: {reason}".rstrip(": ")
-        ) from exc
 
 
 # --------------------------------------------------------------------------- audio

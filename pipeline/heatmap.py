@@ -9,7 +9,6 @@ out as text. ``heatmap`` does all of it for a run folder (the CLI command).
 """
 from __future__ import annotations
 
-import io
 import re
 import textwrap
 from dataclasses import asdict, dataclass, fields
@@ -23,7 +22,7 @@ from torch import nn
 
 from .encodings import CHORD_SEP, NOTE_ENCODINGS, Vocabulary, encode_notes, tokens_to_groups
 from .errors import ConfigError, RunError
-from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .fsutil import atomic_write_figure, atomic_write_json, atomic_write_text
 from .abc_io import END, START
 from .model import SequenceModel
 
@@ -392,10 +391,8 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
     cax = fig.add_axes(((width - right + 0.25) / width, 1 - (top + bar_h) / height, 0.15 / width, bar_h / height))
     fig.colorbar(im, cax=cax)
     fig.suptitle(title, x=left / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_figure(out_path, fig)
     plt.close(fig)
-    atomic_write_bytes(out_path, buf.getvalue())
     return {"path": str(out_path), "width": round(width * 100), "height": round(height * 100), "tokens": shown}
 
 

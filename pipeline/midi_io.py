@@ -38,6 +38,23 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200]
 
 
+def read_midi(path: str | Path) -> pretty_midi.PrettyMIDI:
+    """Parse a MIDI file with pretty_midi; every parser failure becomes one-line :class:`MidiReadError`.
+
+    pretty_midi and mido raise many exception types on bad files (OSError,
+    EOFError, KeyError, ValueError, IndexError, KeySignatureError...), so all are caught.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # pretty_midi warns about tempo events on non-zero tracks, which
+            # LilyPond writes routinely; the timing it derives is still right.
+            warnings.simplefilter("ignore")
+            return pretty_midi.PrettyMIDI(str(path))
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        raise MidiReadError(f"{path.name}: not a readable MIDI file ({_one_line(exc)})") from None
+
+
 def midi_file_to_notes(path: str | Path, piece: str | None = None) -> tuple[pd.DataFrame, MidiReadReport]:
     """Read one MIDI file into a note table.
 
@@ -62,14 +79,7 @@ def midi_file_to_notes(path: str | Path, piece: str | None = None) -> tuple[pd.D
     path = Path(path)
     piece = piece or path.stem
     report = MidiReadReport()
-    try:
-        with warnings.catch_warnings():
-            # pretty_midi warns about tempo events on non-zero tracks, which
-            # LilyPond writes routinely; the timing it derives is still right.
-            warnings.simplefilter("ignore")
-            pm = pretty_midi.PrettyMIDI(str(path))
-    except Exception as exc:  # pretty_midi/mido raise many types (OSError, EOFError, KeySignatureError...)
-        raise MidiReadError(f"{path.name}: not a readable MIDI file ({_one_line(exc)})") from None
+    pm = read_midi(path)
 
     rows = []
     for track, inst in enumerate(pm.instruments):

@@ -10,7 +10,6 @@ be run at any time, also while the grid is training. Writes, into that folder:
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import fields
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_figure, atomic_write_text
 from .train import TrainConfig, load_checkpoint
 
 ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
@@ -177,12 +176,6 @@ def _label(options: dict, swept: list[str]) -> str:
     return " · ".join([f"{options.get('layers')}×{options.get('hidden')}", *extra])
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> list[Path]:
     """One figure per cell: training (solid) and validation (dashed) loss, one colour per run."""
     import matplotlib
@@ -209,7 +202,7 @@ def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        written.append(atomic_write_bytes(folder / f"curves_{cell}.png", _png(fig)))
+        written.append(atomic_write_figure(folder / f"curves_{cell}.png", fig))
     return written
 
 
@@ -234,7 +227,7 @@ def plot_loss_vs_params(df: pd.DataFrame, folder: Path) -> Path | None:
     ax.legend(title="cell")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    return atomic_write_bytes(folder / "loss_vs_params.png", _png(fig))
+    return atomic_write_figure(folder / "loss_vs_params.png", fig)
 
 
 def write_report(folder: str | Path) -> dict:

@@ -24,7 +24,7 @@ from torch import nn
 from .errors import ConfigError, RunError
 from .encodings import Vocabulary
 from .extract import Dataset, load_dataset
-from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .fsutil import atomic_write_bytes, atomic_write_figure, atomic_write_json, atomic_write_text
 from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
@@ -282,9 +282,7 @@ def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, fig)
 
 
 def _seed_everything(seed: int) -> None:
