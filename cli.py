@@ -26,13 +26,37 @@ def known_errors():
         raise click.ClickException("interrupted; finished epochs and files are kept") from None
 
 
-@contextlib.contextmanager
-def progress_bar(total: int, desc: str):
-    from tqdm import tqdm
+class Progress:
+    """A tqdm bar on stderr that a pipeline function starts (``start(total, desc)``) and advances."""
 
-    with tqdm(total=total, desc=desc, unit="file" if "extract" in desc else "it",
-              disable=None, file=sys.stderr, leave=False) as bar:
-        yield bar.update
+    def __init__(self, total: int = 0, desc: str = "", unit: str = "it"):
+        self.bar = None
+        self.unit = unit
+        if desc:
+            self.start(total, desc)
+
+    def start(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=total or None, desc=desc, unit=self.unit, disable=None, file=sys.stderr, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is None:
+            self.start(0, "")
+        self.bar.update(n)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def echo_err(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def csv_list(value: str) -> list[str]:
@@ -80,44 +104,27 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
       python cli.py extract ../shared/data/chopin-nocturnes --name nocturnes
       python cli.py extract --corpus oneills1850 --name oneills
     """
-    from pipeline.extract import ExtractConfig, extract as run_extract
+    from pipeline.extract import ExtractConfig, extract_command
 
-    with known_errors():
-        user_paths = list(paths)
-        if not user_paths and not corpus_names:
-            corpus_names = ("bach-chorales",)
-        paths = user_paths + [p for cname in corpus_names for p in _corpus_paths(cname, limit)]
-        name = name or (Path(user_paths[0]).resolve().name.replace(".", "_") if user_paths else corpus_names[0])
-        config = ExtractConfig(name=name, out=str(out), onset_tolerance=onset_tolerance,
-                               val_fraction=val_fraction, split_seed=split_seed, workers=workers)
-        from pipeline.extract import collect_inputs
-        total = len(collect_inputs(paths)[0])
-        with progress_bar(total, "extract") as update:
-            summary = run_extract(paths, config, progress=update, log=lambda s: click.echo(s, err=True))
-    tokens = ", ".join(f"{k} {v:,}" for k, v in summary["tokens"].items())
-    click.echo(f"extracted {summary['files_ok']} files ({summary['files_skipped']} skipped, "
-               f"{summary['files_reused']} unchanged), {summary['pieces']} pieces, {summary['notes']:,} notes; "
-               f"tokens: {tokens} -> {summary['folder']}/")
-
-
-def _corpus_paths(name: str, limit: int) -> list[Path]:
-    from pipeline.corpus import DEFAULT_CORPORA, write_default_midi_corpus
-
-    if name in DEFAULT_CORPORA:
-        with progress_bar(limit, f"writing {name} as MIDI") as update:
-            return [write_default_midi_corpus(Path("raw_midi") / name, name, limit, progress=update)]
-    from pipeline import abc_io
-    return abc_io.bundled_corpus_paths(name)
+    config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
+                           val_fraction=val_fraction, split_seed=split_seed, workers=workers)
+    with known_errors(), Progress() as bar:
+        s = extract_command(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,
+                            progress=bar.update, log=echo_err)
+    tokens = ", ".join(f"{k} {v:,}" for k, v in s["tokens"].items())
+    click.echo(f"extracted {s['files_ok']} files ({s['files_skipped']} skipped, {s['files_reused']} unchanged), "
+               f"{s['pieces']} pieces, {s['notes']:,} notes; tokens: {tokens} -> {s['folder']}/")
 
 
 # ------------------------------------------------------------------ train
 def train_options(f):
     """Options shared by `train` and `grid` (grid accepts comma-separated lists)."""
-    from pipeline.train import TrainConfig
+    from pipeline.rundir import TrainConfig
     d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
         click.option("--data", "dataset", type=click.Path(path_type=Path),
-                     help="A processed dataset folder, e.g. processed/nocturnes (not needed with --resume)."),
+                     help="A processed dataset folder, e.g. processed/nocturnes. Default: the most recently "
+                          "extracted one under processed/ (named in the first output line)."),
         click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
@@ -144,6 +151,8 @@ def train_options(f):
                      help="Augment: also train on each piece transposed by -N..+N semitones (note encodings)."),
         click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
                      help="Time budget: stop after the epoch that passes it; 0 = none."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -152,7 +161,7 @@ def train_options(f):
 
 def parse_train_values(raw: dict) -> dict[str, list]:
     """Option strings (possibly comma lists) -> typed value lists per TrainConfig field."""
-    from pipeline.train import TrainConfig
+    from pipeline.rundir import TrainConfig
     types = {fl.name: type(fl.default) for fl in fields(TrainConfig)}
     out = {}
     for key, value in raw.items():
@@ -172,55 +181,79 @@ def parse_train_values(raw: dict) -> dict[str, list]:
 @train_options
 @click.option("--name", help="Run folder name under --runs. Default: <dataset>-<cell>-<layers>x<hidden>[-<task>].")
 @click.option("--runs", default="runs", show_default=True, type=click.Path(path_type=Path))
-@click.option("--resume", is_flag=True, help="Continue a killed or interrupted run from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue a killed or interrupted run from its last checkpoint "
+                                             "(refused if its dataset changed; --epochs may extend it).")
 def train(name, runs, resume, **raw):
     """Train one model on a processed dataset into runs/<name>/.
 
+    Without --data, the most recently extracted dataset is used (the first line says which).
+
     \b
     Example:
+      python cli.py train --cell gru --layers 4 --hidden 128
       python cli.py train --data processed/nocturnes --cell gru --layers 4 --hidden 128 --epochs 40
       python cli.py train --data processed/nocturnes --encoding pitch --task regress --cell lstm
       python cli.py train --data processed/nocturnes --name my-run --resume
     """
-    from pipeline.train import TrainConfig, train as run_train
+    from pipeline.rundir import TrainConfig
+    from pipeline.train import train_command
 
     values = parse_train_values(raw)
     multi = [k for k, v in values.items() if len(v) > 1]
     if multi:
         raise click.UsageError(f"train takes one value per option (got lists for {', '.join(multi)}); use `grid`")
-    if "dataset" not in values and not resume:
-        raise click.UsageError("Missing option '--data': a processed dataset folder (only --resume goes without)")
-    if resume and not name:
-        raise click.UsageError("--resume needs --name: the run folder to continue")
+    given = {k for k in values if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
     config = TrainConfig(**{k: v[0] for k, v in values.items()})
-    config.dataset = str(config.dataset)
-    name = name or "-".join([Path(config.dataset).name, config.cell, f"{config.layers}x{config.hidden}"]
-                            + ([config.encoding] if config.encoding != "names" else [])
-                            + ([config.task] if config.task != "classify" else []))
-    run_dir = runs / name
-    if resume and "dataset" in values and not (run_dir / "config.json").exists():
-        resume = False  # nothing to resume yet: --resume --data … starts the run, so scripts can re-run
-    with known_errors():
-        from tqdm import tqdm
-        bar = tqdm(total=config.epochs, desc=name, unit="epoch", disable=None, file=sys.stderr)
-
+    with known_errors(), Progress(unit="epoch") as bar:
         def on_epoch(row):
-            bar.n = row["epoch"]
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
-                            acc=f"{row['val_acc']:.3f}")
-        try:
-            summary = run_train(config, run_dir, resume=resume, on_epoch=on_epoch)
-        finally:
-            bar.close()
-    extra = f", MAE {summary['val_mae']:.2f} semitones" if "val_mae" in summary else ""
-    click.echo(f"trained {summary['epochs']} epochs ({summary['seconds']:.0f} s, {summary['parameters']:,} parameters); "
-               f"best epoch {summary['best_epoch']}: val loss {summary['val_loss']:.4f}, "
-               f"val acc {summary['val_acc']:.3f}{extra} -> {summary['run']}/")
+            bar.bar.n = row["epoch"]
+            bar.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
+                                acc=f"{row['val_acc']:.3f}")
+
+        def on_start(line):
+            click.echo(line)
+            bar.start(config.epochs, "train")
+        s = train_command(config, runs=runs, name=name, resume=resume, given=given,
+                          on_start=on_start, on_epoch=on_epoch)
+    extra = f", MAE {s.val_mae:.2f} semitones" if s.val_mae is not None else ""
+    why = {"patience": "; stopped early (no better validation loss)", "budget": "; stopped at --max-minutes"}
+    click.echo(f"trained {s.epochs} epochs ({s.seconds:.0f} s, {s.parameters:,} parameters){why.get(s.stopped, '')}; "
+               f"best epoch {s.best_epoch}: val loss {s.val_loss:.4f}, val acc {s.val_acc:.3f}{extra} -> {s.run}/")
 
 
 # ------------------------------------------------------------------ generate
+def run_option(f):
+    return click.option("--run", "run_dir", type=click.Path(path_type=Path),
+                        help="A run folder. Default: the most recently trained run under runs/.")(f)
+
+
+def device_option(f):
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")(f)
+
+
+def pick_run(run_dir: Path | None) -> Path:
+    """The run given, or the most recently trained one (said on the first line)."""
+    from pipeline.rundir import latest_run
+
+    if run_dir is not None:
+        return run_dir
+    latest = latest_run("runs")
+    if latest is None:
+        raise click.ClickException("no trained run under runs/; run `train` first (e.g. cli.py train --cell gru)")
+    click.echo(f"using the latest run, {latest}")
+    return latest
+
+
+def floats(value: str, option: str) -> list[float]:
+    try:
+        return [float(t) for t in csv_list(value)]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of numbers", param_hint=option) from None
+
+
 @main.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A run folder.")
+@run_option
 @click.option("--count", default=4, show_default=True, help="Samples, drawn as one batch.")
 @click.option("--length", type=int, default=None,
               help="New tokens per sample (at most). Default: 1,000 for chars models (a whole tune), 300 otherwise.")
@@ -242,8 +275,10 @@ def train(name, runs, resume, **raw):
 @click.option("--engrave-count", type=int, default=None,
               help="Chars models: playable tunes drawn per temperature, the first N; 0 = all. Default: all with "
                    "abcm2ps (about 15 ms a tune), 5 with the LilyPond fallback (seconds a tune).")
+@click.option("--max-length", default=100_000, show_default=True, help="Cap on --length (raise it if you mean it).")
+@device_option
 def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, primer_length, primer_piece,
-             checkpoint, do_render, engrave, engrave_count):
+             checkpoint, do_render, engrave, engrave_count, max_length, device):
     """Sample new sequences from a trained run (needs only the run folder).
 
     \b
@@ -258,112 +293,78 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     for the playable ones and validity.csv (parses, MIDI, bars matching the meter, ended, length,
     error); samples/validity_summary.csv and .md compare the temperatures of the command.
     """
-    from pipeline.generate import GenerateConfig, generate as run_generate
-    from pipeline.render import render_samples
-    from pipeline.train import read_run_config
+    from pipeline.generate import GenerateConfig, generate_command
 
+    temps = floats(temperature, "--temperature")
     with known_errors():
-        cfg = read_run_config(run_dir)
-        chars = cfg.get("encoding") == "chars"
-        if length is None:
-            length = 1000 if chars else 300
-        if chars:
-            primer_tokens = primer_tokens.replace("\\n", "\n")  # a newline is awkward to type in a shell
-        if primer is None:
-            primer = "tokens" if primer_tokens else ("start" if chars else "validation")
-        from pipeline.abc_io import START
-        toks = tuple([START, *primer_tokens] if chars else primer_tokens.split()) if primer == "tokens" else ()
-        try:
-            temps = [float(t) for t in csv_list(temperature)]
-        except ValueError:
-            raise click.BadParameter(f"{temperature!r} is not a list of numbers", param_hint="--temperature")
-        validity = {}
-        for t in temps:
-            config = GenerateConfig(count=count, length=length, temperature=t, seed=seed, primer=primer,
-                                    primer_tokens=toks, primer_length=primer_length, primer_piece=primer_piece,
-                                    checkpoint=checkpoint)
-            res = run_generate(run_dir, config)
-            if chars:  # .abc for every tune, MIDI and SVG for the playable ones, validity.csv
-                from pipeline.abc_eval import default_engrave_count, score_sample_folder
+        run_dir = pick_run(run_dir)
+        base = GenerateConfig(count=count, length=length, seed=seed, primer=primer or "", primer_length=primer_length,
+                              primer_piece=primer_piece, checkpoint=checkpoint)
+        with Progress(unit="tune") as bar:
+            res = generate_command(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
+                                   engrave=engrave, engrave_count=engrave_count, device=device,
+                                   max_length=max_length, progress=bar.update, notice=echo_err,
+                                   on_temperature=lambda r: click.echo(_temperature_line(r, count, do_render)))
+    if res.validity_summary is not None:
+        from pipeline.abc_eval import validity_markdown
 
-                n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None
-                                                else engrave_count or None)
-                with progress_bar(count, f"checking T={t:g}") as update:
-                    table = validity[t] = score_sample_folder(res["folder"], midi=do_render, engrave_count=n_draw,
-                                                              progress=update, notice=lambda s: click.echo(s, err=True))
-                click.echo(f"generated {count} tunes at T={t:g} ({int(table['ended'].sum())} ended with <end>, "
-                           f"{int(table['parses'].sum())} parse, {int((table['midi'] != '').sum())} MIDI, "
-                           f"{int((table['svg'] != '').sum())} SVG; {table['length'].min()}-{table['length'].max()} "
-                           f"chars) -> {res['folder']}/")
-                continue
-            n_midi = 0
-            if do_render:
-                rendered = render_samples(res["folder"], notice=lambda s: click.echo(s, err=True))
-                n_midi = sum("midi" in f for f in rendered["files"])
-            lengths = [len(s) for s in res["samples"]]
-            click.echo(f"generated {count} samples at T={t:g} ({min(lengths)}-{max(lengths)} tokens"
-                       f"{f', {n_midi} MIDI files' if do_render else ''}) -> {res['folder']}/")
-        if chars:
-            from pipeline.abc_eval import validity_markdown, write_validity_summary
+        click.echo(validity_markdown(res.validity_summary), nl=False)
+        click.echo(f"validity of {len(temps)} temperatures x {count} tunes -> {res.summary_files[0]} and "
+                   f"{Path(res.summary_files[1]).name}")
 
-            summary, paths = write_validity_summary(validity, Path(run_dir) / "samples")
-            click.echo(validity_markdown(summary), nl=False)
-            click.echo(f"validity of {len(validity)} temperatures x {count} tunes -> {paths[0]} and {paths[1].name}")
+
+def _temperature_line(r, count: int, midi: bool) -> str:
+    if r.validity is not None:
+        t = r.validity
+        return (f"generated {count} tunes at T={r.temperature:g} ({int(t['ended'].sum())} ended with <end>, "
+                f"{int(t['parses'].sum())} parse, {int((t['midi'] != '').sum())} MIDI, {int((t['svg'] != '').sum())} "
+                f"SVG; {t['length'].min()}-{t['length'].max()} chars) -> {r.folder}/")
+    return (f"generated {count} samples at T={r.temperature:g} ({min(r.lengths)}-{max(r.lengths)} tokens"
+            f"{f', {r.midi_files} MIDI files' if midi else ''}) -> {r.folder}/")
 
 
 # ------------------------------------------------------------------ render
 @main.command()
-@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@run_option
 @click.option("--audio", type=click.Choice(["none", "wav", "flac", "ogg"]), default="wav", show_default=True,
               help="Synthesise audio with FluidSynth (built-in synthesiser if FluidSynth is missing).")
 @click.option("--piano-roll/--no-piano-roll", default=True, show_default=True, help="Draw a PNG piano roll per sample.")
 @click.option("--fixed-beats", type=float, default=0.0, show_default=True,
               help="Space every onset by this many beats instead of drawing the corpus's rhythms.")
 @click.option("--no-primer", is_flag=True, help="Render only the generated continuation.")
-def render(folders, audio, piano_roll, fixed_beats, no_primer):
+@device_option
+def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
     """Turn generated samples (or MIDI files) into MIDI, audio and piano-roll pictures.
 
     FOLDERS are sample folders written by `generate`, or MIDI files / folders of MIDI files.
+    With none, the latest samples of --run (default: the most recently trained run) are
+    rendered, drawing them first with the `generate` defaults if the run has none yet.
 
     \b
     Example:
+      python cli.py render
       python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0
       python cli.py render ../shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid --audio flac
     """
-    from pipeline.render import render_media, render_samples
+    from pipeline.render import RenderConfig, render_default, render_paths
 
-    audio = None if audio == "none" else audio
-    note = lambda s: click.echo(s, err=True)  # noqa: E731
-    n = skipped = 0
-    with known_errors():
-        for folder in folders:
-            if folder.is_dir() and (folder / "samples.json").exists():
-                with progress_bar(0, f"render {folder.name}") as update:
-                    res = render_samples(folder, fixed_beats=fixed_beats, include_primer=not no_primer,
-                                         audio=audio, piano_roll=piano_roll, progress=update, notice=note)
-                n += len(res["files"])
-            else:
-                mids = [folder] if folder.is_file() else sorted(
-                    p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
-                if not mids:
-                    raise click.ClickException(f"{folder}: neither a samples folder nor MIDI files")
-                for mid in mids:
-                    try:
-                        render_media(mid, audio=audio, piano_roll=piano_roll, notice=note)
-                    except PipelineError as exc:  # one bad file is reported and skipped
-                        skipped += 1
-                        note(f"skipped {mid}: {exc}")
-                        continue
-                    n += 1
-    if not n:
-        raise click.ClickException(f"nothing rendered ({skipped} files skipped)")
-    click.echo(f"rendered {n} sequences{f' ({skipped} skipped)' if skipped else ''} (MIDI{', ' + audio if audio else ''}"
-               f"{', piano rolls' if piano_roll else ''}) -> {', '.join(map(str, folders))}")
+    config = RenderConfig(audio=audio, piano_roll=piano_roll, fixed_beats=fixed_beats, include_primer=not no_primer)
+    with known_errors(), Progress(unit="file") as bar:
+        bar.start(0, "render")
+        if folders:
+            res = render_paths(folders, config, progress=bar.update, notice=echo_err)
+        else:
+            res = render_default(run_dir, config, device=device, on_start=click.echo, progress=bar.update,
+                                 notice=echo_err)
+    skipped = f" ({len(res.skipped)} skipped)" if res.skipped else ""
+    click.echo(f"rendered {res.rendered} sequences{skipped} (MIDI{', ' + audio if audio != 'none' else ''}"
+               f"{', piano rolls' if piano_roll else ''}) -> {', '.join(res.folders)}")
 
 
 # ------------------------------------------------------------------ heatmap
 @main.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path), help="A run folder.")
+@run_option
 @click.option("--sample", default="", help="A samples folder written by `generate` (its primer + sample --index).")
 @click.option("--index", default=0, show_default=True, help="Which sample of --sample.")
 @click.option("--file", "file_", default="", help="An .abc file (chars models) or a MIDI file (note models).")
@@ -380,8 +381,9 @@ def render(folders, audio, piano_roll, fixed_beats, no_primer):
 @click.option("--columns", default=0, show_default=True, help="Cells per row; 0 = 80 for text, 16 for notes.")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--out", default=None, type=click.Path(path_type=Path), help="Output folder. Default: <run>/heatmaps.")
+@device_option
 def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, layer, state, units, top, columns,
-            checkpoint, out):
+            checkpoint, out, device):
     """Hidden-unit heatmaps over a sequence, and the units that track musical structure.
 
     Records every unit of one layer at every step, scores each unit against features
@@ -404,9 +406,8 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
     config = HeatmapConfig(sample=sample, index=index, file=file_, text=text.replace("\\n", "\n"), length=length,
                            seed=seed, temperature=temperature, layer=layer, state=state, units=unit_list, top=top,
                            columns=columns, checkpoint=checkpoint)
-    with known_errors():
-        with progress_bar(0, "heatmap") as update:
-            res = run_heatmap(run_dir, config, out, progress=update)
+    with known_errors(), Progress(0, "heatmap") as bar:
+        res = run_heatmap(pick_run(run_dir), config, out, progress=bar.update, device=device)
     best = res["best"]
     strongest = f"; strongest: unit {best[1]} ~ {best[0]} (r={best[2]:+.2f})" if best else ""
     absent = f"; not in this sequence: {', '.join(res['absent'])}" if res["absent"] and not units else ""
@@ -432,48 +433,36 @@ def grid(name, runs, workers, executor, address, **raw):
     Every training option takes a comma-separated list. Each combination is a normal
     run folder named <cell>-<layers>x<hidden>-<hash of its config>. Run the same
     command again to resume: finished runs are skipped, interrupted ones continue.
+    Without --data, the most recently extracted dataset is used.
 
     \b
     Example:
-      python cli.py grid --data processed/nocturnes --cell rnn,lstm,gru --layers 1,2,3,4 --hidden 64,128 --name study
+      python cli.py grid --cell rnn,lstm,gru --layers 1,2,3,4 --hidden 64,128 --name study
+      python cli.py grid --data processed/nocturnes --cell rnn,lstm,gru --layers 1,2 --hidden 64,128
       python cli.py grid --data processed/nocturnes --cell gru --dropout 0,0.2 --lr 0.001,0.002 --name tune
       python cli.py grid --data processed/nocturnes --cell lstm,gru --executor ray --address auto --name big
     """
-    from tqdm import tqdm
-
-    from pipeline.grid import GridConfig, expand_grid, run_grid
+    from pipeline.grid import GridConfig, grid_command
 
     values = parse_train_values(raw)
-    if "dataset" not in values:
-        raise click.UsageError("Missing option '--data': a processed dataset folder")
-    name = name or f"{Path(values['dataset'][0]).name}-grid"
-    with known_errors():
-        configs, skipped = expand_grid(values)
-        if skipped:
-            click.echo(f"skipped {len(skipped)} invalid combinations, e.g. {skipped[0]['config']}: "
-                       f"{skipped[0]['reason']}", err=True)
-        bar = tqdm(total=len(configs), desc=f"grid {name}", unit="run", disable=None, file=sys.stderr)
-
+    with known_errors(), Progress(unit="run") as bar:
         def progress(rid, result):
             bar.update(1)
-            bar.set_postfix_str(f"{rid} {result['status']}")
+            bar.bar.set_postfix_str(f"{rid} {result['status']}")
             if result["status"] == "failed":
-                bar.write(f"failed: {rid}: {(result['error'].splitlines() or [''])[0]}", file=sys.stderr)
-        try:
-            res = run_grid(configs, GridConfig(name=name, runs=str(runs), workers=workers, executor=executor,
-                                               address=address), skipped=skipped, progress=progress)
-        finally:
-            bar.close()
+                bar.bar.write(f"failed: {rid}: {(result['error'].splitlines() or [''])[0]}", file=sys.stderr)
+        res = grid_command(values, GridConfig(name=name or "", runs=str(runs), workers=workers, executor=executor,
+                                              address=address), on_start=click.echo, on_total=bar.start,
+                           notice=echo_err, progress=progress)
     _echo_summary(res["table"])
-    c = res["counts"]
-    click.echo(f"grid {name}: {len(configs)} runs ({c['trained']} trained, {c['resumed']} resumed, "
+    c, n = res["counts"], sum(res["counts"].values())
+    click.echo(f"grid {Path(res['folder']).name}: {n} runs ({c['trained']} trained, {c['resumed']} resumed, "
                f"{c['restarted']} restarted, {c['skipped']} already finished, {c['failed']} failed) "
                f"-> {res['folder']}/ (grid.json, summary.csv, summary.md, curves_<cell>.png, loss_vs_params.png)")
     if c["failed"]:
         rid, error = next((rid, r["error"]) for rid, r in res["runs"].items() if r["status"] == "failed")
-        raise click.ClickException(f"{c['failed']} of {len(configs)} runs failed (first: {rid}: "
-                                   f"{(error.splitlines() or [''])[0]}); "
-                                   f"run the same command again to retry them")
+        raise click.ClickException(f"{c['failed']} of {n} runs failed (first: {rid}: "
+                                   f"{(error.splitlines() or [''])[0]}); run the same command again to retry them")
 
 
 def _echo_summary(table) -> None:
@@ -507,7 +496,7 @@ def report(folder):
 
 # ------------------------------------------------------------------ compare
 @main.command("compare")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--temperature", default="0.8,1.0,1.2", show_default=True,
               help="Comma-separated sampling temperatures; one group of rows each.")
 @click.option("--count", default=2, show_default=True, help="Samples per model and temperature.")
@@ -522,7 +511,8 @@ def report(folder):
                                             "metrics; the key goes to key.json beside the page.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Page folder. Default: runs/compare-<id of the runs and options>.")
-def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_length, checkpoint, blind, out):
+@device_option
+def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_length, checkpoint, blind, out, device):
     """A side-by-side listening page: every model continues the same held-out opening.
 
     RUNS are run folders, or folders of runs such as a grid's. Each cell has an audio
@@ -531,27 +521,25 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
     <out>/index.html in a browser (works offline).
 
     \b
+    Without RUNS, every finished run trained on the most recently extracted dataset.
+
+    \b
     Example:
+      python cli.py compare
       python cli.py compare runs/noct-rnn runs/noct-lstm runs/noct-gru --temperature 0.8,1.0 --count 3
       python cli.py compare runs/study --blind --out runs/listening-test
     """
-    from pipeline.compare import CompareConfig, compare, default_out_dir, expand_runs
+    from pipeline.compare import CompareConfig, compare_command
 
-    try:
-        temps = tuple(float(t) for t in csv_list(temperature))
-    except ValueError:
-        raise click.BadParameter(f"{temperature!r} is not a list of numbers", param_hint="--temperature")
-    config = CompareConfig(temperatures=temps, count=count, length=length, seed=seed, primer_piece=primer_piece,
-                           primer_length=primer_length, blind=blind, checkpoint=checkpoint)
-    with known_errors():
-        config.validate()
-        run_dirs = expand_runs(runs)
-        out = out or default_out_dir(run_dirs, config)
-        with progress_bar(len(run_dirs) * len(temps) * count + 2, "compare") as update:
-            res = compare(run_dirs, config, out, progress=update, notice=lambda s: click.echo(s, err=True))
+    config = CompareConfig(temperatures=tuple(floats(temperature, "--temperature")), count=count, length=length,
+                           seed=seed, primer_piece=primer_piece, primer_length=primer_length, blind=blind,
+                           checkpoint=checkpoint)
+    with known_errors(), Progress(unit="sample") as bar:
+        res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
+                              progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""
-    click.echo(f"compared {len(run_dirs)} runs × {len(temps)} temperatures × {count} samples with the real "
-               f"continuation of {res['piece']}{key} -> {res['page']}")
+    click.echo(f"compared {len(res['columns'])} runs × {len(config.temperatures)} temperatures × {count} samples "
+               f"with the real continuation of {res['piece']}{key} -> {res['page']}")
 
 
 if __name__ == "__main__":

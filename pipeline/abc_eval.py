@@ -30,6 +30,7 @@ import pandas as pd
 from .abc_io import END, PARSE_TIMEOUT_S, START, TuneValidity, check_tune, decode_chars
 from .errors import ConfigError, EngraveError, PipelineError
 from .fsutil import atomic_write_text
+from .samples import Samples, read_samples
 
 VALIDITY_COLUMNS = ["sample", "parses", "to_midi", "notes", "bars_total", "bars_matching", "bar_fraction",
                     "all_bars_match", "meter", "warnings", "ended", "length", "error"]
@@ -46,7 +47,7 @@ ENGRAVE_FALLBACK_COUNT = 5  # LilyPond takes seconds a tune; abcm2ps ~15 ms, so 
 
 # --------------------------------------------------------------------------- validity (pure)
 
-def tunes_of_samples(data: dict, include_primer: bool = True) -> tuple[list[str], list[bool]]:
+def tunes_of_samples(data: Samples, include_primer: bool = True) -> tuple[list[str], list[bool]]:
     """Tune texts and ``ended`` flags of a chars ``samples.json`` (as read by ``read_samples``).
 
     Each sample is its primer (``<start>`` or ``<start>`` + the user's text,
@@ -54,9 +55,9 @@ def tunes_of_samples(data: dict, include_primer: bool = True) -> tuple[list[str]
     the first ``<end>``. ``ended`` is true when the sampler stopped at
     ``<end>`` rather than at the length limit.
     """
-    primer = list(data.get("primer") or [START]) if include_primer else []
-    texts = [decode_chars(primer + list(s)) for s in data["samples"]]
-    ended = [bool(s) and s[-1] == END for s in data["samples"]]
+    primer = list(data.primer or [START]) if include_primer else []
+    texts = [decode_chars(primer + list(s)) for s in data.samples]
+    ended = [bool(s) and s[-1] == END for s in data.samples]
     return texts, ended
 
 
@@ -184,12 +185,10 @@ def score_sample_folder(folder: str | Path, *, midi: bool = True, engrave_count:
         The samples are not of a chars model.
     """
     from .abc_io import abc_to_midi_file, engrave
-    from .generate import read_samples
-
     folder = Path(folder)
     data = read_samples(folder)
-    if data.get("encoding") != "chars":
-        raise ConfigError(f"{folder} holds {data.get('encoding')} samples, not ABC characters")
+    if data.encoding != "chars":
+        raise ConfigError(f"{folder} holds {data.encoding} samples, not ABC characters")
     texts, ended = tunes_of_samples(data, include_primer)
     table = validate_tunes(texts, ended, timeout_s=timeout_s, progress=progress)
     files = {"abc": [], "midi": [], "svg": [], "file_error": []}
@@ -251,13 +250,12 @@ def generation_speed(run_dir: str | Path, *, count: int = 100, length: int = 100
     import torch
 
     from .encodings import Vocabulary
-    from .generate import sample
-    from .train import load_checkpoint, model_from_checkpoint
+    from .rundir import load_checkpoint, model_from_checkpoint
 
     if count < 1 or length < 1:
         raise ConfigError("count and length must be at least 1")
     ckpt = load_checkpoint(run_dir, checkpoint)
-    vocab = Vocabulary(ckpt["vocab"])
+    vocab = Vocabulary(ckpt.vocab)
     if START not in vocab.index or END not in vocab.index:
         raise ConfigError(f"{run_dir} is not a chars model (no <start>/<end> tokens)")
     model = model_from_checkpoint(ckpt)
@@ -267,8 +265,8 @@ def generation_speed(run_dir: str | Path, *, count: int = 100, length: int = 100
         g = torch.Generator().manual_seed(seed)
         t = time.perf_counter()
         out = [s for _ in range(calls)
-               for s in sample(model, torch.full((rows, 1), start, dtype=torch.long), length, temperature, g,
-                               stop_id=end)]
+               for s in model.generate(torch.full((rows, 1), start, dtype=torch.long), length, temperature, g,
+                                       stop_id=end)]
         seconds = time.perf_counter() - t
         chars = sum(len(s) for s in out)
         return {"seconds": seconds, "chars": chars, "chars_per_s": chars / seconds,
@@ -302,20 +300,20 @@ def char_ngram_baseline(dataset_folder: str | Path, window: int, orders: Sequenc
         The folder is not a processed dataset with a ``chars`` encoding.
     """
     from .baseline import NGramModel
-    from .extract import load_dataset
-    from .train import make_windows, piece_arrays
+    from .dataset import load_dataset
+    from .train import make_windows
 
     if not orders or min(orders) < 1:
         raise ConfigError("orders must be positive integers")
     if window < 1:
         raise ConfigError("window must be at least 1")
     ds = load_dataset(dataset_folder, "chars")
-    vx, vy = make_windows(piece_arrays(ds, "validation"), window, 1)
+    vx, vy = make_windows(ds.piece_arrays("validation"), window, 1).arrays()
     targets, total = vy[:, -1], len(vy)
     if max_targets is not None and total > max_targets:
         keep = np.unique(np.linspace(0, total - 1, max_targets).round().astype(int))
         vx, targets = vx[keep], targets[keep]
-    full = NGramModel(max(orders), len(ds.vocab)).fit(piece_arrays(ds, "train"))
+    full = NGramModel(max(orders), len(ds.vocab)).fit(ds.piece_arrays("train"))
     out = {}
     for order in sorted(set(orders)):
         model = NGramModel(order, len(ds.vocab))

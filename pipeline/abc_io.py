@@ -40,8 +40,7 @@ import pandas as pd
 from .errors import AbcParseError, ConfigError, EngraveError, NoUsableInputError
 from .notes import normalise_note_table
 
-START = "<start>"
-END = "<end>"
+from .encodings import END, START, decode_chars, encode_chars, split_generated  # noqa: F401  MERGE
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
 VELOCITY = 80
@@ -231,54 +230,6 @@ def list_bundled_corpora() -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- characters
-
-def encode_chars(tune_text: str) -> list[str]:
-    """``[START, c1, c2, ..., cn, END]``: one token per character of the tune text.
-
-    The markers are single tokens, so a tune that contains the text ``<start>``
-    still encodes to its seven characters and decodes back unchanged.
-    """
-    return [START, *tune_text, END]
-
-
-def decode_chars(tokens: list[str]) -> str:
-    """Inverse of :func:`encode_chars`: the text up to the first END, markers removed."""
-    out = []
-    for tok in tokens:
-        if tok == END:
-            break
-        if tok != START:
-            out.append(tok)
-    return "".join(out)
-
-
-def split_generated(tokens: list[str]) -> list[str]:
-    """Cut a sampled token stream holding several ``START ... END`` tunes into tune texts.
-
-    Each ``START ... END`` pair gives one text (``''`` for ``START END``), and a
-    tune cut off by the length limit (a START with no END) is kept as it is.
-    Text outside any pair, such as a sample continued from a text primer, is a
-    tune too unless it is blank. So ``split_generated(encode_chars(a) +
-    encode_chars(b)) == [a, b]``.
-    """
-    tunes: list[str] = []
-    current: list[str] = []
-    inside = False  # between a START and its END
-
-    def flush() -> None:
-        text = "".join(current)
-        if inside or text.strip():
-            tunes.append(text)
-
-    for tok in tokens:
-        if tok == START or tok == END:
-            flush()
-            current, inside = [], tok == START
-        else:
-            current.append(tok)
-    flush()
-    return tunes
-
 
 # --------------------------------------------------------------------------- parsing with music21
 

@@ -32,15 +32,16 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import StageConfig
+from .dataset import Dataset, load_dataset, read_notes
 from .encodings import NOTE_ENCODINGS, groups_to_tokens, onset_groups, tokens_to_pitches
 from .errors import ConfigError, DatasetError, RunError
-from .extract import Dataset, load_dataset
 from .fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
-from .generate import GenerateConfig, generate, read_primers
+from .generate import GenerateConfig, generate
 from .metrics import build_reference, sample_metrics
 from .midi_io import notes_to_midi_file
-from .render import TimingModel, run_timing, tokens_to_notes
-from .train import load_checkpoint, read_run_config
+from .render import TimingModel, render_media, tokens_to_notes
+from .rundir import is_run, load_checkpoint, read_metrics, read_primers, read_run_config, read_timing
 
 COLLAPSE_RUN = 8      # a token repeated this many times back to back is the "same note forever" collapse
 COPY_FLAG = 0.5       # share of the sample's 8-grams found in training above which it reads as memorised
@@ -60,7 +61,7 @@ SHOWN = {
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(StageConfig):
     """Options of the compare stage; saved as ``compare.json`` beside the page."""
 
     temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)
@@ -73,22 +74,12 @@ class CompareConfig:
     checkpoint: str = "best"
 
     def validate(self) -> None:
+        super().validate()
         if not self.temperatures or any(not t >= 0 for t in self.temperatures):
             raise ConfigError("--temperature needs one or more numbers >= 0")
         if self.count < 1 or self.length < 1 or self.primer_length < 0:
             raise ConfigError("--count and --length must be at least 1, --primer-length at least 0")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CompareConfig":
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if "temperatures" in kw:
-            kw["temperatures"] = tuple(float(t) for t in kw["temperatures"])
-        return cls(**kw)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "CompareConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 # ------------------------------------------------------------------------ inputs
@@ -97,10 +88,10 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     """Run folders named directly, or the run sub-folders (with ``best.pt``) of a grid folder."""
     runs: list[Path] = []
     for p in map(Path, paths):
-        if (p / "config.json").exists():
+        if is_run(p):
             found = [p]
         else:
-            found = sorted(d for d in p.glob("*/") if (d / "config.json").exists() and (d / "best.pt").exists())
+            found = sorted(d for d in p.glob("*/") if is_run(d) and (d / "best.pt").exists())
             if not found:
                 raise RunError(f"{p} is neither a run folder nor a folder of trained runs")
         runs += [r for r in found if r not in runs]
@@ -124,11 +115,11 @@ def run_label(run_dir: Path) -> dict:
            "hidden": cfg.get("hidden"), "parameters": cfg.get("parameters"), "task": cfg.get("task"),
            "encoding": cfg.get("encoding"), "dataset": cfg.get("dataset"), "window": cfg.get("window")}
     try:
-        hist = pd.read_csv(run_dir / "metrics.csv")
+        hist = read_metrics(run_dir)
         best = hist.loc[hist["val_loss"].idxmin()]
         out.update(val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]),
                    best_epoch=int(best["epoch"]), epochs=int(hist["epoch"].max()))
-    except (OSError, KeyError, ValueError):
+    except (RunError, KeyError, ValueError):
         pass  # a run without metrics still plays; the label just says less
     return out
 
@@ -143,25 +134,14 @@ def flags(m: dict) -> list[str]:
     return out
 
 
-def _opening(ds: Dataset, piece: str) -> tuple[str, int]:
-    """(piece in the dataset, token offset) of a primers.json key; ``X:tail`` is the tail of a one-piece set."""
-    if piece.endswith(":tail") and ds.split.get("tail_fraction"):
-        base = piece[:-len(":tail")]
-        return base, int(len(ds.sequences[base]) * (1 - ds.split["tail_fraction"]))
-    if piece not in ds.sequences:
-        raise DatasetError(f"the dataset {ds.folder} has no piece {piece!r}; was it extracted again since training?")
-    return piece, 0
-
-
 def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
     """The real notes (every track, real timing) of the onsets that tokens ``first:stop`` of a piece encode.
 
     A chord split across a boundary by the ``pitch`` encoding goes with the
     side its first token is on. Times are shifted so the excerpt starts at 0.
     """
-    notes = pd.read_parquet(ds.folder / "notes.parquet", filters=[("piece", "==", piece)])
-    manifest = json.loads((ds.folder / "manifest.json").read_text())
-    groups = onset_groups(notes, manifest.get("config", {}).get("onset_tolerance", 0.02))
+    notes = read_notes(ds.folder, piece)
+    groups = onset_groups(notes, ds.onset_tolerance)
     if groups_to_tokens([g.pitches for g in groups], ds.encoding) != ds.sequences[piece]:
         raise DatasetError(f"{ds.folder}: notes.parquet and the {ds.encoding} tokens of {piece} disagree; "
                            "run `extract` again")
@@ -179,11 +159,7 @@ def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
 
 
 def _training_reference(ds: Dataset):
-    if ds.split.get("tail_fraction"):
-        piece, cut = _opening(ds, ds.split["train"][0] + ":tail")
-        seqs = [ds.sequences[piece][:cut]]
-    else:
-        seqs = [ds.sequences[p] for p in ds.pieces("train")]
+    seqs = list(ds.side_sequences("train").values())
     return build_reference(seqs, [tokens_to_pitches(s, ds.encoding) for s in seqs])
 
 
@@ -191,7 +167,7 @@ def _training_reference(ds: Dataset):
 
 def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str | Path, *,
             progress: Callable[[int], None] | None = None,
-            notice: Callable[[str], None] = lambda s: None) -> dict:
+            notice: Callable[[str], None] = lambda s: None, device: str = "auto") -> dict:
     """Build the comparison page of ``run_dirs`` (run folders or grid folders) in ``out_dir``.
 
     Returns
@@ -203,8 +179,6 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     temperature), ``render_seconds`` and ``audio_seconds`` (FluidSynth time
     and the music it rendered).
     """
-    from .audio import midi_to_audio, piano_roll_png
-
     config.validate()
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compare.json").exists():
@@ -213,14 +187,14 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     runs = expand_runs(run_dirs)
     labels = [run_label(r) for r in runs]
     ckpts = [load_checkpoint(r, config.checkpoint) for r in runs]
-    encoding = ckpts[0]["encoding"]
+    encoding = ckpts[0].encoding
     if encoding not in NOTE_ENCODINGS:
         raise ConfigError(f"compare plays note models (names or pitch); {runs[0].name} uses {encoding!r}")
     for r, c in zip(runs, ckpts):
-        if c["encoding"] != encoding:
+        if c.encoding != encoding:
             raise ConfigError(f"runs differ in encoding: {runs[0].name} uses {encoding!r}, "
-                              f"{r.name} uses {c['encoding']!r}; compare runs of one encoding")
-    openings = read_primers(ckpts[0], runs[0])
+                              f"{r.name} uses {c.encoding!r}; compare runs of one encoding")
+    openings = read_primers(runs[0])
     piece = config.primer_piece or next(iter(openings), "")
     if piece not in openings:
         raise ConfigError(f"no held-out piece {piece!r} in {runs[0]}/primers.json; "
@@ -230,7 +204,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         raise ConfigError(f"--primer-length {n_primer} exceeds the {len(openings[piece])} tokens kept in primers.json")
     primer = list(openings[piece][:n_primer])
     for r, c in zip(runs, ckpts):
-        unknown = sorted(set(primer) - set(c["vocab"]))
+        unknown = sorted(set(primer) - set(c.vocab))
         if unknown:
             raise ConfigError(f"primer token(s) {' '.join(unknown[:5])} of {piece} are not in the vocabulary of "
                               f"{r.name} (trained on other data?); compare runs trained on one dataset")
@@ -242,7 +216,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     except DatasetError as exc:
         raise DatasetError(f"compare needs the dataset {runs[0].name} was trained on, for the training statistics "
                            f"and the real continuation: {exc}") from None
-    base, offset = _opening(ds, piece)
+    base, offset = ds.locate(piece)
     if ds.sequences[base][offset:offset + n_primer] != primer:
         raise DatasetError(f"{ds.folder} no longer holds the opening saved with {runs[0].name}; extract it again")
     reference = _training_reference(ds)
@@ -256,18 +230,14 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     clock = {"render": 0.0, "audio": 0.0}
 
     def render(notes: pd.DataFrame, stem: Path, qpm: float) -> dict:
-        path = {s: stem.with_name(stem.name + s) for s in (".mid", ".wav", ".png")}  # the stem may hold a "."
-        mid = notes_to_midi_file(notes, path[".mid"], tempo=qpm)
+        mid = notes_to_midi_file(notes, stem.with_name(stem.name + ".mid"), tempo=qpm)  # the stem may hold a "."
         t0 = time.perf_counter()
-        res = midi_to_audio(mid, path[".wav"])
+        files = render_media(mid, audio="wav", piano_roll=True, notice=notice)
         clock["render"] += time.perf_counter() - t0
-        clock["audio"] += res.seconds
-        if res.notice:
-            notice(res.notice)
-        piano_roll_png(notes, path[".png"])
+        clock["audio"] += files["audio_seconds"]
         if progress:
             progress(1)
-        return {k: f"assets/{stem.name}{s}" for k, s in (("midi", ".mid"), ("audio", ".wav"), ("roll", ".png"))}
+        return {"midi": f"assets/{mid.name}", "audio": f"assets/{files['audio']}", "roll": f"assets/{files['piano_roll']}"}
 
     rows, cells, tokens = [], {}, {}
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
@@ -286,13 +256,13 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
             notice(f"{piece} ends within the primer: there is no real continuation to compare with")
         for col in columns:
             run = Path(col["run"])
-            timing = TimingModel.from_stats(run_timing(run))
+            timing = TimingModel.from_stats(read_timing(run))
             for t in config.temperatures:
                 gc = GenerateConfig(count=config.count, length=config.length, temperature=t, seed=config.seed,
                                     primer="tokens", primer_tokens=tuple(primer), checkpoint=config.checkpoint)
-                res = generate(run, gc, out_dir=Path(scratch) / f"{col['letter']}-t{t:g}")
-                tokens.setdefault(col["letter"], {})[f"{t:g}"] = res["samples"]
-                for i, toks in enumerate(res["samples"]):
+                res = generate(run, gc, out_dir=Path(scratch) / f"{col['letter']}-t{t:g}", device=device)
+                tokens.setdefault(col["letter"], {})[f"{t:g}"] = res.samples
+                for i, toks in enumerate(res.samples):
                     notes = tokens_to_notes(toks, encoding, timing, seed=config.seed * 1000 + i)
                     m = sample_metrics(toks, tokens_to_pitches(toks, encoding), reference)
                     cell = {"files": render(notes, assets / f"{col['letter']}_t{t:g}_{i}", timing.qpm),
@@ -310,7 +280,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         atomic_write_text(tmp / "metrics.csv", table.to_csv(index=False))
         atomic_write_json(tmp / "samples.json", {"piece": piece, "primer": primer, "real": real_tokens,
                                                  "samples": tokens})
-        atomic_write_json(tmp / "compare.json", {**asdict(config), "runs": [str(r) for r in runs], **info})
+        atomic_write_json(tmp / "compare.json", {**config.to_dict(), "runs": [str(r) for r in runs], **info})
         if config.blind:
             plain = summary.astype(object).where(summary.notna(), None)
             atomic_write_json(tmp / "key.json", {c["letter"]: {**c, "summary": plain[
@@ -441,3 +411,48 @@ Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times
 {tail}
 </body></html>
 """
+
+
+# ------------------------------------------------------------------------ the command
+
+def runs_of_latest_dataset(runs_root: str | Path = "runs", processed: str | Path = "processed") -> tuple[list[Path], Path]:
+    """Finished runs (at any depth under ``runs_root``) trained on the most recently extracted dataset."""
+    from .dataset import latest_dataset
+    from .rundir import read_status
+
+    latest = latest_dataset(processed)
+    if latest is None:
+        raise DatasetError(f"no processed dataset under {processed}/; run `extract` and `train` first")
+    want = str(latest.resolve())
+    found = []
+    for cfg in sorted(Path(runs_root).rglob("config.json")) if Path(runs_root).is_dir() else []:
+        run = cfg.parent
+        try:
+            status = read_status(run)
+            same = str(Path(read_run_config(run).get("dataset", "")).resolve()) == want
+        except RunError:
+            continue
+        if same and status is not None and status.finished and (run / "best.pt").exists():
+            found.append(run)
+    if not found:
+        raise RunError(f"no finished run trained on the latest dataset {latest} under {runs_root}/; "
+                       "train one first, or name the runs to compare")
+    return found, latest
+
+
+def compare_command(runs: Sequence[str | Path], config: CompareConfig, out: str | Path | None = None, *,
+                    on_start: Callable[[str], None] = lambda s: None,
+                    on_total: Callable[[int, str], None] = lambda n, desc: None,
+                    progress: Callable[[int], None] | None = None,
+                    notice: Callable[[str], None] = lambda s: None, device: str = "auto") -> dict:
+    """What ``cli.py compare`` does: pick the runs (default: finished runs of the latest dataset), build the page."""
+    config.validate()
+    if runs:
+        run_dirs = expand_runs(runs)
+    else:
+        run_dirs, latest = runs_of_latest_dataset()
+        on_start(f"comparing the {len(run_dirs)} finished runs trained on the latest dataset, {latest}: "
+                 + ", ".join(r.name for r in run_dirs))
+    out = Path(out) if out else default_out_dir(run_dirs, config)
+    on_total(len(run_dirs) * len(config.temperatures) * config.count + 2, "compare")
+    return compare(run_dirs, config, out, progress=progress, notice=notice, device=device)

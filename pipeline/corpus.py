@@ -41,3 +41,14 @@ def write_default_midi_corpus(folder: str | Path, name: str = "bach-chorales", l
         if progress:
             progress(1)
     return folder
+
+
+def corpus_paths(name: str, *, limit: int = 60, folder: Path = Path("raw_midi"),
+                 on_total: Callable[[int, str], None] = lambda n, desc: None,
+                 progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Input paths of a bundled corpus: MIDI corpora are written out under ``folder/<name>``."""
+    if name in DEFAULT_CORPORA:
+        on_total(limit, f"writing {name} as MIDI")
+        return [write_default_midi_corpus(Path(folder) / name, name, limit, progress=progress)]
+    from . import abc_io  # MERGE: one catalogue
+    return abc_io.bundled_corpus_paths(name)

@@ -1,20 +1,17 @@
 """Stage 1: MIDI/ABC files -> ``processed/<dataset>/``.
 
-Writes, atomically (the old folder survives a failed run):
-
-- ``manifest.json``  every input file: path, sha256, status ok/skipped, reason, counts
-- ``notes.parquet``  the note table (see :mod:`pipeline.notes`)
-- ``<encoding>/sequences.json`` and ``<encoding>/vocab.json`` for names, pitch (and chars for ABC)
-- ``split.json``     which pieces are train / validation
-- ``timing.json``    onset-interval and duration statistics used to render generated tokens
-- ``cache/<sha256>.parquet`` parsed notes per file, so unchanged files are not parsed again
+Parses every input file (in parallel, each file's failure reported and
+skipped), encodes the note table, assigns the split and hands it all to
+:func:`pipeline.dataset.write_dataset`, the owner of the folder's format, in a
+folder that is swapped in atomically (the old one survives a failed run).
+Files whose sha256 is unchanged since the last run are not parsed again.
 """
 from __future__ import annotations
 
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from . import midi_io
-from .encodings import NOTE_ENCODINGS, Vocabulary, encode_notes, onset_groups
-from .errors import ConfigError, DatasetError, NoUsableInputError, PipelineError
-from .fsutil import atomic_dir, atomic_write_json, sha256_file, stable_id
+from .config import StageConfig
+from .dataset import CachedFile, DatasetError, assign_split, is_dataset, read_cached, read_previous, write_dataset
+from .encodings import NOTE_ENCODINGS, encode_chars, encode_notes, onset_groups
+from .errors import ConfigError, NoUsableInputError, PipelineError
+from .fsutil import atomic_dir, sha256_file
 from .notes import empty_note_table, normalise_note_table
 
 ABC_SUFFIXES = (".abc",)
@@ -32,15 +31,24 @@ INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(StageConfig):
     """Options of the extract stage, saved in the manifest."""
 
-    name: str = "dataset"
+    name: str = ""                  # "" = the first input's folder name, or the corpus name
     out: str = "processed"
     onset_tolerance: float = 0.02   # seconds; notes starting this close form one chord
     val_fraction: float = 0.2       # share of pieces held out (at least one)
     split_seed: int = 0
     workers: int = 0                # 0 = one per core
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError("--val-fraction must be between 0 and 1")
+        if self.onset_tolerance < 0:
+            raise ConfigError("--onset-tolerance must be >= 0 seconds")
+        if self.workers < 0:
+            raise ConfigError("--workers must be >= 0 (0 = one per core)")
 
 
 @dataclass
@@ -88,6 +96,23 @@ def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]
             rejected.append({"path": str(p), "reason": "no such file or folder"})
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, rejected
+
+
+def check_name(name: str) -> None:
+    """A dataset name must be a plain folder name: no path separators, not ``.`` or ``..``."""
+    if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name \
+            or name.startswith("."):
+        raise ConfigError(f"--name must be a plain folder name such as 'nocturnes', not {name!r}")
+
+
+def check_output(folder: Path, files: list[Path], paths: Iterable[str | Path]) -> None:
+    """Refuse an output folder that is or holds an input (replacing it would delete the input)."""
+    out = folder.resolve()
+    for p in [*map(Path, paths), *files]:
+        p = p.resolve()
+        if p == out or out in p.parents:
+            raise ConfigError(f"the output folder {folder} would hold or replace the input {p}; "
+                              "choose another --out or --name")
 
 
 def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
@@ -149,38 +174,6 @@ def _piece_ids(files: list[Path], shas: list[str]) -> list[str]:
     return [s if counts[s] == 1 else f"{s}~{h[:8]}" for s, h in zip(stems, shas)]
 
 
-def assign_split(pieces: list[str], val_fraction: float, seed: int,
-                 previous: dict | None = None) -> dict:
-    """Hold out whole pieces for validation, deterministically.
-
-    Each piece gets a score from sha256(seed, piece); pieces scoring below
-    ``val_fraction`` are validation, and the lowest-scoring piece is always
-    validation so there is at least one. Because a piece's score does not
-    depend on the others, adding files later keeps existing assignments;
-    pieces already in ``previous`` keep their side.
-
-    With a single piece nothing can be held out whole; its last 10 % of tokens
-    are used for validation instead (``tail_fraction`` in the result).
-    """
-    pieces = sorted(pieces)
-    if len(pieces) == 1:
-        return {"train": pieces, "validation": [], "tail_fraction": 0.1, "seed": seed,
-                "note": "single piece: validation is its last 10% of tokens"}
-    prev_side = {}
-    for side in ("train", "validation"):
-        for p in (previous or {}).get(side, []):
-            prev_side[p] = side
-    scores = {p: int(stable_id([seed, p], 12), 16) / 16 ** 12 for p in pieces}
-    val = {p for p in pieces if prev_side.get(p) == "validation"
-           or (p not in prev_side and scores[p] < val_fraction)}
-    if not val:
-        val = {min(pieces, key=scores.get)}
-    if len(val) == len(pieces):
-        val.discard(max(val, key=scores.get))
-    return {"train": [p for p in pieces if p not in val], "validation": sorted(val),
-            "tail_fraction": 0.0, "seed": seed}
-
-
 def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
     """Onset-interval / duration pairs (in beats) and tempo, to render tokens with plausible timing.
 
@@ -201,20 +194,6 @@ def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
         pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, 20000).astype(int)]
     return {"pairs": pairs or [[0.5, 0.5]], "qpm": float(np.median(qpms)) if qpms else 120.0,
             "velocity": int(notes["velocity"].median()) if len(notes) else 80}
-
-
-def _load_previous(folder: Path) -> tuple[dict, dict | None]:
-    """Previous manifest entries by sha256 (only those whose cache exists) and split."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        split = json.loads((folder / "split.json").read_text())
-    except (OSError, ValueError):
-        return {}, None
-    by_sha = {}
-    for e in manifest.get("files", []):
-        if e["status"] == "skipped" or (folder / "cache" / f"{e['sha256']}.parquet").exists():
-            by_sha[e["sha256"]] = e
-    return by_sha, split
 
 
 def _run_parallel(jobs: list[tuple], workers: int, progress: Callable | None) -> list[FileResult]:
@@ -257,12 +236,11 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     NoUsableInputError
         When no file at all could be used; the previous output is left intact.
     """
-    if not 0 < config.val_fraction < 1:
-        raise ConfigError("--val-fraction must be between 0 and 1")
-    if config.onset_tolerance < 0:
-        raise ConfigError("--onset-tolerance must be >= 0 seconds")
+    config.validate()
+    check_name(config.name)
     folder = Path(config.out) / config.name
     files, rejected = collect_inputs(paths)
+    check_output(folder, files, paths)
     for r in rejected:
         log(f"skipped {r['path']}: {r['reason']}")
     if not files:
@@ -270,7 +248,7 @@ def extract(paths: list[str | Path], config: ExtractConfig,
 
     shas = [sha256_file(f) for f in files]
     pieces = _piece_ids(files, shas)
-    previous, prev_split = _load_previous(folder)
+    previous, prev_split = read_previous(folder)
 
     results: dict[str, FileResult] = {}
     jobs = []
@@ -284,9 +262,12 @@ def extract(paths: list[str | Path], config: ExtractConfig,
                          tracks=old.get("tracks", 0), dropped=old.get("dropped", {}),
                          skipped_units=old.get("skipped_units", []))
         if res.status == "ok":
-            res.notes = pd.read_parquet(folder / "cache" / f"{sha}.parquet")
-            texts_file = folder / "cache" / f"{sha}.texts.json"
-            res.texts = json.loads(texts_file.read_text()) if texts_file.exists() else {}
+            try:
+                res.notes, res.texts = read_cached(folder, sha)
+            except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
+                log(f"notice: {exc}; parsing {f.name} again")
+                jobs.append((str(f), sha, piece))
+                continue
         results[sha] = res
     reused = len(results)
     if progress and reused:
@@ -311,37 +292,26 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     piece_names = sorted(notes["piece"].unique())
     split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split)
 
-    counts = {}
-    with atomic_dir(folder) as tmp:
-        (tmp / "cache").mkdir()
-        for r in ok:
-            r.notes.to_parquet(tmp / "cache" / f"{r.sha256}.parquet", index=False)
-            if r.texts:
-                atomic_write_json(tmp / "cache" / f"{r.sha256}.texts.json", r.texts)
-        notes.to_parquet(tmp / "notes.parquet", index=False)
-        by_piece = {p: df for p, df in notes.groupby("piece", sort=True)}
-        for enc in NOTE_ENCODINGS:
-            seqs = {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
-            counts[enc] = write_sequences(tmp / enc, seqs, enc)
-        if texts:
-            from .abc_io import encode_chars
-            seqs = {p: encode_chars(texts[p]) for p in sorted(texts)}
-            counts["chars"] = write_sequences(tmp / "chars", seqs, "chars")
-        atomic_write_json(tmp / "split.json", split)
-        atomic_write_json(tmp / "timing.json", timing_stats(notes, config.onset_tolerance))
-        manifest = {
-            "dataset": config.name,
-            "config": asdict(config),
-            "files": [r.manifest_entry() for r in ordered] + [
-                {"path": r["path"], "sha256": None, "status": "skipped", "reason": r["reason"]} for r in rejected],
-            "totals": {
-                "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(rejected),
-                "files_reused": reused, "pieces": len(piece_names), "notes": int(len(notes)),
-                "tokens": counts,
-                "dropped": _sum_dicts(r.dropped for r in ok),
-            },
-        }
-        atomic_write_json(tmp / "manifest.json", manifest)
+    by_piece = {p: df for p, df in notes.groupby("piece", sort=True)}
+    sequences = {enc: {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
+                 for enc in NOTE_ENCODINGS}
+    if texts:
+        sequences["chars"] = {p: encode_chars(texts[p]) for p in sorted(texts)}
+    manifest = {
+        "dataset": config.name,
+        "config": config.to_dict(),
+        "files": [r.manifest_entry() for r in ordered] + [
+            {"path": r["path"], "sha256": None, "status": "skipped", "reason": r["reason"]} for r in rejected],
+        "totals": {
+            "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(rejected),
+            "files_reused": reused, "pieces": len(piece_names), "notes": int(len(notes)),
+            "dropped": _sum_dicts(r.dropped for r in ok),
+        },
+    }
+    with atomic_dir(folder, also_ours=is_dataset) as tmp:
+        write_dataset(tmp, notes=notes, sequences=sequences, split=split,
+                      timing=timing_stats(notes, config.onset_tolerance), manifest=manifest,
+                      cache=[CachedFile(r.sha256, r.notes, r.texts) for r in ok])
     return {"folder": str(folder), **manifest["totals"]}
 
 
@@ -353,43 +323,26 @@ def _sum_dicts(dicts: Iterable[dict]) -> dict:
     return out
 
 
-def write_sequences(folder: Path, seqs: dict[str, list[str]], encoding: str) -> int:
-    """Write ``sequences.json`` and ``vocab.json`` of one encoding; returns the token count."""
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "sequences.json", {"encoding": encoding, "pieces": seqs})
-    Vocabulary.build(seqs.values(), encoding).save(folder / "vocab.json")
-    return sum(len(s) for s in seqs.values())
+# ------------------------------------------------------------------ the command
 
+def extract_command(paths: list[str | Path], config: ExtractConfig, *, corpus: Iterable[str] = (),
+                    limit: int = 60, raw_root: str | Path = "raw_midi",
+                    on_total: Callable[[int, str], None] = lambda n, desc: None,
+                    progress: Callable[[int], None] | None = None,
+                    log: Callable[[str], None] = lambda s: None) -> dict:
+    """What ``cli.py extract`` does: resolve bundled corpora and the dataset name, then :func:`extract`.
 
-@dataclass
-class Dataset:
-    """A processed dataset as later stages see it."""
+    With no path and no corpus the embedded default corpus (Bach chorales bundled
+    with music21, written out as MIDI under ``raw_root``) is used. The name
+    defaults to the first path's folder name, or the corpus name.
+    """
+    from .corpus import corpus_paths
 
-    folder: Path
-    encoding: str
-    sequences: dict[str, list[str]]
-    vocab: Vocabulary
-    split: dict
-    timing: dict
-
-    def pieces(self, side: str) -> list[str]:
-        return [p for p in self.split[side] if p in self.sequences]
-
-
-def load_dataset(folder: str | Path, encoding: str) -> Dataset:
-    """Read one encoding of a processed dataset; raises DatasetError with the fix."""
-    folder = Path(folder)
-    if not (folder / "manifest.json").exists():
-        raise DatasetError(f"{folder} is not a processed dataset (no manifest.json); run `extract` first")
-    enc_dir = folder / encoding
-    if not (enc_dir / "sequences.json").exists():
-        have = sorted(p.name for p in folder.iterdir() if (p / "sequences.json").exists())
-        raise DatasetError(f"{folder} has no '{encoding}' encoding (it has: {', '.join(have)})")
-    try:
-        seqs = json.loads((enc_dir / "sequences.json").read_text())["pieces"]
-        vocab = Vocabulary.load(enc_dir / "vocab.json")
-        split = json.loads((folder / "split.json").read_text())
-        timing = json.loads((folder / "timing.json").read_text())
-    except (OSError, ValueError, KeyError) as exc:
-        raise DatasetError(f"{folder} is damaged ({exc}); run `extract` again") from None
-    return Dataset(folder, encoding, seqs, vocab, split, timing)
+    corpus = list(corpus) or ([] if paths else ["bach-chorales"])
+    inputs = list(paths)
+    for name in corpus:
+        inputs += corpus_paths(name, limit=limit, folder=Path(raw_root), on_total=on_total, progress=progress)
+    name = config.name or (Path(paths[0]).resolve().name.replace(".", "_") if paths else corpus[0])
+    config = replace(config, name=name)
+    on_total(len(collect_inputs(inputs)[0]), "extract")
+    return extract(inputs, config, progress=progress, log=log)

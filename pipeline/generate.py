@@ -1,31 +1,36 @@
-"""Stage 3: sample token sequences from a trained run.
+"""Stage 3: sample token sequences from a trained run into ``runs/<run>/samples/<tag>/``.
 
 Sampling feeds the primer once, then carries the recurrent state forward one
-token at a time: each new token costs one step of the network, not a pass over
-a whole window. All samples are drawn as one batch.
+token at a time (:meth:`pipeline.model.SequenceModel.generate`): each new token
+costs one step of the network, not a pass over a whole window. All samples are
+drawn as one batch. :func:`generate_command` is what ``cli.py generate`` does:
+one folder per temperature, then MIDI (note models) or the ABC checks,
+sheet music and validity tables (chars models).
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
-from .abc_io import END, START  # the chars markers; one definition
-from .encodings import Vocabulary
+from .config import StageConfig
+from .encodings import END, START, Vocabulary
 from .errors import ConfigError, RunError
-from .extract import load_dataset
-from .fsutil import atomic_write_json
-from .model import PITCH_CENTER, PITCH_SCALE, SequenceModel
-from .train import load_checkpoint, model_from_checkpoint
+from .model import SequenceModel, resolve_device
+from .rundir import Checkpoint, best_row, load_checkpoint, model_from_checkpoint, read_primers
+from .samples import Samples, read_config, write_samples
 
+DEFAULT_LENGTH = {"chars": 1000}   # a whole tune; note models get DEFAULT_NOTE_LENGTH
+DEFAULT_NOTE_LENGTH = 300
+MAX_LENGTH = 100_000               # a sensible cap; --max-length lifts it
 
 
 @dataclass
-class GenerateConfig:
-    """Options of the generate stage; saved as ``samples.json`` beside the samples."""
+class GenerateConfig(StageConfig):
+    """Options of the generate stage; saved in ``samples.json`` beside the samples."""
 
     count: int = 4
     length: int | None = None  # new tokens per sample, at most; None = 1,000 for chars, 300 for notes
@@ -37,58 +42,19 @@ class GenerateConfig:
     primer_piece: str = ""     # which held-out piece; "" = the first
     checkpoint: str = "best"
 
-
-@torch.no_grad()
-def sample(model: SequenceModel, primer_ids: torch.Tensor, length: int, temperature: float,
-           generator: torch.Generator, stop_id: int | None = None,
-           values: torch.Tensor | None = None, noise: float = 0.0) -> list[list[int]]:
-    """Draw a batch of continuations, carrying the recurrent state.
-
-    Parameters
-    ----------
-    model : a classifier or regressor from :mod:`pipeline.model`.
-    primer_ids : int64 (batch, primer_len), the same primer repeated or different primers.
-    length : maximum number of new tokens.
-    temperature : softmax temperature; 0 = greedy. For regression, the scale of
-        Gaussian noise (in units of ``noise`` semitones) added before rounding.
-    generator : torch RNG, so samples repeat for the same seed.
-    stop_id : token id that ends a sample (kept in the output), e.g. ``<end>``.
-    values : regression only: scaled pitch of each vocabulary id, shape (vocab,).
-
-    Returns
-    -------
-    ids : one list of new token ids per batch row (primer excluded).
-    """
-    model.eval()
-    out, state = model(primer_ids)
-    last = out[:, -1]
-    batch = primer_ids.shape[0]
-    done = torch.zeros(batch, dtype=torch.bool)
-    result: list[list[int]] = [[] for _ in range(batch)]
-    for _ in range(length):
-        if values is None:
-            if temperature <= 0:
-                nxt = last.argmax(-1)
-            else:
-                probs = torch.softmax(last / temperature, -1)
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        else:
-            semis = last * PITCH_SCALE + PITCH_CENTER
-            if temperature > 0 and noise > 0:
-                semis = semis + torch.randn(batch, generator=generator) * noise * temperature
-            # nearest vocabulary entry (the pitch vocabulary is 0..127)
-            nxt = (semis[:, None] - (values[None, :] * PITCH_SCALE + PITCH_CENTER)).abs().argmin(-1)
-        ids, live = nxt.tolist(), done.tolist()
-        for b in range(batch):
-            if not live[b]:
-                result[b].append(ids[b])
-        if stop_id is not None:
-            done |= nxt == stop_id
-            if bool(done.all()):
-                break
-        out, state = model(nxt[:, None], state)
-        last = out[:, -1]
-    return result
+    def validate(self, max_length: int = MAX_LENGTH) -> None:
+        super().validate()
+        if self.count < 1 or (self.length is not None and self.length < 1):
+            raise ConfigError("--count and --length must be at least 1")
+        if self.length is not None and self.length > max_length:
+            raise ConfigError(f"--length {self.length:,} is over the cap of {max_length:,} tokens; "
+                              "raise it with --max-length if you mean it")
+        if not self.temperature >= 0:
+            raise ConfigError("--temperature must be a number >= 0")
+        if self.primer not in ("validation", "start", "tokens"):
+            raise ConfigError("--primer must be validation, start or tokens")
+        if self.checkpoint not in ("best", "last"):
+            raise ConfigError("--checkpoint must be best or last")
 
 
 @torch.no_grad()
@@ -109,24 +75,10 @@ def sample_refeed(model: SequenceModel, primer_ids: torch.Tensor, length: int, t
     return seq[:, primer_ids.shape[1]:].tolist()
 
 
-def read_primers(ckpt: dict, run_dir: Path) -> dict[str, list[str]]:
-    """Openings of the held-out pieces saved in the run folder at training time.
-
-    Older run folders without ``primers.json`` fall back to the dataset.
-    """
-    path = Path(run_dir) / "primers.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    from .train import validation_openings
-    tc = ckpt["train_config"]
-    return validation_openings(load_dataset(tc["dataset"], tc["encoding"]), 200)
-
-
-def choose_primer(ckpt: dict, config: GenerateConfig, run_dir: Path) -> tuple[list[str], dict]:
+def choose_primer(ckpt: Checkpoint, config: GenerateConfig, run_dir: Path) -> tuple[list[str], dict]:
     """The primer tokens and a description of where they came from."""
-    vocab = Vocabulary(ckpt["vocab"])
-    tc = ckpt["train_config"]
-    n = config.primer_length or tc["window"]
+    vocab = Vocabulary(ckpt.vocab)
+    n = config.primer_length or ckpt.train_config["window"]
     if config.primer == "tokens":
         unknown = [t for t in config.primer_tokens if t not in vocab.index]
         if unknown:
@@ -138,9 +90,7 @@ def choose_primer(ckpt: dict, config: GenerateConfig, run_dir: Path) -> tuple[li
         if START not in vocab.index:
             raise ConfigError("this model has no <start> token (it is not a chars model); use --primer validation")
         return [START], {"kind": "start"}
-    if config.primer != "validation":
-        raise ConfigError("--primer must be validation, start or tokens")
-    openings = read_primers(ckpt, run_dir)
+    openings = read_primers(run_dir)
     if not openings:
         raise RunError("the run has no held-out openings (primers.json); use --primer start or tokens")
     piece = config.primer_piece or next(iter(openings))
@@ -150,39 +100,38 @@ def choose_primer(ckpt: dict, config: GenerateConfig, run_dir: Path) -> tuple[li
     return list(tokens), {"kind": "validation", "piece": piece, "length": len(tokens)}
 
 
-def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | None = None) -> dict:
+def regression_noise(ckpt: Checkpoint) -> float:
+    """Sampling noise of a pitch regressor: its validation RMSE, in semitones."""
+    from .model import PITCH_SCALE
+
+    return math.sqrt(best_row(ckpt.metrics)["val_loss"]) * PITCH_SCALE if ckpt.metrics else 0.0
+
+
+def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | None = None, *,
+             device: str = "auto", max_length: int = MAX_LENGTH, model: SequenceModel | None = None,
+             ckpt: Checkpoint | None = None) -> Samples:
     """Sample ``config.count`` sequences from a run into ``<run>/samples/<tag>/samples.json``.
 
-    Returns a dict with the output folder and the samples (lists of tokens).
+    ``model``/``ckpt`` may be passed to reuse a loaded network across calls.
     """
-    if config.count < 1 or (config.length is not None and config.length < 1):
-        raise ConfigError("--count and --length must be at least 1")
-    if config.temperature < 0 or math.isnan(config.temperature):
-        raise ConfigError("--temperature must be >= 0")
     run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir, config.checkpoint)
-    model = model_from_checkpoint(ckpt)
-    vocab = Vocabulary(ckpt["vocab"])
+    ckpt = ckpt or load_checkpoint(run_dir, config.checkpoint)
     if config.length is None:
-        config = replace(config, length=1000 if ckpt["encoding"] == "chars" else 300)
+        config = replace(config, length=DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH))
+    config.validate(max_length)
+    dev = resolve_device(device)
+    model = (model or model_from_checkpoint(ckpt)).to(dev)
+    vocab = Vocabulary(ckpt.vocab)
     primer, primer_info = choose_primer(ckpt, config, run_dir)
-    g = torch.Generator().manual_seed(config.seed)
-    ids = torch.tensor(vocab.encode(primer))[None, :].repeat(config.count, 1)
-    values = noise = None
-    if ckpt["task"] == "regress":
-        values = torch.tensor([(float(t) - PITCH_CENTER) / PITCH_SCALE for t in vocab.tokens])
-        best = min(ckpt["metrics"], key=lambda r: r["val_loss"])
-        noise = math.sqrt(best["val_loss"]) * PITCH_SCALE  # validation RMSE in semitones
-    stop = vocab.index.get(END)
-    new = sample(model, ids, config.length, config.temperature, g, stop_id=stop, values=values, noise=noise or 0.0)
-    samples = [vocab.decode(s) for s in new]
+    g = torch.Generator(device=dev).manual_seed(config.seed)
+    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
+    noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
+    new = model.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "samples.json", {
-        "run": str(run_dir), "encoding": ckpt["encoding"], "task": ckpt["task"],
-        "config": asdict(config), "primer": primer, "primer_info": primer_info,
-        "samples": samples})
-    return {"folder": str(out), "samples": samples, "primer": primer}
+    s = Samples(folder=out, run=run_dir, encoding=ckpt.encoding, task=ckpt.task, config=config.to_dict(),
+                primer=primer, samples=[vocab.decode(x) for x in new], primer_info=primer_info)
+    write_samples(s)
+    return s
 
 
 def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
@@ -192,24 +141,85 @@ def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
     samples drawn with other options are never overwritten.
     """
     tag = f"t{config.temperature:g}-s{config.seed}"
-    want = json.loads(json.dumps(asdict(config)))
+    want = config.to_dict()
     for k in range(1, 1000):
         folder = run_dir / "samples" / (tag if k == 1 else f"{tag}-{k}")
-        try:
-            if json.loads((folder / "samples.json").read_text())["config"] != want:
-                continue
-        except (OSError, ValueError, KeyError):
-            if folder.exists() and any(folder.iterdir()):
-                continue
+        found = read_config(folder)
+        if found is not None and found != want:
+            continue
+        if found is None and folder.exists() and any(folder.iterdir()):
+            continue
         return folder
     raise RunError(f"too many sample folders named {tag}-* in {run_dir / 'samples'}")
 
 
-def read_samples(folder: str | Path) -> dict:
-    path = Path(folder) / "samples.json" if Path(folder).is_dir() else Path(folder)
-    if not path.exists():
-        raise RunError(f"{folder} holds no samples.json; run `generate` first")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise RunError(f"{path} is damaged ({exc})") from None
+# ------------------------------------------------------------------ the command
+
+@dataclass
+class TemperatureResult:
+    """One temperature of :func:`generate_command`."""
+
+    temperature: float
+    folder: str
+    lengths: list[int]
+    midi_files: int = 0
+    validity: object = None   # chars: the validity table (DataFrame)
+
+
+@dataclass
+class GenerateResult:
+    run: str
+    temperatures: list[TemperatureResult] = field(default_factory=list)
+    validity_summary: object = None     # chars: DataFrame over temperatures
+    summary_files: list[str] = field(default_factory=list)
+
+
+def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Sequence[float], *,
+                     primer_text: str = "", render_midi: bool = True, engrave: bool = True,
+                     engrave_count: int | None = None, device: str = "auto", max_length: int = MAX_LENGTH,
+                     progress: Callable[[int], None] | None = None,
+                     notice: Callable[[str], None] = lambda s: None,
+                     on_temperature: Callable[[TemperatureResult], None] = lambda r: None) -> GenerateResult:
+    """Draw ``base.count`` samples at each temperature, then render or check them.
+
+    ``primer_text`` is what the user typed after ``--primer-tokens``: space-separated
+    note tokens, or for chars models ABC text (``\\n`` for a newline) after ``<start>``.
+    Note models get MIDI files (``render_midi``); chars models get ``.abc`` files,
+    MIDI and SVG sheet music for the playable tunes, ``validity.csv`` per temperature
+    and ``samples/validity_summary.csv``/``.md`` across temperatures.
+    """
+    from .render import RenderConfig, render_samples
+    from .rundir import read_run_config
+
+    run_dir = Path(run_dir)
+    chars = read_run_config(run_dir).get("encoding") == "chars"
+    primer = base.primer or ("tokens" if primer_text else "start" if chars else "validation")
+    if chars:
+        primer_text = primer_text.replace("\\n", "\n")  # a newline is awkward to type in a shell
+    tokens = tuple([START, *primer_text] if chars else primer_text.split()) if primer == "tokens" else ()
+    base = replace(base, primer=primer, primer_tokens=tokens)
+    ckpt = load_checkpoint(run_dir, base.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    result = GenerateResult(run=str(run_dir))
+    validity = {}
+    for t in temperatures:
+        s = generate(run_dir, replace(base, temperature=t), device=device, max_length=max_length,
+                     model=model, ckpt=ckpt)
+        res = TemperatureResult(temperature=t, folder=str(s.folder), lengths=[len(x) for x in s.samples])
+        if chars:
+            from .abc_eval import default_engrave_count, score_sample_folder
+
+            n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None else engrave_count or None)
+            res.validity = validity[t] = score_sample_folder(s.folder, midi=render_midi, engrave_count=n_draw,
+                                                             progress=progress, notice=notice)
+        elif render_midi:
+            rendered = render_samples(s.folder, RenderConfig(audio="none", piano_roll=False), notice=notice)
+            res.midi_files = sum("midi" in f for f in rendered.files)
+        result.temperatures.append(res)
+        on_temperature(res)
+    if chars:
+        from .abc_eval import write_validity_summary
+
+        result.validity_summary, paths = write_validity_summary(validity, run_dir / "samples")
+        result.summary_files = [str(p) for p in paths]
+    return result

@@ -33,20 +33,18 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import ConfigError, PipelineError, RunError
-from .extract import load_dataset
-from .fsutil import atomic_write_json, stable_id
-from .report import normalise_options, read_run, write_report
-from .train import TrainConfig, train
+from .config import StageConfig
+from .dataset import load_dataset
+from .fsutil import atomic_write_json
+from .report import read_run, write_report
+from .rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name
 
-# Fields that change how fast a run goes, not what it learns: left out of the run id,
-# so a grid re-run with other --threads finds its runs again.
-EXECUTION_ONLY = ("threads",)
 EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 @dataclass
-class GridConfig:
+class GridConfig(StageConfig):
     """How a grid is run (not what it trains); saved in ``grid.json``."""
 
     name: str = "grid"
@@ -56,6 +54,7 @@ class GridConfig:
     address: str = ""         # Ray cluster address; "" = start a local Ray
 
     def validate(self) -> None:
+        super().validate()
         if self.executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
         if self.workers < 0:
@@ -80,28 +79,15 @@ def cpu_count() -> int:
 
 # ------------------------------------------------------------------ configurations
 
-def canonical_config(config: TrainConfig) -> dict:
-    """The fields that define what a run learns (all but ``threads``), normalised.
-
-    ``dropout=0`` and ``dropout=0.0`` (or ``processed/x/`` and ``processed/x``)
-    must give the same run; see :func:`pipeline.report.normalise_options`.
-    """
-    return {k: v for k, v in normalise_options(asdict(config)).items() if k not in EXECUTION_ONLY}
-
-
 def run_id(config: TrainConfig) -> str:
     """Readable, process-independent folder name of a run, e.g. ``gru-4x128-3f9a0c21be``.
 
-    The hash is :func:`pipeline.fsutil.stable_id` (sha256 over sorted JSON) of
-    :func:`canonical_config` (every field but ``threads``); the readable part
-    follows ``train``'s default names. A new training option changes the hash of
-    new runs, but :func:`run_grid` finds existing runs by their ``config.json``,
-    so runs written before keep being skipped or resumed.
+    See :func:`pipeline.rundir.run_name`: the hash is sha256 over the sorted
+    canonical config (every field but execution settings). A new training option
+    changes the hash of new runs, but :func:`run_grid` finds existing runs by their
+    ``config.json``, so runs written before keep being skipped or resumed.
     """
-    parts = [config.cell, f"{config.layers}x{config.hidden}"]
-    parts += [config.encoding] if config.encoding != "names" else []
-    parts += [config.task] if config.task != "classify" else []
-    return "-".join(parts + [stable_id(canonical_config(config))])
+    return run_name(config, hashed=True)
 
 
 def _config_key(config: TrainConfig) -> str:
@@ -186,10 +172,12 @@ def run_one(config: dict, run_dir: str, cwd: str = "") -> dict:
     """
     if cwd and os.getcwd() != cwd:
         os.chdir(cwd)  # a Ray worker may start elsewhere; dataset paths are relative to the grid's
+    from .train import train  # torch is imported in the worker, not by the grid's own process
+
     t0 = time.perf_counter()
     try:
         summary = train(TrainConfig.from_dict(config), run_dir, resume=(Path(run_dir) / "last.pt").exists())
-        return {"status": "finished", **summary, "wall_seconds": time.perf_counter() - t0}
+        return {"status": "finished", **asdict(summary), "wall_seconds": time.perf_counter() - t0}
     except PipelineError as exc:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # a bug, or e.g. out of memory: keep the traceback for the report
@@ -359,7 +347,7 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
         todo.append((rid, config, run_dir))
     # one torch thread per run when runs fill the cores; more when fewer runs remain than cores
     threads = 1 if grid.executor == "ray" else max(1, cpu_count() // max(1, min(n_workers, len(todo))))
-    jobs = sorted(((rid, asdict(replace(c, threads=c.threads or threads)), str(d)) for rid, c, d in todo),
+    jobs = sorted(((rid, replace(c, threads=c.threads or threads).to_dict(), str(d)) for rid, c, d in todo),
                   key=lambda job: -_cost(TrainConfig.from_dict(job[1])))
 
     def record(rid: str, result: dict) -> None:
@@ -399,3 +387,23 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
     for rid, result in results.items():
         counts["failed" if result["status"] == "failed" else names[result["action"]]] += 1
     return {"folder": str(folder), "runs": results, "counts": counts, **report}
+
+
+def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *,
+                 on_start: Callable[[str], None] = lambda s: None,
+                 on_total: Callable[[int, str], None] = lambda n, desc: None,
+                 notice: Callable[[str], None] = lambda s: None,
+                 progress: Callable[[str, dict], None] | None = None) -> dict:
+    """What ``cli.py grid`` does: pick the dataset (default: the latest), expand the options, run the grid."""
+    from .train import resolve_dataset
+
+    values = dict(values)
+    dataset, picked = resolve_dataset(values["dataset"][0] if values.get("dataset") else None)
+    values["dataset"] = [dataset]
+    grid = replace(grid, name=grid.name or f"{Path(dataset).name}-grid")
+    configs, skipped = expand_grid(values)
+    if skipped:
+        notice(f"skipped {len(skipped)} invalid combinations, e.g. {skipped[0]['config']}: {skipped[0]['reason']}")
+    on_start(f"grid {grid.name}: {len(configs)} runs on {'the latest dataset, ' if picked else ''}{dataset}")
+    on_total(len(configs), f"grid {grid.name}")
+    return run_grid(configs, grid, skipped=skipped, progress=progress)

@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from .encodings import CHORD_SEP, NOTE_ENCODINGS, Vocabulary, encode_notes, tokens_to_groups
+from .config import StageConfig
 from .errors import ConfigError, RunError
 from .fsutil import atomic_write_figure, atomic_write_json, atomic_write_text
 from .abc_io import END, START
 from .model import SequenceModel
+from .rundir import Checkpoint, load_checkpoint, model_from_checkpoint
 
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
 MAX_ROWS = 250      # ... and at most this many rows of text, so images stay near 5,000 px high or less
@@ -399,7 +401,7 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
 # ------------------------------------------------------------------ the stage
 
 @dataclass
-class HeatmapConfig:
+class HeatmapConfig(StageConfig):
     """Options of the heatmap stage; saved as ``heatmap.json`` beside the pictures.
 
     The sequence comes from one of ``sample`` (a samples folder or samples.json;
@@ -422,14 +424,12 @@ class HeatmapConfig:
     columns: int = 0             # cells per row; 0 = 80 for text, 16 for notes
     checkpoint: str = "best"
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "units": list(self.units)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HeatmapConfig":
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        return cls(**{**d, "units": tuple(d.get("units", ()))})
+    def validate(self) -> None:
+        super().validate()
+        if self.top < 1:
+            raise ConfigError("--top must be at least 1")
+        if self.state not in ("hidden", "cell"):
+            raise ConfigError("--state must be hidden or cell")
 
 
 def _encode_abc(text: str) -> list[str]:
@@ -440,22 +440,22 @@ def _encode_abc(text: str) -> list[str]:
     return [t for tune in tunes for t in encode_chars(tune.text)] if tunes else encode_chars(text)
 
 
-def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path) -> tuple[list[str], str]:
+def load_tokens(run_dir: Path, ckpt: Checkpoint, config: HeatmapConfig, out_dir: Path,
+                device: str = "auto") -> tuple[list[str], str]:
     """The sequence to look at, and where it came from (one line)."""
-    encoding = ckpt["encoding"]
+    encoding = ckpt.encoding
     chosen = [name for name in ("sample", "file", "text") if getattr(config, name)]
     if len(chosen) > 1:
         raise ConfigError(f"give one of --sample, --file and --text, not {' and '.join('--' + c for c in chosen)}")
     if config.sample:
-        from .generate import read_samples
+        from .samples import read_samples
         data = read_samples(config.sample)
-        if data.get("encoding", encoding) != encoding:
-            raise ConfigError(f"{config.sample} holds {data['encoding']} samples; this run is a {encoding} model")
-        n = len(data["samples"])
+        if data.encoding != encoding:
+            raise ConfigError(f"{config.sample} holds {data.encoding} samples; this run is a {encoding} model")
+        n = len(data.samples)
         if not 0 <= config.index < n:
             raise ConfigError(f"--index {config.index} is out of range: {config.sample} holds {n} samples (0..{n - 1})")
-        return list(data.get("primer", [])) + list(data["samples"][config.index]), \
-            f"{config.sample} sample {config.index} (with its primer)"
+        return data.primer + data.samples[config.index], f"{config.sample} sample {config.index} (with its primer)"
     if config.file:
         path = Path(config.file)
         if not path.is_file():
@@ -476,12 +476,12 @@ def load_tokens(run_dir: Path, ckpt: dict, config: HeatmapConfig, out_dir: Path)
     gc = GenerateConfig(count=1, length=config.length, temperature=config.temperature, seed=config.seed,
                         primer="start" if encoding == "chars" else "validation", checkpoint=config.checkpoint)
     where = f"a fresh sample (seed {config.seed}, T={config.temperature:g})"
-    res = generate(run_dir, gc, out_dir / "sample")  # primers.json in the run: no dataset needed
-    return list(res["primer"]) + list(res["samples"][0]), where
+    res = generate(run_dir, gc, out_dir / "sample", device=device)  # primers.json in the run: no dataset needed
+    return res.primer + res.samples[0], where
 
 
 def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | None = None,
-            progress: Callable[[int], None] | None = None) -> dict:
+            progress: Callable[[int], None] | None = None, device: str = "auto") -> dict:
     """Record one layer over a sequence, rank its units and draw heatmaps.
 
     Writes into ``out_dir`` (default ``<run>/heatmaps``): ``features.csv`` (one
@@ -496,13 +496,10 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     summary : folder, tokens, source, layer/layers, state, cell, pictures, best
         (feature, unit, r of the strongest match).
     """
-    from .train import load_checkpoint, model_from_checkpoint
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a run folder (no such folder)")
-    if config.top < 1:
-        raise ConfigError("--top must be at least 1")
+    config.validate()
     ckpt = load_checkpoint(run_dir, config.checkpoint)
     model = model_from_checkpoint(ckpt)
     layer = _check_layer(model, config.layer, config.state)
@@ -510,16 +507,16 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     if bad:
         raise ConfigError(f"--units {bad[0]} is out of range: layers have {model.rnn.hidden_size} units")
     out = Path(out_dir) if out_dir else run_dir / "heatmaps"
-    tokens, source = load_tokens(run_dir, ckpt, config, out)
+    tokens, source = load_tokens(run_dir, ckpt, config, out, device)
     if not tokens:
         raise ConfigError(f"{source} gives an empty sequence")
-    vocab = Vocabulary(ckpt["vocab"])
+    vocab = Vocabulary(ckpt.vocab)
     unknown = sorted({t for t in tokens if t not in vocab.index})
     if unknown:
         raise ConfigError(f"{len(unknown)} token(s) of {source} are not in the model's vocabulary: "
                           + " ".join(repr(t) for t in unknown[:8]))
     acts = record_activations(model, vocab.encode(tokens), layer, config.state)
-    feats = sequence_features(tokens, ckpt["encoding"])
+    feats = sequence_features(tokens, ckpt.encoding)
     ranking = rank_units(acts, feats)
     top = top_units(ranking, config.top)
 
@@ -547,7 +544,7 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     pictures = []
     for name, u, label in jobs:
         heatmap_png(tokens, acts[:, u], out / name, title=f"{label} · {where}", columns=columns, limit=limit,
-                    chars=ckpt["encoding"] == "chars")
+                    chars=ckpt.encoding == "chars")
         pictures.append(name)
         if progress:
             progress(1)

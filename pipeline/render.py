@@ -1,4 +1,4 @@
-"""Stage 4: token sequences -> MIDI (and audio and piano rolls where asked).
+"""Stage 4: token sequences -> MIDI, audio and piano rolls.
 
 Note tokens carry pitch only. Timing comes from the training corpus: each
 onset draws an (inter-onset interval, duration) pair, in beats, from the
@@ -8,19 +8,20 @@ metronomic stream of equal notes; ``fixed`` timing is there for those who want i
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .encodings import tokens_to_groups
-from .errors import ConfigError, RunError
-from .generate import END, START, read_samples
-from .midi_io import notes_to_midi_file
+from .config import StageConfig
+from .encodings import END, START, tokens_to_groups
+from .errors import ConfigError, PipelineError, RunError
+from .midi_io import MIDI_SUFFIXES, notes_to_midi_file
 from .notes import normalise_note_table
+from .rundir import read_timing
+from .samples import Samples, is_samples_folder, read_samples
 
 MIN_IOI_SECONDS = 0.06  # well above any onset tolerance, so rendered chords stay chords
 
@@ -78,63 +79,82 @@ def tokens_to_notes(tokens: list[str], encoding: str, timing: TimingModel, seed:
     return groups_to_notes(groups, timing, np.random.default_rng(seed))
 
 
-def run_timing(run_dir: Path) -> dict:
-    """The timing statistics saved in a run folder at training time."""
-    path = Path(run_dir) / "timing.json"
-    if not path.exists():
-        raise RunError(f"{run_dir} has no timing.json; was it trained by this version of `train`?")
-    return json.loads(path.read_text())
+@dataclass
+class RenderConfig(StageConfig):
+    """Options of the render stage; saved as ``render.json`` in a samples folder it renders."""
+
+    audio: str = "wav"          # wav, flac, ogg or none
+    piano_roll: bool = True
+    fixed_beats: float = 0.0    # > 0: every onset lasts and is spaced by this many beats
+    include_primer: bool = True  # prepend the primer so the continuation is heard in context
+
+    def validate(self) -> None:
+        super().validate()
+        if self.audio not in AUDIO_FORMATS + ("none",):
+            raise ConfigError(f"--audio must be one of {', '.join(AUDIO_FORMATS)} or none, not {self.audio!r}")
+        if self.fixed_beats < 0:
+            raise ConfigError("--fixed-beats must be >= 0")
+
+    @property
+    def audio_format(self) -> str | None:
+        return None if self.audio == "none" else self.audio
 
 
-def render_samples(folder: str | Path, *, fixed_beats: float = 0.0, include_primer: bool = True,
-                   audio: str | None = None, piano_roll: bool = False,
+AUDIO_FORMATS = ("wav", "flac", "ogg")
+
+
+@dataclass
+class RenderResult:
+    """Files written for each sample (``midi``, ``audio``, ``piano_roll`` names, or ``error``)."""
+
+    folder: str
+    files: list[dict] = field(default_factory=list)
+
+
+def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
                    progress: Callable[[int], None] | None = None,
-                   notice: Callable[[str], None] = lambda s: None) -> dict:
-    """Render every sample of a ``samples.json`` folder.
+                   notice: Callable[[str], None] = lambda s: None) -> RenderResult:
+    """Render every sample of a samples folder into ``sample_NNN.mid`` (+ audio, + ``.png``).
 
-    Parameters
-    ----------
-    folder : a folder written by ``generate``.
-    fixed_beats : > 0 spaces every onset by this many beats instead of the corpus rhythms.
-    include_primer : prepend the primer so the continuation is heard in context.
-    audio : None, or an audio suffix ("wav", "flac", "ogg") to synthesise.
-    piano_roll : also draw a PNG piano roll per sample.
-
-    Returns
-    -------
-    dict with the folder and the list of files written per sample.
+    The run the samples came from is found through the folder itself
+    (:mod:`pipeline.samples`), so this works from any working directory.
     """
-    folder = Path(folder)
+    config.validate()
     data = read_samples(folder)
-    encoding = data["encoding"]
-    written: list[dict] = []
-    if encoding == "chars":
+    if data.encoding == "chars":
         from .abc_eval import score_sample_folder
 
         # sample_NNN.abc for every tune (its primer text included), validity.csv, and MIDI only
         # for the tunes that pass every check, each judged once with a time limit
-        table = score_sample_folder(folder, include_primer=include_primer, notice=notice)
-        make_midi = _chars_midi(folder, table)
+        table = score_sample_folder(data.folder, include_primer=config.include_primer, notice=notice)
+        make_midi = _chars_midi(data.folder, table)
     else:
-        timing = TimingModel.from_stats(run_timing(Path(data["run"])), fixed_beats)
-        seqs = [(data["primer"] if include_primer else []) + s for s in data["samples"]]
+        try:
+            stats = read_timing(data.run)
+        except RunError:
+            raise RunError(f"{data.folder} was drawn from {data.run}, which is gone or has no timing.json; "
+                           "render needs the run folder the samples came from") from None
+        timing = TimingModel.from_stats(stats, config.fixed_beats)
+        seqs = [(data.primer if config.include_primer else []) + s for s in data.samples]
         make_midi = lambda i, path: notes_to_midi_file(  # noqa: E731
-            tokens_to_notes(seqs[i], encoding, timing, seed=i), path, tempo=timing.qpm)
-    for i in range(len(data["samples"])):
+            tokens_to_notes(seqs[i], data.encoding, timing, seed=i), path, tempo=timing.qpm)
+    result = RenderResult(folder=str(data.folder))
+    for i in range(len(data.samples)):
         files = {}
-        mid = folder / f"sample_{i:03d}.mid"
+        mid = data.path(i, ".mid")
         try:
             make_midi(i, mid)
             files["midi"] = mid.name
         except Exception as exc:  # a generated ABC tune that does not convert is data, not a crash
             files["error"] = f"{type(exc).__name__}: {exc}"[:200]
             notice(f"sample {i}: no MIDI ({files['error']})")
-        if "midi" in files and (audio or piano_roll):
-            files.update(render_media(mid, audio=audio, piano_roll=piano_roll, notice=notice))
-        written.append(files)
+        if "midi" in files and (config.audio_format or config.piano_roll):
+            files.update(render_media(mid, audio=config.audio_format, piano_roll=config.piano_roll, notice=notice))
+        result.files.append(files)
         if progress:
             progress(1)
-    return {"folder": str(folder), "files": written}
+    config.save(data.folder / "render.json")
+    return result
 
 
 def _chars_midi(folder: Path, table: pd.DataFrame) -> Callable[[int, Path], Path]:
@@ -156,16 +176,97 @@ def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
                  notice: Callable[[str], None] = lambda s: None) -> dict:
     """Audio and/or a piano roll beside a MIDI file; returns the file names written."""
     from . import audio as audio_mod
+    piano_roll_png = audio_mod.piano_roll_png  # MERGE: pianoroll module
 
     files = {}
     if audio:
-        if audio not in ("wav", "flac", "ogg"):
-            raise ConfigError("--audio must be wav, flac or ogg")
+        if audio not in AUDIO_FORMATS:
+            raise ConfigError(f"--audio must be one of {', '.join(AUDIO_FORMATS)}")
         res = audio_mod.midi_to_audio(midi, midi.with_suffix(f".{audio}"))
         if res.notice and res.notice not in _notified:
             _notified.add(res.notice)
             notice(res.notice)
         files["audio"] = Path(res.path).name
+        files["audio_seconds"] = res.seconds
     if piano_roll:
-        files["piano_roll"] = Path(audio_mod.piano_roll_png(midi, midi.with_suffix(".png"))).name
+        files["piano_roll"] = Path(piano_roll_png(midi, midi.with_suffix(".png"))).name
     return files
+
+
+# ------------------------------------------------------------------ the command
+
+@dataclass
+class RenderPathsResult:
+    """What :func:`render_paths` did: sequences rendered, files skipped (with reasons), folders."""
+
+    rendered: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def render_paths(paths: Sequence[str | Path], config: RenderConfig, *,
+                 progress: Callable[[int], None] | None = None,
+                 notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
+    """Render samples folders, MIDI files and folders of MIDI files; a bad MIDI is reported and skipped.
+
+    Raises
+    ------
+    ConfigError
+        A path is neither a samples folder nor MIDI, or nothing at all could be rendered.
+    """
+    config.validate()
+    res = RenderPathsResult()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file or folder")
+        if is_samples_folder(path):
+            out = render_samples(path, config, progress=progress, notice=notice)
+            res.rendered += len(out.files)
+            res.folders.append(str(path))
+            continue
+        mids = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
+        if not mids or (path.is_file() and path.suffix.lower() not in MIDI_SUFFIXES):
+            raise ConfigError(f"{path}: neither a samples folder nor MIDI files")
+        for mid in mids:
+            try:
+                render_media(mid, audio=config.audio_format, piano_roll=config.piano_roll, notice=notice)
+            except PipelineError as exc:  # one bad file is reported and skipped
+                res.skipped.append((str(mid), str(exc)))
+                notice(f"skipped {mid}: {exc}")
+                continue
+            res.rendered += 1
+            if progress:
+                progress(1)
+        res.folders.append(str(path))
+    if not res.rendered:
+        raise ConfigError(f"nothing rendered ({len(res.skipped)} files skipped)")
+    return res
+
+
+def latest_samples(run_dir: Path) -> list[Path]:
+    """Samples folders of a run, most recent first."""
+    found = [p.parent for p in (run_dir / "samples").glob("*/samples.json")]
+    return sorted(found, key=lambda p: (p / "samples.json").stat().st_mtime_ns, reverse=True)
+
+
+def render_default(run_dir: Path | None, config: RenderConfig, *, runs_root: str | Path = "runs",
+                   device: str = "auto", on_start: Callable[[str], None] = lambda s: None,
+                   progress: Callable[[int], None] | None = None,
+                   notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
+    """``cli.py render`` with no paths: the latest samples of a run (by default the latest run),
+    drawing them first with the generate defaults when the run has none."""
+    from .generate import GenerateConfig, generate
+    from .rundir import latest_run
+
+    picked = run_dir is None
+    run_dir = run_dir or latest_run(runs_root)
+    if run_dir is None:
+        raise RunError(f"no trained run under {runs_root}/; run `train` first (e.g. cli.py train --cell gru)")
+    folders = latest_samples(Path(run_dir))
+    if folders:
+        on_start(f"rendering {folders[0]} (the latest samples of {'the latest run, ' if picked else ''}{run_dir})")
+    else:
+        on_start(f"sampling {'the latest run, ' if picked else ''}{run_dir} with the generate defaults, then rendering")
+        folders = [generate(run_dir, GenerateConfig(), device=device).folder]
+    return render_paths(folders[:1], config, progress=progress, notice=notice)

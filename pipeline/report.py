@@ -1,6 +1,7 @@
 """Summaries of a folder of runs (usually a grid): one table and comparison figures.
 
-Reads only the run folders (``config.json``, ``last.pt``) and, for a grid,
+Reads only the run folders (``config.json``, ``status.json``, ``metrics.csv``,
+through :mod:`pipeline.rundir`, without torch) and, for a grid,
 ``grid.json`` (which runs belong to it and how failed ones failed), so it can
 be run at any time, also while the grid is training. Writes, into that folder:
 
@@ -11,7 +12,6 @@ be run at any time, also while the grid is training. Writes, into that folder:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,25 +20,11 @@ import pandas as pd
 
 from .errors import RunError
 from .fsutil import atomic_write_figure, atomic_write_text
-from .train import TrainConfig, load_checkpoint
+from .rundir import TrainConfig, is_run, normalise_options, read_metrics, read_run_config, read_status
 
 ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
-NOT_OPTIONS = ("threads",)            # execution settings, never a column
+NOT_OPTIONS = ("threads", "device")            # execution settings, never a column
 CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
-
-
-def normalise_options(config: dict) -> dict:
-    """Every TrainConfig field of a run's config dict, coerced to its declared type.
-
-    Fields missing from an older ``config.json`` take their defaults; ``0`` and
-    ``0.0``, or ``processed/x/``, ``processed/x`` and its absolute path, read the same.
-    """
-    out = {}
-    for f in fields(TrainConfig):
-        value = type(f.default)(config.get(f.name, f.default))
-        # train stores the dataset as an absolute path: compare (and hash) it that way too
-        out[f.name] = os.path.abspath(value) if f.name == "dataset" else value
-    return out
 
 
 def read_grid_file(folder: str | Path) -> dict:
@@ -59,21 +45,21 @@ def read_run(run_dir: str | Path) -> dict:
     -------
     ``{"run", "config" (config.json as a dict, or None), "has_checkpoint",
     "status", "error", "history" (DataFrame, one row per finished epoch; empty
-    before the first checkpoint)}``. ``status`` is ``finished`` when last.pt says
+    before the first checkpoint)}``. ``status`` is ``finished`` when the run says
     so, ``failed`` when a file is damaged (``error`` says which), else ``incomplete``.
     """
     run_dir = Path(run_dir)
     record = {"run": run_dir.name, "config": None, "has_checkpoint": (run_dir / "last.pt").exists(),
               "status": "incomplete", "error": "", "history": pd.DataFrame()}
     try:
-        path = run_dir / "config.json"
-        if path.exists():
-            record["config"] = json.loads(path.read_text())
-        if record["has_checkpoint"]:
-            # last.pt, not metrics.csv: it is written first, and carries the finished flag
-            ckpt = load_checkpoint(run_dir, "last")
-            record["history"] = pd.DataFrame(ckpt["metrics"])
-            record["status"] = "finished" if ckpt.get("finished") else "incomplete"
+        if is_run(run_dir):
+            record["config"] = read_run_config(run_dir)
+        status = read_status(run_dir)
+        if status is not None:
+            # metrics.csv is written with last.pt; cut it at the epoch status.json vouches for
+            hist = read_metrics(run_dir)
+            record["history"] = hist[hist["epoch"] <= status.epoch] if len(hist) else hist
+            record["status"] = "finished" if status.finished else "incomplete"
     except RunError as exc:
         record.update(status="failed", error=str(exc))
     except (ValueError, KeyError) as exc:

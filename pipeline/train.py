@@ -1,112 +1,46 @@
 """Stage 2: train one model on a processed dataset into ``runs/<name>/``.
 
-The run folder describes itself: ``config.json`` (everything needed to rebuild
-the data and the model), ``metrics.csv`` (one row per epoch), ``last.pt`` and
-``best.pt`` (each carrying model arguments and vocabulary, as nanoGPT's do),
-and ``curves.png``.
+The run folder (its files are owned by :mod:`pipeline.rundir`) describes itself:
+``config.json``, ``metrics.csv``, ``status.json``, ``last.pt``/``best.pt`` (each
+carrying model arguments and vocabulary, as nanoGPT's do), ``curves.png``.
+
+Windows are never materialised: the training pieces are one token array, and a
+window is a start offset into it, so memory grows with the corpus, not with
+``window / stride`` (nor with ``--transpose`` beyond the extra tokens).
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from .errors import ConfigError, RunError
+from .dataset import Dataset, latest_dataset, load_dataset
 from .encodings import Vocabulary
-from .extract import Dataset, load_dataset
-from .fsutil import atomic_write_bytes, atomic_write_figure, atomic_write_json, atomic_write_text
-from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
+from .errors import ConfigError, DatasetError, RunError
+from .model import ModelConfig, SequenceModel, resolve_device
+from .rundir import (Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config, read_status,
+                     run_name, save_checkpoint, write_run_header)
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+# options that may differ when resuming: how the run executes, or how long it may go on
+EXECUTION = ("threads", "device")
+RESUMABLE_CHANGES = (*EXECUTION, "epochs", "max_minutes", "patience")
 
 
-@dataclass
-class TrainConfig:
-    """Options of the train stage; saved as ``config.json`` in the run folder."""
-
-    dataset: str = "processed/dataset"
-    encoding: str = "names"
-    task: str = "classify"
-    cell: str = "gru"
-    layers: int = 2
-    hidden: int = 128
-    embed: int = 64
-    dropout: float = 0.2
-    optimizer: str = "adam"
-    lr: float = 0.002
-    batch: int = 64
-    window: int = 30
-    stride: int = 5          # windows start every `stride` tokens; 1 = every window (see README: bench)
-    targets: str = "all"     # "all": loss at every position of a window; "last": only its next token
-    epochs: int = 30
-    patience: int = 5        # early stopping: epochs without a better validation loss
-    seed: int = 0
-    threads: int = 0         # torch intra-op threads; 0 = torch's default
-    clip: float = 1.0        # gradient-norm clipping; 0 = off
-    max_minutes: float = 0.0  # stop after the epoch that passes this training time; 0 = no limit
-    transpose: int = 0       # augment: also train on every piece shifted by -N..+N semitones
-
-    def validate(self) -> None:
-        if self.cell not in CELLS:
-            raise ConfigError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.task not in ("classify", "regress"):
-            raise ConfigError("--task must be classify or regress")
-        if self.task == "regress" and self.encoding != "pitch":
-            raise ConfigError("--task regress predicts a pitch number: use it with --encoding pitch")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.targets not in ("all", "last"):
-            raise ConfigError("--targets must be all or last")
-        for name in ("layers", "hidden", "batch", "window", "stride", "epochs", "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1")
-        if self.embed < 0:
-            raise ConfigError("--embed must be >= 0 (0 = one-hot input)")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError("--dropout must be in [0, 1)")
-        if self.lr <= 0:
-            raise ConfigError("--lr must be positive")
-        if not 0 <= self.transpose <= 11:
-            raise ConfigError("--transpose must be between 0 and 11 semitones")
-        if self.transpose and self.encoding == "chars":
-            raise ConfigError("--transpose works on note encodings (names, pitch), not chars")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, cell=self.cell, layers=self.layers, hidden=self.hidden,
-                           embed=self.embed, dropout=self.dropout, task=self.task)
+def model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, cell=config.cell, layers=config.layers, hidden=config.hidden,
+                       embed=config.embed, dropout=config.dropout, task=config.task)
 
 
 # --------------------------------------------------------------------------- data
-
-def piece_arrays(ds: Dataset, side: str) -> list[np.ndarray]:
-    """Token ids of each piece on one side of the split, shape (n_tokens,) each.
-
-    A single-piece dataset (``tail_fraction`` > 0) trains on the head of the
-    piece and validates on its tail.
-    """
-    tail = ds.split.get("tail_fraction", 0.0)
-    if tail:
-        arr = ds.vocab.encode(ds.sequences[ds.split["train"][0]])
-        cut = int(len(arr) * (1 - tail))
-        return [arr[:cut]] if side == "train" else [arr[cut:]]
-    return [ds.vocab.encode(ds.sequences[p]) for p in ds.pieces(side)]
-
 
 def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
     """Add every training piece transposed by -max_shift..+max_shift semitones.
@@ -116,7 +50,7 @@ def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
     New tokens are appended to the vocabulary, so existing ids keep their meaning.
     """
     from .encodings import transpose_tokens
-    if ds.split.get("tail_fraction"):
+    if ds.tail_fraction:
         raise ConfigError("--transpose needs a dataset of at least two pieces")
     seqs, train, extra = dict(ds.sequences), list(ds.split["train"]), []
     for p in ds.pieces("train"):
@@ -130,159 +64,139 @@ def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
     return replace(ds, sequences=seqs, vocab=vocab, split={**ds.split, "train": train})
 
 
-def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut sequences into windows and their next-token targets.
+@dataclass
+class Windows:
+    """Windows as offsets into one token array.
 
-    Returns
-    -------
-    x : int64 (n_windows, window), the inputs.
-    y : int64 (n_windows, window), the same windows shifted by one token;
-        ``y[:, -1]`` is the token that follows each window.
+    tokens : int64 (n_tokens,), every piece one after another.
+    starts : int64 (n_windows,), where each window begins; window ``i`` is
+        ``tokens[starts[i]:starts[i] + window]`` and its targets are the same
+        positions shifted by one. Windows never cross a piece boundary.
+    """
+
+    tokens: torch.Tensor
+    starts: torch.Tensor
+    window: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of windows ``idx``, each int64 (len(idx), window)."""
+        pos = self.starts[idx][:, None] + self.offsets
+        return self.tokens[pos], self.tokens[pos + 1]
+
+    def to(self, device: torch.device) -> "Windows":
+        return Windows(self.tokens.to(device), self.starts.to(device), self.window)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every window materialised: inputs and targets, int64 (n_windows, window) each (small data only)."""
+        x, y = self.batch(torch.arange(len(self)))
+        return x.cpu().numpy(), y.cpu().numpy()
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        return torch.arange(self.window, device=self.tokens.device)
+
+
+def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> Windows:
+    """Index the windows of ``window`` tokens (plus the next one) of each piece, every ``stride`` tokens.
+
     Pieces shorter than ``window + 1`` tokens give no window.
     """
-    xs, ys = [], []
+    starts, offset = [], 0
     for arr in arrays:
         n = len(arr) - window
-        if n < 1:
-            continue
-        starts = np.arange(0, n, stride)
-        idx = starts[:, None] + np.arange(window + 1)[None, :]
-        w = arr[idx]
-        xs.append(w[:, :-1])
-        ys.append(w[:, 1:])
-    if not xs:
-        return np.zeros((0, window), np.int64), np.zeros((0, window), np.int64)
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def validation_openings(ds: Dataset, n: int) -> dict[str, list[str]]:
-    """The first ``n`` tokens of each held-out piece (its tail, for a one-piece dataset)."""
-    if ds.split.get("tail_fraction"):
-        return {ds.split["train"][0] + ":tail": ds.vocab.decode(piece_arrays(ds, "validation")[0][:n])}
-    return {p: ds.sequences[p][:n] for p in ds.pieces("validation")}
-
-
-def pitch_values(ds: Dataset) -> torch.Tensor:
-    """Scaled pitch of each vocabulary entry (regression targets), shape (vocab,)."""
-    return torch.tensor([(float(t) - PITCH_CENTER) / PITCH_SCALE for t in ds.vocab.tokens])
+        if n >= 1:
+            starts.append(offset + np.arange(0, n, stride))
+        offset += len(arr)
+    tokens = np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
+    return Windows(torch.from_numpy(tokens), torch.from_numpy(np.concatenate(starts) if starts
+                                                              else np.zeros(0, np.int64)), window)
 
 
 # ----------------------------------------------------------------------- training
 
 class Trainer:
-    """Runs epochs over windows; knows the task but not the cell type."""
+    """Runs epochs over windows; the model owns the loss, the trainer the loop."""
 
-    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel):
-        self.c, self.ds, self.model = config, ds, model
+    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device):
+        self.c, self.model, self.device = config, model, device
         self.opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr)
-        tx, ty = make_windows(piece_arrays(ds, "train"), config.window, config.stride)
-        vx, vy = make_windows(piece_arrays(ds, "validation"), config.window, 1)
-        if len(tx) == 0:
+        self.train = make_windows(ds.piece_arrays("train"), config.window, config.stride).to(device)
+        self.val = make_windows(ds.piece_arrays("validation"), config.window, 1).to(device)
+        if len(self.train) == 0:
             raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
-        if len(vx) == 0:
-            raise ConfigError(f"no validation window: validation pieces are shorter than --window {config.window} + 1")
-        self.train_x, self.train_y = torch.from_numpy(tx), torch.from_numpy(ty)
-        self.val_x, self.val_y = torch.from_numpy(vx), torch.from_numpy(vy)
-        self.values = pitch_values(ds) if config.task == "regress" else None
+        if len(self.val) == 0:
+            raise ConfigError(f"no validation window: validation pieces are shorter than --window {config.window} + 1 "
+                              "tokens; lower --window or extract with another --split-seed")
 
-    def loss_and_stats(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Loss (mean over targets) and sums for accuracy / MAE over targets."""
-        n = y.numel()
-        if self.c.task == "classify":
-            loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-            correct = (out.argmax(-1) == y).sum().item()
-            return loss, {"n": n, "correct": correct}
-        target = self.values[y]
-        loss = nn.functional.mse_loss(out, target)
-        pred = out.detach() * PITCH_SCALE + PITCH_CENTER
-        true = target * PITCH_SCALE + PITCH_CENTER
-        return loss, {"n": n, "correct": (pred.round() == true.round()).sum().item(),
-                      "abs_err": (pred - true).abs().sum().item()}
+    def _totals(self) -> dict[str, torch.Tensor]:
+        z = lambda: torch.zeros((), device=self.device, dtype=torch.float64)  # noqa: E731
+        return {"loss": z(), "n": z(), "correct": z(), "abs_err": z()}
 
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         g = torch.Generator().manual_seed(self.c.seed * 100_003 + epoch)  # same order after a resume
-        order = torch.randperm(len(self.train_x), generator=g)
-        tot_loss, tot = 0.0, {"n": 0, "correct": 0, "abs_err": 0.0}
+        order = torch.randperm(len(self.train), generator=g).to(self.device)
+        tot = self._totals()
         for i in range(0, len(order), self.c.batch):
-            idx = order[i:i + self.c.batch]
-            x, y = self.train_x[idx], self.train_y[idx]
+            x, y = self.train.batch(order[i:i + self.c.batch])
             out, _ = self.model(x)
             if self.c.targets == "last":
                 out, y = out[:, -1:], y[:, -1:]
-            loss, st = self.loss_and_stats(out, y)
+            loss, st = self.model.loss(out, y)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.c.clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.c.clip)
             self.opt.step()
-            tot_loss += loss.item() * st["n"]
-            for k in st:
-                tot[k] += st[k]
-        return self._summarise(tot_loss, tot, "train")
+            self._add(tot, loss.detach(), st)  # summed on the device: no per-batch synchronisation
+        return self._summarise(tot, "train")
 
     @torch.no_grad()
     def evaluate(self, batch: int = 512) -> dict:
         """Validation: the next token after every window of ``window`` tokens (stride 1)."""
         self.model.eval()
-        tot_loss, tot = 0.0, {"n": 0, "correct": 0, "abs_err": 0.0}
-        for i in range(0, len(self.val_x), batch):
-            out, _ = self.model(self.val_x[i:i + batch])
-            loss, st = self.loss_and_stats(out[:, -1:], self.val_y[i:i + batch, -1:])
-            tot_loss += loss.item() * st["n"]
-            for k in st:
-                tot[k] += st[k]
-        return self._summarise(tot_loss, tot, "val")
+        tot = self._totals()
+        for i in range(0, len(self.val), batch):
+            x, y = self.val.batch(torch.arange(i, min(i + batch, len(self.val)), device=self.device))
+            out, _ = self.model(x)
+            loss, st = self.model.loss(out[:, -1:], y[:, -1:])
+            self._add(tot, loss, st)
+        return self._summarise(tot, "val")
 
-    def _summarise(self, tot_loss: float, tot: dict, prefix: str) -> dict:
-        n = max(tot["n"], 1)
-        row = {f"{prefix}_loss": tot_loss / n, f"{prefix}_acc": tot["correct"] / n}
+    @staticmethod
+    def _add(tot: dict, loss: torch.Tensor, st: dict) -> None:
+        tot["loss"] += loss * st["n"]
+        for k, v in st.items():
+            tot[k] += v
+
+    def _summarise(self, tot: dict, prefix: str) -> dict:
+        t = {k: float(v) for k, v in tot.items()}
+        n = max(t["n"], 1)
+        row = {f"{prefix}_loss": t["loss"] / n, f"{prefix}_acc": t["correct"] / n}
         if self.c.task == "regress":
-            row[f"{prefix}_mae"] = tot["abs_err"] / n
+            row[f"{prefix}_mae"] = t["abs_err"] / n
         return row
 
 
-def _checkpoint_bytes(state: dict) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
+def plot_curves(rows: list[dict], path: Path, title: str) -> None:
+    from .figures import new_figure, save_png
 
-
-def load_checkpoint(run_dir: str | Path, which: str = "best") -> dict:
-    """Read ``best.pt`` or ``last.pt`` of a run; RunError with the fix if absent or damaged."""
-    path = Path(run_dir) / f"{which}.pt"
-    if not path.exists():
-        raise RunError(f"{run_dir} has no {which}.pt; is it a run folder written by `train`?")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # never runs code from a shared run folder
-    except Exception as exc:
-        raise RunError(f"{path} is damaged ({type(exc).__name__}); retrain or use the other checkpoint") from None
-
-
-def model_from_checkpoint(ckpt: dict) -> SequenceModel:
-    model = SequenceModel.from_dict(ckpt["model_args"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model
-
-
-def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
-    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-    fig = Figure(figsize=(10, 3.6))
+    fig = new_figure(10, 3.6)
     a, b = fig.subplots(1, 2)
-    for col, style in (("train_loss", "-"), ("val_loss", "--")):
-        a.plot(metrics["epoch"], metrics[col], style, label=col.replace("_", " "))
-    for col, style in (("train_acc", "-"), ("val_acc", "--")):
-        b.plot(metrics["epoch"], metrics[col], style, label=col.replace("_", " "))
-    a.set(xlabel="epoch", ylabel="loss", title="loss")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (a, b):
+    epochs = [r["epoch"] for r in rows]
+    for ax, kind in ((a, "loss"), (b, "acc")):
+        for side, style in (("train", "-"), ("val", "--")):
+            ax.plot(epochs, [r[f"{side}_{kind}"] for r in rows], style, label=f"{side} {kind}")
+        ax.set(xlabel="epoch", ylabel="loss" if kind == "loss" else "accuracy",
+               title="loss" if kind == "loss" else "accuracy")
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    atomic_write_figure(path, fig)
+    save_png(fig, path)
 
 
 def _seed_everything(seed: int) -> None:
@@ -291,117 +205,179 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training hands back."""
+
+    run: str
+    epochs: int
+    best_epoch: int
+    val_loss: float
+    val_acc: float
+    parameters: int
+    seconds: float
+    seconds_per_epoch: float
+    val_mae: float | None = None
+    stopped: str = ""   # "", "patience", "budget" or "diverged"
+
+    @classmethod
+    def from_rows(cls, run_dir: Path, rows: list[dict], parameters: int, stopped: str = "") -> "TrainResult":
+        best = best_row(rows)
+        return cls(run=str(run_dir), epochs=int(rows[-1]["epoch"]), best_epoch=int(best["epoch"]),
+                   val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]), parameters=parameters,
+                   seconds=float(sum(r["seconds"] for r in rows)),
+                   seconds_per_epoch=float(np.mean([r["seconds"] for r in rows])),
+                   val_mae=float(best["val_mae"]) if "val_mae" in best else None, stopped=stopped)
+
+
+def _data_changes(saved: dict, now: dict) -> list[str]:
+    names = {"sequences": "the pieces' tokens", "vocab": "the vocabulary", "split": "the train/validation split"}
+    return [names.get(k, k) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-          on_epoch: Callable[[dict], None] | None = None) -> dict:
+          on_epoch: Callable[[dict], None] | None = None, limits: dict | None = None) -> TrainResult:
     """Train (or resume) one run.
 
     Parameters
     ----------
-    config : options; on resume the run's own ``config.json`` is used instead.
+    config : options; on resume the run's own config is used, except the
+        execution settings (threads, device).
     run_dir : the run folder.
     resume : continue from ``last.pt``. Without it, an existing run folder is
-        an error, so earlier results are never overwritten.
-    on_epoch : called after each epoch (after its checkpoint is on disk) with
-        the metrics row.
-
-    Returns
-    -------
-    summary : run folder, epochs run, best epoch and its validation metrics,
-        parameter count, seconds.
+        an error, so earlier results are never overwritten. Resuming refuses a
+        dataset whose tokens, vocabulary or split changed since the run began.
+    on_epoch : called after each epoch (after its checkpoint is on disk) with the metrics row.
+    limits : on resume, new values for ``epochs`` (more only), ``max_minutes`` or ``patience``.
     """
     run_dir = Path(run_dir)
-    state = None
+    ckpt: Checkpoint | None = None
     has_epochs = (run_dir / "last.pt").exists()
     if resume and has_epochs:
-        state = load_checkpoint(run_dir, "last")
-        saved = TrainConfig.from_dict(state["train_config"])
-        if state.get("finished"):
-            return _summary(run_dir, state["metrics"], sum(t.numel() for t in state["model"].values()))
-        saved.threads = config.threads  # an execution setting, not part of the run
-        config = saved
+        ckpt = load_checkpoint(run_dir, "last")
+        saved = TrainConfig.from_dict(ckpt.train_config)
+        limits = {k: v for k, v in (limits or {}).items() if k != "epochs" or v > saved.epochs}
+        if ckpt.finished and "epochs" not in limits:
+            return TrainResult.from_rows(run_dir, ckpt.metrics, sum(t.numel() for t in ckpt.model.values()))
+        config = replace(saved, **{k: getattr(config, k) for k in EXECUTION}, **limits)
     elif resume and not (run_dir / "config.json").exists():
         raise RunError(f"cannot resume: {run_dir} is not a run folder (start it without --resume)")
     elif resume:
         # killed before its first checkpoint: nothing to lose, start again from its own config
-        config = TrainConfig.from_dict({**read_run_config(run_dir), "threads": config.threads})
-    elif has_epochs:
+        config = TrainConfig.from_dict({**read_run_config(run_dir), "threads": config.threads,
+                                        "device": config.device})
+    elif has_epochs or (run_dir / "config.json").exists():
         raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --name")
     config.validate()
-    # an absolute dataset path keeps the run usable from any working directory
-    config.dataset = str(Path(config.dataset).resolve())
+    config.dataset = str(Path(config.dataset).resolve())  # the run works from any working directory
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
+    dev = resolve_device(config.device)
     ds = load_dataset(config.dataset, config.encoding)
+    fingerprint = ds.fingerprint()
+    if ckpt is not None and ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
+        raise DatasetError(f"cannot resume {run_dir.name}: the dataset {config.dataset} changed since the run began "
+                           f"({', '.join(_data_changes(ckpt.data_fingerprint, fingerprint))} differ); "
+                           "train a new run with another --name")
     if config.transpose:
         ds = augment_transpositions(ds, config.transpose)
     _seed_everything(config.seed)
-    model = SequenceModel(config.model_config(len(ds.vocab)))
-    trainer = Trainer(config, ds, model)
+    model = SequenceModel(model_config(config, len(ds.vocab)))
+    model.set_vocabulary(ds.vocab.tokens)
+    if ckpt is not None:
+        model.load_state_dict(ckpt.model)
+    model.to(dev)
+    trainer = Trainer(config, ds, model, dev)
     rows: list[dict] = []
     best, bad, start_epoch = math.inf, 0, 1
-    if state is not None:
-        model.load_state_dict(state["model"])
-        trainer.opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        rows, best, bad, start_epoch = state["metrics"], state["best_val"], state["bad_epochs"], state["epoch"] + 1
+    if ckpt is not None:
+        trainer.opt.load_state_dict(ckpt.optimizer)
+        torch.set_rng_state(ckpt.torch_rng)
+        rows, best, bad, start_epoch = ckpt.metrics, ckpt.best_val, ckpt.bad_epochs, ckpt.epoch + 1
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {
-            **asdict(config), "model": model.to_dict(), "parameters": model.n_parameters(),
-            "train_windows": len(trainer.train_x), "val_windows": len(trainer.val_x),
-            "vocab_size": len(ds.vocab)})
-        # rendering needs the corpus rhythms and generation the held-out openings as primers;
-        # keep both so the run folder stands alone
-        atomic_write_json(run_dir / "timing.json", ds.timing)
-        atomic_write_json(run_dir / "primers.json", validation_openings(ds, 200))
+        # rendering needs the corpus rhythms and generation the held-out openings: keep both
+        write_run_header(run_dir, config, extra={
+            "model": model.to_dict(), "parameters": model.n_parameters(), "train_windows": len(trainer.train),
+            "val_windows": len(trainer.val), "vocab_size": len(ds.vocab), "data_fingerprint": fingerprint},
+            timing=ds.timing, primers=ds.validation_openings(200))
 
-    finished = False
+    stopped = ""
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
             row = {"epoch": epoch, **trainer.train_epoch(epoch), **trainer.evaluate()}
             row["seconds"] = round(time.perf_counter() - t0, 3)
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+                stopped, diverged_at = "diverged", epoch
+                break  # keep the checkpoints of the last finite epoch
             rows.append(row)
             improved = row["val_loss"] < best
-            if improved:
-                best, bad = row["val_loss"], 0
-            else:
-                bad += 1
+            best, bad = (row["val_loss"], 0) if improved else (best, bad + 1)
             out_of_time = config.max_minutes > 0 and sum(r["seconds"] for r in rows) >= 60 * config.max_minutes
-            finished = bad >= config.patience or epoch == config.epochs or out_of_time
-            ckpt = {"model": model.state_dict(), "optimizer": trainer.opt.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "epoch": epoch, "best_val": best,
-                    "bad_epochs": bad, "metrics": rows, "finished": finished,
-                    "train_config": asdict(config), "model_args": model.to_dict(),
-                    "vocab": ds.vocab.to_json(), "encoding": config.encoding, "task": config.task}
-            if improved:
-                atomic_write_bytes(run_dir / "best.pt", _checkpoint_bytes(ckpt))
-            atomic_write_bytes(run_dir / "last.pt", _checkpoint_bytes(ckpt))
-            atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+            stopped = "patience" if bad >= config.patience else "budget" if out_of_time else ""
+            finished = bool(stopped) or epoch == config.epochs
+            save_checkpoint(run_dir, Checkpoint(
+                model={k: v.cpu() for k, v in model.state_dict().items()}, model_args=model.to_dict(),
+                train_config=config.to_dict(), vocab=ds.vocab.to_json(), encoding=config.encoding,
+                task=config.task, epoch=epoch, best_val=best, bad_epochs=bad, metrics=rows, finished=finished,
+                optimizer=trainer.opt.state_dict(), torch_rng=torch.get_rng_state(),
+                data_fingerprint=fingerprint), best=improved)
             if on_epoch:
                 on_epoch(row)
             if finished:
                 break
     finally:
         if rows:
-            plot_curves(pd.DataFrame(rows), run_dir / "curves.png",
+            plot_curves(rows, run_dir / "curves.png",
                         f"{config.cell.upper()} {config.layers}x{config.hidden} · {config.encoding} · {config.task}")
-    return _summary(run_dir, rows, model.n_parameters())
+    if stopped == "diverged":
+        where = f"; best.pt keeps epoch {best_row(rows)['epoch']}" if rows else ""
+        raise RunError(f"training diverged at epoch {diverged_at} (the loss is not a finite number){where}; "
+                       "lower --lr")
+    return TrainResult.from_rows(run_dir, rows, model.n_parameters(), stopped)
 
 
-def _summary(run_dir: Path, rows: list[dict], parameters: int) -> dict:
-    df = pd.DataFrame(rows)
-    best = df.loc[df["val_loss"].idxmin()]
-    out = {"run": str(run_dir), "epochs": int(df["epoch"].max()), "best_epoch": int(best["epoch"]),
-           "val_loss": float(best["val_loss"]), "val_acc": float(best["val_acc"]),
-           "parameters": parameters, "seconds": float(df["seconds"].sum()),
-           "seconds_per_epoch": float(df["seconds"].mean())}
-    if "val_mae" in df:
-        out["val_mae"] = float(best["val_mae"])
-    return out
+# ----------------------------------------------------------------------- the command
+
+def resolve_dataset(dataset: str | None, root: str | Path = "processed") -> tuple[str, bool]:
+    """The dataset given, or the most recently extracted one under ``root`` (and whether it was picked)."""
+    if dataset:
+        return str(dataset), False
+    latest = latest_dataset(root)
+    if latest is None:
+        raise DatasetError(f"no processed dataset under {root}/; run `extract` first (e.g. cli.py extract raw_midi/)")
+    return str(latest), True
 
 
-def read_run_config(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise RunError(f"{run_dir} is not a run folder (no config.json)")
-    return json.loads(path.read_text())
+def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = None,
+                  resume: bool = False, given: set[str] = frozenset(),
+                  on_start: Callable[[str], None] = lambda s: None,
+                  on_epoch: Callable[[dict], None] | None = None, limits: dict | None = None) -> TrainResult:
+    """What ``cli.py train`` does: pick the dataset and run name, check a resume, train.
+
+    ``given`` names the options the user typed; on ``--resume`` any of them that
+    would change the model or data is refused (the run's own config wins).
+    """
+    run_dir = Path(runs) / name if name else None
+    if resume and run_dir is None:
+        raise ConfigError("--resume needs --name: the run folder to continue")
+    if resume and not (run_dir / "config.json").exists() and "dataset" not in given:
+        raise RunError(f"cannot resume: {run_dir} is not a run folder (start it without --resume, or give --data)")
+    if resume and (run_dir / "config.json").exists():
+        saved = TrainConfig.from_dict(read_run_config(run_dir))
+        changed = sorted(k for k in given - {"dataset", *RESUMABLE_CHANGES}
+                         if getattr(config, k) != getattr(saved, k))
+        if changed:
+            raise ConfigError(f"--resume continues {run_dir} with its own options; these differ from it: "
+                              f"{', '.join('--' + k.replace('_', '-') for k in changed)} (start a new run instead)")
+        if "epochs" in given and config.epochs < saved.epochs:
+            raise ConfigError(f"--epochs {config.epochs} is fewer than the run's {saved.epochs}; --resume may only extend a run")
+        status = read_status(run_dir)
+        on_start(f"resuming {run_dir} at epoch {status.epoch + 1 if status else 1}")
+        limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
+        return train(config, run_dir, resume=True, on_epoch=on_epoch, limits=limits)
+    dataset, picked = resolve_dataset(config.dataset if "dataset" in given else None)
+    config = replace(config, dataset=dataset)
+    config.validate()
+    run_dir = run_dir or Path(runs) / run_name(config, dataset_prefix=True)
+    on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}")
+    return train(config, run_dir, resume=False, on_epoch=on_epoch)

@@ -61,7 +61,7 @@ def tiny_dataset(tiny_midi_dir: Path, tmp_path: Path) -> Path:
 
 
 def tiny_train_config(dataset: Path, **kw):
-    from pipeline.train import TrainConfig
+    from pipeline.rundir import TrainConfig
 
     base = dict(dataset=str(dataset), cell="gru", layers=1, hidden=16, embed=8, window=8, stride=4,
                 batch=16, epochs=3, patience=10, threads=1, seed=1)

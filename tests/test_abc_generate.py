@@ -18,8 +18,9 @@ from pipeline.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_bas
 from pipeline.abc_io import END, START
 from pipeline.extract import ExtractConfig, extract
 from pipeline.generate import GenerateConfig, generate
-from pipeline.render import render_samples
-from pipeline.train import TrainConfig, train
+from pipeline.render import RenderConfig, render_samples
+from pipeline.rundir import TrainConfig
+from pipeline.train import train
 
 SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
 TUNES = [
@@ -107,16 +108,16 @@ def test_broken_tune_is_counted_listed_and_skipped(tmp_path):
 
 def test_tiny_chars_model_samples_stop_at_end_or_limit(chars_run):
     res = generate(chars_run, GenerateConfig(count=6, length=40, temperature=1.0, primer="start", seed=3))
-    assert res["primer"] == [START] and len(res["samples"]) == 6
-    for s in res["samples"]:
+    assert res.primer == [START] and len(res.samples) == 6
+    for s in res.samples:
         assert len(s) <= 40 and END not in s[:-1]
         assert s[-1] == END or len(s) == 40
 
 
 def test_forced_end_gives_empty_ended_tunes(ends_at_once):
     res = generate(ends_at_once, GenerateConfig(count=3, length=500, primer="start"))
-    assert res["samples"] == [[END]] * 3
-    table = score_sample_folder(res["folder"])
+    assert res.samples == [[END]] * 3
+    table = score_sample_folder(res.folder)
     assert table["ended"].all() and (table["length"] == 0).all() and not table["parses"].any()
     assert (table["error"] == "empty tune text").all()
 
@@ -183,7 +184,7 @@ def test_cli_generate_chars_writes_tunes_validity_and_sheet_music(ends_at_once, 
     assert (ends_at_once / "samples" / "validity_summary.md").read_text().startswith("| T ")
 
     # `render` on a chars folder: MIDI for the playable tunes, the primer text included
-    files = render_samples(ends_at_once / "samples" / "t1-s0")["files"]
+    files = render_samples(ends_at_once / "samples" / "t1-s0", RenderConfig(audio="none", piano_roll=False)).files
     assert [f["midi"] for f in files] == ["sample_000.mid", "sample_001.mid"]
 
     res = CliRunner().invoke(main, ["generate", "--run", str(ends_at_once), "--count", "1", "--no-engrave",

@@ -60,7 +60,7 @@ def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     fails(runner, ["train", "--data", "processed/tiny", "--window", "500", "--epochs", "1"], "shorter than --window")
     fails(runner, ["generate", "--run", "runs/none"], "not a run folder")
     fails(runner, ["train", "--data", "processed/tiny", "--layers", "1,2"], "use `grid`")
-    fails(runner, ["train", "--cell", "gru"], "Missing option '--data'")
+    fails(runner, ["train", "--cell", "gru", "--lr", "inf"], "--lr must be a finite number")
     fails(runner, ["train", "--resume"], "--resume needs --name")
     fails(runner, ["train", "--resume", "--name", "nothing-here"], "not a run folder")
 

@@ -15,7 +15,8 @@ from conftest import write_pm
 from pipeline.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
 from pipeline.errors import ConfigError
 from pipeline.extract import ExtractConfig, extract
-from pipeline.train import TrainConfig, train
+from pipeline.rundir import TrainConfig
+from pipeline.train import train
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import write_pm, melody
 from pipeline.errors import NoUsableInputError
-from pipeline.extract import ExtractConfig, assign_split, extract, load_dataset
+from pipeline.dataset import assign_split, load_dataset
+from pipeline.extract import ExtractConfig, extract
 
 
 def run(paths, tmp_path, **kw):
@@ -83,11 +84,10 @@ def test_split_is_deterministic_and_stable_under_additions():
 
 
 def test_single_piece_dataset_trains_on_head_validates_on_tail(tmp_path):
-    from pipeline.train import piece_arrays
     path = write_pm(tmp_path / "solo.mid", melody(200, 1))
     run([path], tmp_path)
     ds = load_dataset(tmp_path / "processed" / "ds", "names")
-    tr, va = piece_arrays(ds, "train"), piece_arrays(ds, "validation")
+    tr, va = ds.piece_arrays("train"), ds.piece_arrays("validation")
     assert len(tr[0]) + len(va[0]) == len(ds.sequences["solo"]) and len(va[0]) > 0
 
 

@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from cli import main
 from conftest import write_pm
 from pipeline.errors import ConfigError
-from pipeline.grid import GridConfig, canonical_config, expand_grid, run_grid, run_id
+from pipeline.grid import GridConfig, expand_grid, run_grid, run_id
+from pipeline.rundir import canonical_config
 from pipeline.report import summary_table, collect_runs, write_report
-from pipeline.train import TrainConfig, train
+from pipeline.rundir import TrainConfig
+from pipeline.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(layers=[1], embed=[8], window=[8], stride=[4], batch=[16], epochs=[2], patience=[10],
@@ -77,7 +79,7 @@ def test_run_id_ignores_threads_and_number_spelling():
 def test_run_ids_are_equal_across_processes():
     configs = [TrainConfig(cell=c, layers=n, hidden=h, dropout=0.1) for c in ("rnn", "gru") for n in (1, 4)
                for h in (64, 128)]
-    code = ("import json; from pipeline.grid import run_id; from pipeline.train import TrainConfig; "
+    code = ("import json; from pipeline.grid import run_id; from pipeline.rundir import TrainConfig; "
             f"print(json.dumps([run_id(TrainConfig(**d)) for d in {[c.__dict__ for c in configs]!r}]))")
     theirs = set()
     for seed in ("1", "2"):  # str hashes differ between these processes; the ids must not

@@ -225,7 +225,8 @@ def note_run(tmp_path_factory) -> Path:
     """A 2-layer LSTM trained one epoch on four tiny MIDI pieces."""
     from conftest import melody, write_pm
     from pipeline.extract import ExtractConfig, extract
-    from pipeline.train import TrainConfig, train
+    from pipeline.rundir import TrainConfig
+    from pipeline.train import train
 
     root = tmp_path_factory.mktemp("heat")
     for k in range(4):
@@ -238,7 +239,7 @@ def note_run(tmp_path_factory) -> Path:
 
 def chars_run(folder: Path, cell: str = "gru") -> Path:
     """A chars run saved by hand in the format `train` writes (untrained weights)."""
-    from pipeline.train import TrainConfig
+    from pipeline.rundir import TrainConfig
 
     vocab = char_vocab("ACDEFRacdefgilrz3/ \n")
     model = tiny_model(cell, layers=2, hidden=8, vocab=len(vocab))
@@ -280,7 +281,7 @@ def test_cli_on_a_trained_note_model(note_run, tmp_path):
 
     from pipeline.generate import GenerateConfig, generate
     res = generate(note_run, GenerateConfig(count=2, length=12, primer_length=4))
-    out = ok(["heatmap", "--run", str(note_run), "--sample", res["folder"], "--index", "1", "--layer", "0",
+    out = ok(["heatmap", "--run", str(note_run), "--sample", str(res.folder), "--index", "1", "--layer", "0",
               "--state", "cell", "--units", "1,7", "--top", "2", "--out", str(tmp_path / "h")])
     assert "16 tokens" in out and "layer 0 (cell state)" in out
     assert sorted(p.name for p in (tmp_path / "h").glob("*.png")) == ["heatmap_unit1.png", "heatmap_unit7.png"]
@@ -290,7 +291,7 @@ def test_cli_on_a_trained_note_model(note_run, tmp_path):
     fails(["heatmap", "--run", str(tmp_path)], "no best.pt")
     fails(["heatmap", "--run", str(note_run), "--layer", "2"], "out of range")
     fails(["heatmap", "--run", str(note_run), "--units", "8"], "out of range")
-    fails(["heatmap", "--run", str(note_run), "--sample", res["folder"], "--index", "2"], "holds 2 samples")
+    fails(["heatmap", "--run", str(note_run), "--sample", str(res.folder), "--index", "2"], "holds 2 samples")
     fails(["heatmap", "--run", str(note_run), "--text", "C4 Q9"], "not in the model's vocabulary")
     assert invoke(["heatmap", "--run", str(note_run), "--units", "x"]).exit_code == 2
     # the run folder alone is enough: the held-out opening is kept in the run (primers.json)

@@ -8,10 +8,11 @@ import torch
 
 from conftest import tiny_train_config
 from pipeline.errors import ConfigError, RunError
-from pipeline.generate import GenerateConfig, generate, sample, sample_refeed
+from pipeline.generate import GenerateConfig, generate, sample_refeed
 from pipeline.model import ModelConfig, SequenceModel
-from pipeline.render import render_samples
-from pipeline.train import TrainConfig, load_checkpoint, make_windows, train
+from pipeline.render import RenderConfig, render_samples
+from pipeline.rundir import TrainConfig, load_checkpoint
+from pipeline.train import make_windows, train
 
 METRIC_COLS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 
@@ -21,10 +22,14 @@ def metrics(run):
 
 
 def test_make_windows_shapes_and_targets():
-    x, y = make_windows([np.arange(10)], window=4, stride=3)
+    x, y = make_windows([np.arange(10)], window=4, stride=3).arrays()
     assert x.shape == y.shape == (2, 4)
     assert x[1].tolist() == [3, 4, 5, 6] and y[1].tolist() == [4, 5, 6, 7]
-    assert make_windows([np.arange(3)], 4, 1)[0].shape == (0, 4)
+    assert make_windows([np.arange(3)], 4, 1).arrays()[0].shape == (0, 4)
+    # windows never cross a piece boundary, and index one token array instead of copying
+    w = make_windows([np.arange(6), np.arange(100, 106)], window=4, stride=1)
+    x, y = w.arrays()
+    assert len(w.tokens) == 12 and x.shape == (4, 4) and x[2].tolist() == [100, 101, 102, 103]
 
 
 def test_run_folder_contents(tiny_dataset, tmp_path):
@@ -33,7 +38,7 @@ def test_run_folder_contents(tiny_dataset, tmp_path):
     for f in ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "timing.json"):
         assert (run / f).exists(), f
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["cell"] == "lstm" and cfg["layers"] == 2 and cfg["parameters"] == summary["parameters"]
+    assert cfg["cell"] == "lstm" and cfg["layers"] == 2 and cfg["parameters"] == summary.parameters
     assert TrainConfig.from_dict(cfg) == tiny_train_config(tiny_dataset, cell="lstm", layers=2)
     assert len(metrics(run)) == 3
 
@@ -59,8 +64,8 @@ def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell):
     train(TrainConfig(threads=1), tmp_path / "killed", resume=True)
     pd.testing.assert_frame_equal(metrics(tmp_path / "full"), metrics(tmp_path / "killed"))
     a, b = load_checkpoint(tmp_path / "full", "last"), load_checkpoint(tmp_path / "killed", "last")
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k])
+    for k in a.model:
+        assert torch.equal(a.model[k], b.model[k])
 
 
 def test_existing_run_is_never_overwritten(tiny_dataset, tmp_path):
@@ -73,21 +78,21 @@ def test_existing_run_is_never_overwritten(tiny_dataset, tmp_path):
 
 def test_regression_task(tiny_dataset, tmp_path):
     s = train(tiny_train_config(tiny_dataset, encoding="pitch", task="regress"), tmp_path / "reg")
-    assert s["val_mae"] > 0 and 0 <= s["val_acc"] <= 1
+    assert s.val_mae > 0 and 0 <= s.val_acc <= 1
     out = generate(tmp_path / "reg", GenerateConfig(count=2, length=20))
-    assert all(0 <= int(t) <= 127 for smp in out["samples"] for t in smp)
+    assert all(0 <= int(t) <= 127 for smp in out.samples for t in smp)
     with pytest.raises(ConfigError, match="pitch"):
         tiny_train_config(tiny_dataset, task="regress").validate()
 
 
 def test_early_stopping(tiny_dataset, tmp_path):
     s = train(tiny_train_config(tiny_dataset, epochs=50, patience=1, lr=0.5, optimizer="rmsprop"), tmp_path / "es")
-    assert s["epochs"] < 50
+    assert s.epochs < 50
 
 
 def test_targets_last_stride_one(tiny_dataset, tmp_path):
     s = train(tiny_train_config(tiny_dataset, targets="last", stride=1, epochs=1, optimizer="adagrad"), tmp_path / "l")
-    assert s["epochs"] == 1
+    assert s.epochs == 1
 
 
 def test_stateful_sampling_equals_full_refeed():
@@ -95,7 +100,7 @@ def test_stateful_sampling_equals_full_refeed():
     model = SequenceModel(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=12, embed=5))
     primer = torch.randint(0, 11, (3, 6))
     g = torch.Generator().manual_seed(0)
-    greedy = sample(model, primer, 15, 0.0, g)
+    greedy = model.generate(primer, 15, 0.0, g)
     # greedy re-feeding the whole history (window larger than the sequence) must agree exactly
     refeed = sample_refeed(model, primer, 15, 1e-9, torch.Generator().manual_seed(0), window=100)
     assert greedy == refeed
@@ -105,7 +110,7 @@ def test_sampling_stops_at_end_token():
     model = SequenceModel(ModelConfig(vocab_size=5, cell="gru", layers=1, hidden=4, embed=3))
     with torch.no_grad():
         model.head.bias[:] = torch.tensor([0, 0, 0, 0, 50.0])  # id 4 plays <end>
-    out = sample(model, torch.zeros(4, 2, dtype=torch.long), 100, 1.0, torch.Generator().manual_seed(0), stop_id=4)
+    out = model.generate(torch.zeros(4, 2, dtype=torch.long), 100, 1.0, torch.Generator().manual_seed(0), stop_id=4)
     assert out == [[4]] * 4
 
 
@@ -113,21 +118,21 @@ def test_generate_and_render_from_run_folder_only(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     train(tiny_train_config(tiny_dataset), run)
     res = generate(run, GenerateConfig(count=3, length=25, temperature=0.9, seed=5))
-    assert len(res["samples"]) == 3 and all(len(s) == 25 for s in res["samples"])
+    assert len(res.samples) == 3 and all(len(s) == 25 for s in res.samples)
     again = generate(run, GenerateConfig(count=3, length=25, temperature=0.9, seed=5))
-    assert again["samples"] == res["samples"]
+    assert again.samples == res.samples
     # the primer is the opening of a held-out piece
     split = json.loads((tiny_dataset / "split.json").read_text())
     seqs = json.loads((tiny_dataset / "names" / "sequences.json").read_text())["pieces"]
-    assert res["primer"] == seqs[split["validation"][0]][:8]
-    out = render_samples(res["folder"])
-    assert [f["midi"] for f in out["files"]] == [f"sample_{i:03d}.mid" for i in range(3)]
+    assert res.primer == seqs[split["validation"][0]][:8]
+    out = render_samples(res.folder, RenderConfig(audio="none", piano_roll=False))
+    assert [f["midi"] for f in out.files] == [f"sample_{i:03d}.mid" for i in range(3)]
     from pipeline.midi_io import midi_file_to_notes
-    notes, _ = midi_file_to_notes(f"{res['folder']}/sample_000.mid")
+    notes, _ = midi_file_to_notes(f"{res.folder}/sample_000.mid")
     durations = (notes["end"] - notes["start"]).round(3)
     assert durations.nunique() > 1, "timing drawn from the corpus, not all notes the same length"
-    render_samples(res["folder"], fixed_beats=0.5)
-    notes, _ = midi_file_to_notes(f"{res['folder']}/sample_000.mid")
+    render_samples(res.folder, RenderConfig(audio="none", piano_roll=False, fixed_beats=0.5))
+    notes, _ = midi_file_to_notes(f"{res.folder}/sample_000.mid")
     assert (notes["end"] - notes["start"]).round(3).nunique() == 1
 
 
@@ -148,8 +153,8 @@ def test_run_folder_stands_alone_without_its_dataset(tiny_dataset, tmp_path):
     train(tiny_train_config(tiny_dataset, epochs=1), run)
     shutil.rmtree(tiny_dataset)
     res = generate(run, GenerateConfig(count=2, length=10))
-    assert len(res["primer"]) == 8
-    assert render_samples(res["folder"])["files"][0]["midi"] == "sample_000.mid"
+    assert len(res.primer) == 8
+    assert render_samples(res.folder, RenderConfig(audio="none", piano_roll=False)).files[0]["midi"] == "sample_000.mid"
 
 
 def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
@@ -161,14 +166,14 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
     (run / "last.pt").unlink()  # as if killed while epoch 1 ran
     (run / "best.pt").unlink()
     s = train(TrainConfig(), run, resume=True)
-    assert s["epochs"] == 2
+    assert s.epochs == 2
     s2 = train(TrainConfig(), run, resume=True)  # finished: returns at once
     assert s2 == s
 
 
 def test_transpose_augmentation(tiny_dataset, tmp_path):
     from pipeline.encodings import transpose_tokens
-    from pipeline.extract import load_dataset
+    from pipeline.dataset import load_dataset
     from pipeline.train import augment_transpositions
     assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
     assert transpose_tokens(["127"], "pitch", 1) is None
@@ -179,7 +184,7 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
     run = tmp_path / "t"
     train(tiny_train_config(tiny_dataset, transpose=2, epochs=1), run)
     out = generate(run, GenerateConfig(count=1, length=5))
-    assert len(out["samples"][0]) == 5
+    assert len(out.samples[0]) == 5
     with pytest.raises(ConfigError):
         tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
 
@@ -205,7 +210,7 @@ def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # metrics.csv may not even exist yet: the checkpoint is written first and is what resume reads
-    assert load_checkpoint(tmp_path / "killed", "last")["epoch"] < 25, "the kill came too late to test anything"
+    assert load_checkpoint(tmp_path / "killed", "last").epoch < 25, "the kill came too late to test anything"
     subprocess.run(args[:3] + ["--runs", str(tmp_path), "--name", "killed", "--resume", "--threads", "1"],
                    check=True, capture_output=True)
     pd.testing.assert_frame_equal(metrics(tmp_path / "full"), metrics(tmp_path / "killed"))
@@ -215,8 +220,8 @@ def test_generate_never_overwrites_samples_drawn_with_other_options(tiny_dataset
     run = tmp_path / "run"
     train(tiny_train_config(tiny_dataset, epochs=1), run)
     a = generate(run, GenerateConfig(count=2, length=5))
-    assert generate(run, GenerateConfig(count=2, length=5))["folder"] == a["folder"]  # same options: same place
+    assert generate(run, GenerateConfig(count=2, length=5)).folder == a.folder  # same options: same place
     b = generate(run, GenerateConfig(count=3, length=7))
-    assert b["folder"] == a["folder"] + "-2"
+    assert str(b.folder) == str(a.folder) + "-2"
     assert len(json.loads((tmp_path / "run/samples/t1-s0/samples.json").read_text())["samples"]) == 2
-    assert generate(run, GenerateConfig(count=2))["samples"][0].__len__() == 300  # note models: 300 by default
+    assert len(generate(run, GenerateConfig(count=2)).samples[0]) == 300  # note models: 300 by default
