@@ -271,7 +271,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
             primer_tokens = primer_tokens.replace("\\n", "\n")  # a newline is awkward to type in a shell
         if primer is None:
             primer = "tokens" if primer_tokens else ("start" if chars else "validation")
-        from pipeline.abc_io import START
+        from pipeline.encodings import START
         toks = tuple([START, *primer_tokens] if chars else primer_tokens.split()) if primer == "tokens" else ()
         try:
             temps = [float(t) for t in csv_list(temperature)]

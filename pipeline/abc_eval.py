@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .abc_io import END, PARSE_TIMEOUT_S, START, TuneValidity, check_tune, decode_chars
+from .abc_io import PARSE_TIMEOUT_S, TuneValidity, check_tune
+from .encodings import END, START, decode_chars
 from .errors import ConfigError, EngraveError, PipelineError
 from .fsutil import atomic_write_text
 

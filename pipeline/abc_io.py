@@ -1,14 +1,12 @@
-"""ABC tunebooks <-> tunes, characters, note tables, MIDI and sheet music.
+"""ABC tunebooks <-> tunes, note tables, MIDI and sheet music.
 
-The data layer for the ``chars`` encoding and for ABC input: plain functions
-over plain data (strings, :class:`AbcTune`, note tables), file I/O at the edges.
+The data layer for ABC input: plain functions over plain data (strings,
+:class:`AbcTune`, note tables), file I/O at the edges. The ``chars`` token
+codec is in :mod:`pipeline.encodings`.
 
 Reading
     ``split_tunebook`` / ``read_abc_file`` cut a tunebook into tunes;
     ``bundled_corpus_tunes`` reads the ABC tunebooks that ship inside music21.
-Characters
-    ``encode_chars`` / ``decode_chars`` mirror each other; ``split_generated``
-    cuts a sampled stream back into tunes.
 Music
     ``tune_to_notes`` (note table), ``abc_to_midi_file`` (music21) and
     ``abc2midi_reference`` (the abcmidi tool) go through a real ABC parser;
@@ -39,9 +37,6 @@ import pandas as pd
 
 from .errors import AbcParseError, ConfigError, EngraveError, NoUsableInputError
 from .notes import normalise_note_table
-
-START = "<start>"
-END = "<end>"
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
 VELOCITY = 80
@@ -228,56 +223,6 @@ def list_bundled_corpora() -> dict[str, int]:
     """Number of tunes in each bundled corpus (0 where music21 lacks its files)."""
     return {name: len(bundled_corpus_tunes(name)) if _corpus_files(name) else 0
             for name in BUNDLED_CORPORA}
-
-
-# --------------------------------------------------------------------------- characters
-
-def encode_chars(tune_text: str) -> list[str]:
-    """``[START, c1, c2, ..., cn, END]``: one token per character of the tune text.
-
-    The markers are single tokens, so a tune that contains the text ``<start>``
-    still encodes to its seven characters and decodes back unchanged.
-    """
-    return [START, *tune_text, END]
-
-
-def decode_chars(tokens: list[str]) -> str:
-    """Inverse of :func:`encode_chars`: the text up to the first END, markers removed."""
-    out = []
-    for tok in tokens:
-        if tok == END:
-            break
-        if tok != START:
-            out.append(tok)
-    return "".join(out)
-
-
-def split_generated(tokens: list[str]) -> list[str]:
-    """Cut a sampled token stream holding several ``START ... END`` tunes into tune texts.
-
-    Each ``START ... END`` pair gives one text (``''`` for ``START END``), and a
-    tune cut off by the length limit (a START with no END) is kept as it is.
-    Text outside any pair, such as a sample continued from a text primer, is a
-    tune too unless it is blank. So ``split_generated(encode_chars(a) +
-    encode_chars(b)) == [a, b]``.
-    """
-    tunes: list[str] = []
-    current: list[str] = []
-    inside = False  # between a START and its END
-
-    def flush() -> None:
-        text = "".join(current)
-        if inside or text.strip():
-            tunes.append(text)
-
-    for tok in tokens:
-        if tok == START or tok == END:
-            flush()
-            current, inside = [], tok == START
-        else:
-            current.append(tok)
-    flush()
-    return tunes
 
 
 # --------------------------------------------------------------------------- parsing with music21
@@ -804,9 +749,8 @@ def available_engraver() -> str | None:
 
 
 __all__ = [
-    "START", "END", "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file",
+    "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file",
     "BUNDLED_CORPORA", "bundled_corpus_tunes", "list_bundled_corpora",
-    "encode_chars", "decode_chars", "split_generated",
     "tune_to_notes", "abc_to_midi_file", "abc2midi_reference",
     "TuneValidity", "check_tune", "engrave", "available_engraver", "ENGRAVERS",
 ]

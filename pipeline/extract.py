@@ -324,7 +324,7 @@ def extract(paths: list[str | Path], config: ExtractConfig,
             seqs = {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
             counts[enc] = write_sequences(tmp / enc, seqs, enc)
         if texts:
-            from .abc_io import encode_chars
+            from .encodings import encode_chars
             seqs = {p: encode_chars(texts[p]) for p in sorted(texts)}
             counts["chars"] = write_sequences(tmp / "chars", seqs, "chars")
         atomic_write_json(tmp / "split.json", split)

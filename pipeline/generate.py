@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .abc_io import END, START  # the chars markers; one definition
-from .encodings import Vocabulary
+from .encodings import END, START, Vocabulary
 from .errors import ConfigError, RunError
 from .extract import load_dataset
 from .fsutil import atomic_write_json

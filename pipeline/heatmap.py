@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .encodings import CHORD_SEP, NOTE_ENCODINGS, Vocabulary, encode_notes, tokens_to_groups
+from .encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes,
+                        tokens_to_groups)
 from .errors import ConfigError, RunError
 from .fsutil import atomic_write_figure, atomic_write_json, atomic_write_text
-from .abc_io import END, START
 from .model import SequenceModel
 
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
@@ -434,7 +434,7 @@ class HeatmapConfig:
 
 def _encode_abc(text: str) -> list[str]:
     """ABC text -> chars tokens: each tune of a tunebook framed as in ``extract``; text with no X: line as one."""
-    from .abc_io import encode_chars, split_tunebook
+    from .abc_io import split_tunebook
 
     tunes = split_tunebook(text)
     return [t for tune in tunes for t in encode_chars(tune.text)] if tunes else encode_chars(text)

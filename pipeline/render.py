@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .encodings import tokens_to_groups
+from .encodings import END, START, tokens_to_groups
 from .errors import ConfigError, RunError
-from .generate import END, START, read_samples
+from .generate import read_samples
 from .midi_io import notes_to_midi_file
 from .notes import normalise_note_table
 

@@ -15,7 +15,7 @@ from cli import main
 from pipeline import abc_io
 from pipeline.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
                                score_sample_folder, summarise_validity, validate_tunes)
-from pipeline.abc_io import END, START
+from pipeline.encodings import END, START, decode_chars
 from pipeline.extract import ExtractConfig, extract
 from pipeline.generate import GenerateConfig, generate
 from pipeline.render import render_samples
@@ -83,7 +83,7 @@ def test_two_tune_book_to_framed_chars_and_back(tmp_path):
     for piece, text in zip(["two#1", "two#2"], texts):
         seq = seqs[piece]
         assert seq[0] == START and seq[-1] == END and START not in seq[1:-1] and END not in seq[1:-1]
-        assert abc_io.decode_chars(seq) == text
+        assert decode_chars(seq) == text
     assert texts == TUNES[:2]
     assert {START, END} <= set(vocab) and "\n" in vocab
     split = json.loads((folder / "split.json").read_text())

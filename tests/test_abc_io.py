@@ -6,8 +6,9 @@ import shutil
 import pretty_midi
 import pytest
 
-from pipeline import abc_io
-from pipeline.abc_io import END, START, AbcTune
+from pipeline import abc_io, encodings
+from pipeline.abc_io import AbcTune
+from pipeline.encodings import END, START
 from pipeline.errors import AbcParseError, ConfigError, EngraveError
 from pipeline.notes import COLUMNS
 
@@ -104,20 +105,20 @@ def test_read_abc_file(tmp_path):
 
 @pytest.mark.parametrize("text", [SCALE, "T:a <b> c\nK:C\n<start>x<end>|", "", "é\t\n<"])
 def test_chars_round_trip(text):
-    tokens = abc_io.encode_chars(text)
+    tokens = encodings.encode_chars(text)
     assert tokens[0] == START and tokens[-1] == END and len(tokens) == len(text) + 2
-    assert abc_io.decode_chars(tokens) == text
-    assert abc_io.decode_chars(tokens + list("ignored after the end")) == text
+    assert encodings.decode_chars(tokens) == text
+    assert encodings.decode_chars(tokens + list("ignored after the end")) == text
 
 
 def test_split_generated():
     a, b = "X:1\nK:C\nCDE|", "X:2\n<b>"
-    assert abc_io.split_generated(abc_io.encode_chars(a) + abc_io.encode_chars(b)) == [a, b]
+    assert encodings.split_generated(encodings.encode_chars(a) + encodings.encode_chars(b)) == [a, b]
     # an empty tune, then one cut off by the length limit
-    assert abc_io.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
+    assert encodings.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
     # a sample continued from a text primer starts without START; blank gaps are not tunes
-    assert abc_io.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
-    assert abc_io.split_generated([]) == []
+    assert encodings.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
+    assert encodings.split_generated([]) == []
 
 
 def test_check_tune_good():
