@@ -101,13 +101,11 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
 
 
 def _corpus_paths(name: str, limit: int) -> list[Path]:
-    from pipeline.corpus import DEFAULT_CORPORA, write_default_midi_corpus
+    from pipeline.corpus import CORPORA, corpus_paths
 
-    if name in DEFAULT_CORPORA:
-        with progress_bar(limit, f"writing {name} as MIDI") as update:
-            return [write_default_midi_corpus(Path("raw_midi") / name, name, limit, progress=update)]
-    from pipeline import abc_io
-    return abc_io.bundled_corpus_paths(name)
+    writes = name in CORPORA and CORPORA[name].kind == "midi"  # only writing scores out is worth a bar
+    with progress_bar(limit, f"writing {name} as MIDI") if writes else contextlib.nullcontext() as update:
+        return corpus_paths(name, limit, Path("raw_midi"), progress=update)
 
 
 # ------------------------------------------------------------------ train

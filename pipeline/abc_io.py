@@ -5,8 +5,8 @@ The data layer for ABC input: plain functions over plain data (strings,
 codec is in :mod:`pipeline.encodings`.
 
 Reading
-    ``split_tunebook`` / ``read_abc_file`` cut a tunebook into tunes;
-    ``bundled_corpus_tunes`` reads the ABC tunebooks that ship inside music21.
+    ``split_tunebook`` / ``read_abc_file`` cut a tunebook into tunes (the
+    tunebooks that ship inside music21 are catalogued in :mod:`pipeline.corpus`).
 Music
     ``tune_to_notes`` (note table), ``abc_to_midi_file`` (music21) and
     ``abc2midi_reference`` (the abcmidi tool) go through a real ABC parser;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import glob
 import io
 import math
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import AbcParseError, ConfigError, EngraveError, NoUsableInputError
+from .errors import AbcParseError, ConfigError, EngraveError
 from .notes import normalise_note_table
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
@@ -141,88 +140,6 @@ def read_abc_file(path: str | Path) -> list[AbcTune]:
     if not tunes:
         raise AbcParseError(f"{path.name}: no ABC tunes (no line starts with 'X:')")
     return tunes
-
-
-# --------------------------------------------------------------------------- bundled corpora
-
-# name -> globs under music21's corpus folder, or the names of other corpora to join.
-# Counts for music21 10.x are in the comments (see list_bundled_corpora()).
-BUNDLED_CORPORA: dict[str, tuple[str, ...]] = {
-    "oneills1850": ("oneills1850/*.abc",),          # 2,009 Irish tunes, 39 files
-    "ryansMammoth": ("ryansMammoth/*.abc",),        # 1,059 American/Irish fiddle tunes, one a file
-    "airdsAirs": ("airdsAirs/*.abc",),              # 1,180 Scottish airs, 6 books
-    "miscFolk": ("miscFolk/*.abc",),                # 185 American fife and Northumbrian tunes
-    "nottingham": ("nottingham-dataset/*.abc",),    # 2 reels (music21 ships only this sample)
-    # 8,462 German (and other) folksongs; test*.abc are music21's own test fixtures
-    "essenFolksong": tuple(f"essenFolksong/{p}*.abc" for p in
-                           ("altdeu", "ballad", "boehme", "dva", "erk", "fink", "folkHaydn",
-                            "han", "irl", "kinder", "lot", "lux", "variant", "zuccal")),
-    "josquin": ("josquin/*.abc",),                  # 29 parts of Renaissance polyphony
-    # the default: British, Irish and American instrumental folk tunes (4,435)
-    "folk": ("oneills1850", "ryansMammoth", "airdsAirs", "miscFolk", "nottingham"),
-    "default": ("folk",),
-}
-
-
-def _corpus_root() -> Path:
-    from music21 import common
-
-    return Path(common.getCorpusFilePath())
-
-
-def _corpus_files(name: str) -> list[Path]:
-    if name not in BUNDLED_CORPORA:
-        raise ConfigError(f"unknown bundled corpus {name!r}; choose from {', '.join(BUNDLED_CORPORA)}")
-    files: list[Path] = []
-    for part in BUNDLED_CORPORA[name]:
-        if part in BUNDLED_CORPORA:
-            files += _corpus_files(part)
-        else:
-            files += sorted(Path(p) for p in glob.glob(str(_corpus_root() / part)))
-    return list(dict.fromkeys(files))  # a file reached twice is read once
-
-
-def bundled_corpus_paths(name: str = "default") -> list[Path]:
-    """The ABC files of a bundled corpus, sorted, so ``extract`` treats them like a user's files.
-
-    Raises ConfigError for an unknown name and NoUsableInputError when music21 lacks the files.
-    """
-    files = _corpus_files(name)
-    if not files:
-        raise NoUsableInputError(f"music21 at {_corpus_root()} has no ABC files for corpus {name!r}")
-    return files
-
-
-def bundled_corpus_tunes(name: str = "default", limit: int | None = None) -> list[AbcTune]:
-    """Tunes of an ABC tunebook bundled with music21, read as raw text (not parsed).
-
-    Files are read in sorted order, tunes in file order, so the first ``limit``
-    tunes are always the same ones. ``source`` is the path inside music21's
-    corpus folder, e.g. ``oneills1850/0001-0050.abc``.
-
-    Raises
-    ------
-    ConfigError
-        ``name`` is not a key of :data:`BUNDLED_CORPORA`.
-    NoUsableInputError
-        The installed music21 has none of the corpus's files.
-    """
-    files = _corpus_files(name)
-    if not files:
-        raise NoUsableInputError(f"music21 at {_corpus_root()} has no ABC files for corpus {name!r}")
-    root = _corpus_root()
-    tunes: list[AbcTune] = []
-    for path in files:
-        tunes += split_tunebook(read_abc_text(path), source=path.relative_to(root).as_posix())
-        if limit is not None and len(tunes) >= limit:
-            return tunes[:limit]
-    return tunes
-
-
-def list_bundled_corpora() -> dict[str, int]:
-    """Number of tunes in each bundled corpus (0 where music21 lacks its files)."""
-    return {name: len(bundled_corpus_tunes(name)) if _corpus_files(name) else 0
-            for name in BUNDLED_CORPORA}
 
 
 # --------------------------------------------------------------------------- parsing with music21
@@ -750,7 +667,6 @@ def available_engraver() -> str | None:
 
 __all__ = [
     "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file",
-    "BUNDLED_CORPORA", "bundled_corpus_tunes", "list_bundled_corpora",
     "tune_to_notes", "abc_to_midi_file", "abc2midi_reference",
     "TuneValidity", "check_tune", "engrave", "available_engraver", "ENGRAVERS",
 ]

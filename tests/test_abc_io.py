@@ -6,7 +6,7 @@ import shutil
 import pretty_midi
 import pytest
 
-from pipeline import abc_io, encodings
+from pipeline import abc_io, corpus, encodings
 from pipeline.abc_io import AbcTune
 from pipeline.encodings import END, START
 from pipeline.errors import AbcParseError, ConfigError, EngraveError
@@ -157,17 +157,17 @@ def test_check_tune_gives_up_on_absurd_meter():
 
 
 def test_bundled_corpus():
-    tunes = abc_io.bundled_corpus_tunes("oneills1850")
+    tunes = corpus.bundled_corpus_tunes("oneills1850")
     assert len(tunes) > 100
     assert all(t.text.startswith("X:") and t.source.startswith("oneills1850/") for t in tunes)
-    assert abc_io.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
-    assert len(abc_io.bundled_corpus_tunes("default")) >= 2000
+    assert corpus.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
+    assert len(corpus.bundled_corpus_tunes("default")) >= 2000
     with pytest.raises(ConfigError):
-        abc_io.bundled_corpus_tunes("no-such-corpus")
+        corpus.bundled_corpus_tunes("no-such-corpus")
 
 
 def test_bundled_tune_parses():
-    (tune,) = abc_io.bundled_corpus_tunes("oneills1850", limit=1)
+    (tune,) = corpus.bundled_corpus_tunes("oneills1850", limit=1)
     notes = abc_io.tune_to_notes(tune, "oneills-1")
     assert len(notes) > 50 and notes["end"].gt(notes["start"]).all()
 
