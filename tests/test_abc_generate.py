@@ -16,6 +16,7 @@ from pipeline import abc_io
 from pipeline.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
                                score_sample_folder, summarise_validity, validate_tunes)
 from pipeline.encodings import END, START, decode_chars
+from pipeline.engrave import available_engraver
 from pipeline.extract import ExtractConfig, extract
 from pipeline.generate import GenerateConfig, generate
 from pipeline.render import render_samples
@@ -167,7 +168,7 @@ def test_cli_generate_chars_writes_tunes_validity_and_sheet_music(ends_at_once, 
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert "validity_summary.csv" in lines[-1] and "| T " in res.output
-    engraver = abc_io.available_engraver()
+    engraver = available_engraver()
     for tag in ("t0.5-s0", "t1-s0"):
         folder = ends_at_once / "samples" / tag
         assert json.loads((folder / "samples.json").read_text())["config"]["length"] == 1000  # chars default
