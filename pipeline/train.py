@@ -24,7 +24,8 @@ from torch import nn
 from .errors import ConfigError, RunError
 from .encodings import Vocabulary
 from .extract import Dataset, load_dataset
-from .fsutil import atomic_write_bytes, atomic_write_figure, atomic_write_json, atomic_write_text
+from .figures import atomic_write_figure, new_figure
+from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .model import CELLS, PITCH_CENTER, PITCH_SCALE, ModelConfig, SequenceModel
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
@@ -267,9 +268,7 @@ def model_from_checkpoint(ckpt: dict) -> SequenceModel:
 
 
 def plot_curves(metrics: pd.DataFrame, path: Path, title: str) -> None:
-    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-    fig = Figure(figsize=(10, 3.6))
+    fig = new_figure((10, 3.6))
     a, b = fig.subplots(1, 2)
     for col, style in (("train_loss", "-"), ("val_loss", "--")):
         a.plot(metrics["epoch"], metrics[col], style, label=col.replace("_", " "))
