@@ -203,7 +203,8 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     temperature), ``render_seconds`` and ``audio_seconds`` (FluidSynth time
     and the music it rendered).
     """
-    from .audio import midi_to_audio, piano_roll_png
+    from .audio import midi_to_audio
+    from .pianoroll import piano_roll_png
 
     config.validate()
     out_dir = Path(out_dir)

@@ -156,6 +156,7 @@ def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
                  notice: Callable[[str], None] = lambda s: None) -> dict:
     """Audio and/or a piano roll beside a MIDI file; returns the file names written."""
     from . import audio as audio_mod
+    from .pianoroll import piano_roll_png
 
     files = {}
     if audio:
@@ -167,5 +168,5 @@ def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
             notice(res.notice)
         files["audio"] = Path(res.path).name
     if piano_roll:
-        files["piano_roll"] = Path(audio_mod.piano_roll_png(midi, midi.with_suffix(".png"))).name
+        files["piano_roll"] = Path(piano_roll_png(midi, midi.with_suffix(".png"))).name
     return files
