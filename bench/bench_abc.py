@@ -31,6 +31,8 @@ import torch  # noqa: E402
 from pipeline import abc_io  # noqa: E402
 from pipeline.abc_eval import (char_ngram_baseline, generation_speed, score_sample_folder,  # noqa: E402
                                summarise_validity, validate_tunes, validity_markdown, write_validity_summary)
+from pipeline.corpus import corpus_paths  # noqa: E402
+from pipeline.encodings import decode_chars  # noqa: E402
 from pipeline.extract import ExtractConfig, extract, load_dataset  # noqa: E402
 from pipeline.generate import GenerateConfig, generate  # noqa: E402
 from pipeline.train import TrainConfig, train  # noqa: E402
@@ -51,7 +53,7 @@ TEMPERATURES = (0.5, 1.0, 2.0)
 
 def corpus_files(corpus: str, tunes: int | None) -> tuple[list[Path], int]:
     """The corpus's files; with ``tunes``, whole files (in order) until at least that many tunes."""
-    files = abc_io.bundled_corpus_paths(corpus)
+    files = corpus_paths(corpus)
     counts = [len(abc_io.split_tunebook(abc_io.read_abc_text(f))) for f in files]
     if tunes is None:
         return files, sum(counts)
@@ -100,7 +102,7 @@ def step_generate(args, run: Path, dataset: Path) -> pd.DataFrame:
     summary, _ = write_validity_summary(tables, run / "samples")
     # the same checks on real held-out tunes: the ceiling the models aim at
     ds = load_dataset(dataset, "chars")
-    real = [abc_io.decode_chars(ds.sequences[p]) for p in ds.pieces("validation")[:args.count]]
+    real = [decode_chars(ds.sequences[p]) for p in ds.pieces("validation")[:args.count]]
     tables["held-out real tunes"] = validate_tunes(real, [True] * len(real))
     return summarise_validity(tables)
 

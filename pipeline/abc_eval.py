@@ -4,6 +4,11 @@ The evaluation layer of the ``chars`` encoding, reproducing the figures of the
 char-level course reports (validity of sampled tunes per temperature, the
 validation loss of a char model next to simple baselines).
 
+One tune
+    ``check_tune`` parses a tune with music21 (bars as written), counts its
+    notes and the bars whose length matches the meter (forgiving pickups and
+    split bars), and writes it as MIDI; it gives a :class:`TuneValidity` and
+    never raises.
 Pure core
     ``tunes_of_samples`` (a ``samples.json`` -> tune texts and whether each
     reached ``<end>``), ``validate_tunes`` (one row of checks per tune),
@@ -20,17 +25,22 @@ Measurements
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .abc_io import END, PARSE_TIMEOUT_S, START, TuneValidity, check_tune, decode_chars
-from .errors import ConfigError, EngraveError, PipelineError
+from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, field_value, one_line, parse_abc, pitched_notes, time_limit
+from .encodings import END, START, decode_chars
+from .engrave import abc_to_midi_file, available_engraver, engrave, score_to_midi_file
+from .errors import AbcParseError, ConfigError, EngraveError, PipelineError
 from .fsutil import atomic_write_text
 from .samples import Samples, read_samples
+from .midi_io import read_midi
 
 VALIDITY_COLUMNS = ["sample", "parses", "to_midi", "notes", "bars_total", "bars_matching", "bar_fraction",
                     "all_bars_match", "meter", "warnings", "ended", "length", "error"]
@@ -45,7 +55,150 @@ SUMMARY_HEADERS = {
 ENGRAVE_FALLBACK_COUNT = 5  # LilyPond takes seconds a tune; abcm2ps ~15 ms, so it draws them all
 
 
-# --------------------------------------------------------------------------- validity (pure)
+# --------------------------------------------------------------------------- validity of one tune
+
+@dataclass
+class TuneValidity:
+    """How usable one (typically generated) tune is.
+
+    parses       music21 parses it, it has a ``K:`` field and at least one note
+    to_midi      music21 writes it as MIDI that pretty_midi reads back with >= 1 note
+    notes        note heads music21 found (each chord pitch and each tied note counted)
+    bars_total   bars in all voices (0 when the tune has no bar lines)
+    bars_matching bars whose length equals the time signature's bar (see :func:`check_tune`)
+    meter        the ``M:`` field as written, ``None`` when absent
+    warnings     number of music21 warnings (e.g. an unreadable note replaced by C)
+    error        why the first failed check failed, ``None`` when all passed
+    """
+
+    parses: bool = False
+    to_midi: bool = False
+    notes: int = 0
+    bars_total: int = 0
+    bars_matching: int = 0
+    meter: str | None = None
+    warnings: int = 0
+    error: str | None = None
+
+    @property
+    def bar_fraction(self) -> float:
+        """bars_matching / bars_total; 0.0 for a tune with no bars."""
+        return self.bars_matching / self.bars_total if self.bars_total else 0.0
+
+
+def _matching_bars(durations: list[float], bar_length: list[float]) -> int:
+    """Count bars of the right length, forgiving the short bars ABC writes on purpose.
+
+    A bar is right when its length equals its time signature's bar. Short bars
+    are also right when they are:
+
+    - the first bar: an anacrusis (ABC has no other way to write a pickup);
+    - the last bar, when it and a short first bar together make one bar;
+    - two neighbours that together make one bar: a bar split by a repeat or
+      section sign, as in ``G2 z :|: G | ...``.
+
+    Longer-than-bar bars are never right.
+    """
+    n = len(durations)
+
+    def full(i: int) -> bool:
+        return abs(durations[i] - bar_length[i]) < 1e-6
+
+    def short(i: int) -> bool:
+        return durations[i] < bar_length[i] - 1e-6
+
+    def completes(i: int, j: int) -> bool:
+        return (short(i) and short(j) and abs(bar_length[i] - bar_length[j]) < 1e-6
+                and abs(durations[i] + durations[j] - bar_length[i]) < 1e-6)
+
+    ok = [full(i) for i in range(n)]
+    if n >= 2 and completes(0, n - 1):
+        ok[n - 1] = True
+    i = 1 if n and short(0) else 0  # a short first bar is the anacrusis, never half of a pair
+    if n and short(0):
+        ok[0] = True
+    while i < n - 1:
+        if not ok[i] and not ok[i + 1] and completes(i, i + 1):
+            ok[i] = ok[i + 1] = True
+            i += 2
+        else:
+            i += 1
+    return sum(ok)
+
+
+def _count_midi_notes(path: Path) -> int:
+    return sum(len(inst.notes) for inst in read_midi(path).instruments)
+
+
+def check_tune(text: str, *, timeout_s: float | None = PARSE_TIMEOUT_S) -> TuneValidity:
+    """Check whether a tune text is usable ABC; never raises.
+
+    Bars are the bars as written (music21 is kept from re-barring). A tune with
+    no time signature (no ``M:`` or ``M:none``) has no bar length to compare
+    with, so none of its bars match: a generator cannot score by leaving out
+    ``M:``. See :func:`_matching_bars` for pickups and split bars. All checks
+    together are given ``timeout_s`` (main thread only).
+
+    Returns
+    -------
+    TuneValidity; ``error`` holds the reason of the first check that failed.
+    """
+    result = TuneValidity()
+    try:
+        lines = str(text).splitlines()
+        result.meter = field_value(lines, "M")
+        with time_limit(timeout_s):
+            _check_into(str(text), lines, result)
+    except ParseTimeout as exc:
+        result.error = f"music21 {exc} (absurd meter or note lengths?)"
+    except Exception as exc:  # garbage in must give a record, never a crash
+        result.error = result.error or f"unexpected {one_line(exc)}"
+    return result
+
+
+def _check_into(text: str, lines: list[str], result: TuneValidity) -> None:
+    """Fill ``result`` step by step; the caller catches what escapes."""
+    from music21 import meter, stream
+
+    try:
+        # no time limit of its own: check_tune's limit covers the whole check
+        score, warnings = parse_abc(text, timeout_s=None)
+    except AbcParseError as exc:
+        result.error = str(exc)
+        return
+    result.warnings = len(warnings)
+    result.notes = sum(len(el.pitches) for part in score.parts
+                       for el, reason in pitched_notes(part) if reason is None)
+    has_key = field_value(lines, "K") is not None
+    result.parses = has_key and result.notes > 0
+    if not has_key:
+        result.error = "no K: field"
+    elif not result.notes:
+        result.error = "no notes"
+
+    has_meter = bool(score.recurse().getElementsByClass(meter.TimeSignature))
+    for part in score.parts:
+        measures = list(part.getElementsByClass(stream.Measure))
+        result.bars_total += len(measures)
+        if has_meter and measures:
+            result.bars_matching += _matching_bars(
+                [float(m.duration.quarterLength) for m in measures],
+                [float(m.barDuration.quarterLength) for m in measures])
+    if not result.parses:
+        return
+
+    with tempfile.TemporaryDirectory(prefix="check-tune-") as tmp:
+        out = Path(tmp) / "tune.mid"
+        try:
+            score_to_midi_file(score, out, expand_repeats=False)
+            result.to_midi = _count_midi_notes(out) > 0
+            if not result.to_midi:
+                result.error = "the MIDI file has no notes"
+        except Exception as exc:
+            result.error = f"no MIDI ({one_line(exc)})"
+
+
+# --------------------------------------------------------------------------- validity of many tunes (pure)
 
 def tunes_of_samples(data: Samples, include_primer: bool = True) -> tuple[list[str], list[bool]]:
     """Tune texts and ``ended`` flags of a chars ``samples.json`` (as read by ``read_samples``).
@@ -71,7 +224,7 @@ def _validity_row(i: int, text: str, ended: bool, v: TuneValidity) -> dict:
 
 def validate_tunes(texts: Sequence[str], ended: Sequence[bool], *, timeout_s: float | None = PARSE_TIMEOUT_S,
                    progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Check every tune with :func:`pipeline.abc_io.check_tune`; never raises on bad ABC.
+    """Check every tune with :func:`check_tune`; never raises on bad ABC.
 
     Each tune gets ``timeout_s`` (music21 can take minutes over a generated
     ``M:451/8``); a tune that times out, or that makes the checker fail in a
@@ -155,8 +308,6 @@ def validity_markdown(summary: pd.DataFrame) -> str:
 
 def default_engrave_count() -> int | None:
     """How many playable tunes to draw per folder by default: all with abcm2ps, else a few."""
-    from .abc_io import available_engraver
-
     return None if available_engraver() == "abcm2ps" else ENGRAVE_FALLBACK_COUNT
 
 
@@ -184,7 +335,6 @@ def score_sample_folder(folder: str | Path, *, midi: bool = True, engrave_count:
     ConfigError
         The samples are not of a chars model.
     """
-    from .abc_io import abc_to_midi_file, engrave
     folder = Path(folder)
     data = read_samples(folder)
     if data.encoding != "chars":
@@ -326,6 +476,7 @@ def char_ngram_baseline(dataset_folder: str | Path, window: int, orders: Sequenc
 
 
 __all__ = [
+    "TuneValidity", "check_tune",
     "VALIDITY_COLUMNS", "SUMMARY_COLUMNS", "tunes_of_samples", "validate_tunes", "summarise_validity",
     "validity_markdown", "default_engrave_count", "score_sample_folder", "write_validity_summary",
     "generation_speed", "char_ngram_baseline",

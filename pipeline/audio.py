@@ -1,4 +1,4 @@
-"""Listen to and look at MIDI: render audio files and draw piano-roll pictures.
+"""Listen to MIDI: render audio files with FluidSynth or a built-in synth.
 
 Audio is rendered by the FluidSynth command-line program with a General MIDI
 SoundFont when both are installed (Debian: ``fluidsynth`` and
@@ -13,9 +13,7 @@ are cut to ``get_end_time() + tail`` seconds (``tail`` = 1 s by default) with a
 short fade-out, so the audio is never more than ``tail`` seconds longer than
 the MIDI and pieces rendered by either synth have the same length.
 
-Piano rolls are drawn with matplotlib's Agg canvas directly (no pyplot, no
-display, no global backend switch) at a fixed pixel size with fixed axes
-margins, so that rolls of different pieces line up on a comparison page.
+Piano-roll pictures of the same MIDI are drawn by :mod:`pipeline.pianoroll`.
 """
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pretty_midi
 import soundfile
 
@@ -437,131 +434,3 @@ def audio_stats(path: str | Path) -> dict[str, float]:
         "sample_rate": int(rate),
         "channels": int(audio.shape[1]),
     }
-
-
-# ---------------------------------------------------------------------- piano roll
-
-ROLL_COLUMNS = ("pitch", "start", "end", "velocity")
-
-
-def midi_to_notes(midi_path: str | Path) -> pd.DataFrame:
-    """Every note of a MIDI file (all tracks, drums included) as a small table.
-
-    Returns
-    -------
-    pd.DataFrame, shape (n_notes, 4)
-        Columns pitch, start, end, velocity; times in seconds.
-    """
-    midi = read_midi(midi_path)
-    rows = [(n.pitch, n.start, n.end, n.velocity) for i in midi.instruments for n in i.notes]
-    return pd.DataFrame(rows, columns=list(ROLL_COLUMNS)).astype(
-        {"pitch": "int16", "start": "float64", "end": "float64", "velocity": "int16"}
-    )
-
-
-def piano_roll_png(
-    notes: str | Path | pd.DataFrame,
-    out_path: str | Path,
-    *,
-    title: str | None = None,
-    width_px: int = 1200,
-    height_px: int = 400,
-    dpi: int = 100,
-) -> Path:
-    """Draw a piano roll as a PNG of exactly ``width_px`` x ``height_px`` pixels.
-
-    Time in seconds runs along x, pitch up y (ticks at every C, named as in
-    pretty_midi: C4 = 60), and velocity is the colour of each note (viridis,
-    dark = soft, yellow = loud, scale on the right). The axes sit at the same
-    place in every picture so rolls line up when stacked. Notes are drawn as
-    rectangles, not a sampled roll, so short notes do not vanish.
-
-    Parameters
-    ----------
-    notes : str, Path or pd.DataFrame
-        A MIDI file, or a table with columns pitch, start, end, velocity
-        (seconds), such as a note table. Other columns are ignored.
-    out_path : str or Path
-        Written as PNG whatever its suffix; parent folders are created.
-    title : str, optional
-    width_px, height_px, dpi : int
-        Picture size in pixels and the dpi that text sizes refer to.
-
-    Returns
-    -------
-    Path
-        ``out_path``. With no notes the picture shows an empty C4-C5 roll with
-        the text "no notes".
-
-    Raises
-    ------
-    MidiReadError
-        ``notes`` is a path to an unreadable MIDI file.
-    ValueError
-        ``notes`` is a table without the needed columns.
-    """
-    # Imported here so that rendering audio does not pay for matplotlib.
-    from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import PolyCollection
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-
-    if isinstance(notes, pd.DataFrame):
-        lacking = [c for c in ROLL_COLUMNS if c not in notes.columns]
-        if lacking:
-            raise ValueError(f"note table lacks column(s) {', '.join(lacking)}")
-        table = notes
-    else:
-        table = midi_to_notes(notes)
-    pitch = table["pitch"].to_numpy(dtype=float)
-    start = table["start"].to_numpy(dtype=float)
-    end = table["end"].to_numpy(dtype=float)
-    velocity = table["velocity"].to_numpy(dtype=float)
-
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    # Fixed fractions (not tight_layout) so every picture has its axes in the same place.
-    ax = fig.add_axes((0.06, 0.13, 0.87, 0.77))
-    cax = fig.add_axes((0.945, 0.13, 0.012, 0.77))
-    ax.set_facecolor("#16181d")
-    cmap, norm = colormaps["viridis"], Normalize(vmin=0, vmax=127)
-
-    if len(table):
-        verts = np.stack(
-            [np.stack([start, pitch - 0.4], 1), np.stack([end, pitch - 0.4], 1),
-             np.stack([end, pitch + 0.4], 1), np.stack([start, pitch + 0.4], 1)], axis=1
-        )  # (n_notes, 4 corners, xy)
-        colours = cmap(norm(velocity))
-        # A thin edge in the note's colour keeps notes shorter than a pixel visible.
-        ax.add_collection(PolyCollection(verts, facecolors=colours, edgecolors=colours,
-                                         linewidths=0.4))
-        lo, hi = pitch.min(), pitch.max()
-        if hi - lo < 12:  # at least an octave, so there is always a C to label
-            mid = (lo + hi) / 2
-            lo, hi = mid - 6, mid + 6
-        ax.set_xlim(0, max(end.max(), 1e-3) * 1.01)
-        ax.set_ylim(lo - 1.5, hi + 1.5)
-    else:
-        ax.set_xlim(0, 1)
-        ax.set_ylim(59.5, 72.5)
-        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center",
-                color="white", fontsize=14)
-
-    y0, y1 = ax.get_ylim()
-    cs = [p for p in range(int(np.ceil(y0)), int(y1) + 1) if p % 12 == 0 and 0 <= p <= 127]
-    ax.set_yticks(cs, [pretty_midi.note_number_to_name(p) for p in cs])
-    ax.grid(axis="y", color="white", alpha=0.15, linewidth=0.6)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("pitch")
-    if title:
-        ax.set_title(title, loc="left", fontsize=10)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax).set_label("velocity", fontsize=8)
-    cax.tick_params(labelsize=7)
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png", dpi=dpi)  # no bbox_inches: it would change the size
-    return out_path
-

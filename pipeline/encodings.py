@@ -5,10 +5,14 @@
 ``pitch``  the integer MIDI pitch of every note in onset order (chord notes low
            to high), as the strings ``"0"`` … ``"127"`` so every encoding is a
            list of strings; the vocabulary is fixed so class index == pitch.
-``chars``  ABC text character by character (see :mod:`pipeline.abc_io`).
+``chars``  ABC text character by character, each tune framed by the
+           ``<start>``/``<end>`` markers (:func:`encode_chars` /
+           :func:`decode_chars`; :func:`split_generated` cuts a sampled stream
+           back into tunes). Tunes are read by :mod:`pipeline.abc_io`.
 
 Onset groups are shared by ``names`` and ``pitch`` so that flattening a
-``names`` sequence gives exactly the ``pitch`` sequence.
+``names`` sequence gives exactly the ``pitch`` sequence. ``START``/``END`` are
+defined here and nowhere else.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import pretty_midi
 ENCODINGS = ("names", "pitch", "chars")
 NOTE_ENCODINGS = ("names", "pitch")
 CHORD_SEP = "."
-START, END = "<start>", "<end>"  # the chars encoding's tune markers: single tokens
+START = "<start>"  # the chars markers: one token each, never characters of a tune
+END = "<end>"
 
 
 @dataclass
@@ -134,6 +139,58 @@ def tokens_to_pitches(tokens: Iterable[str], encoding: str) -> list[int]:
         return []
     return [p for g in tokens_to_groups(tokens, encoding) for p in g]
 
+
+# --------------------------------------------------------------------------- chars
+
+def encode_chars(tune_text: str) -> list[str]:
+    """``[START, c1, c2, ..., cn, END]``: one token per character of the tune text.
+
+    The markers are single tokens, so a tune that contains the text ``<start>``
+    still encodes to its seven characters and decodes back unchanged.
+    """
+    return [START, *tune_text, END]
+
+
+def decode_chars(tokens: list[str]) -> str:
+    """Inverse of :func:`encode_chars`: the text up to the first END, markers removed."""
+    out = []
+    for tok in tokens:
+        if tok == END:
+            break
+        if tok != START:
+            out.append(tok)
+    return "".join(out)
+
+
+def split_generated(tokens: list[str]) -> list[str]:
+    """Cut a sampled token stream holding several ``START ... END`` tunes into tune texts.
+
+    Each ``START ... END`` pair gives one text (``''`` for ``START END``), and a
+    tune cut off by the length limit (a START with no END) is kept as it is.
+    Text outside any pair, such as a sample continued from a text primer, is a
+    tune too unless it is blank. So ``split_generated(encode_chars(a) +
+    encode_chars(b)) == [a, b]``.
+    """
+    tunes: list[str] = []
+    current: list[str] = []
+    inside = False  # between a START and its END
+
+    def flush() -> None:
+        text = "".join(current)
+        if inside or text.strip():
+            tunes.append(text)
+
+    for tok in tokens:
+        if tok == START or tok == END:
+            flush()
+            current, inside = [], tok == START
+        else:
+            current.append(tok)
+    flush()
+    return tunes
+
+
+# --------------------------------------------------------------------------- vocabulary
 
 class Vocabulary:
     """Token <-> index mapping, saved as JSON beside the sequences."""

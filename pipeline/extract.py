@@ -336,12 +336,14 @@ def extract_command(paths: list[str | Path], config: ExtractConfig, *, corpus: I
     with music21, written out as MIDI under ``raw_root``) is used. The name
     defaults to the first path's folder name, or the corpus name.
     """
-    from .corpus import corpus_paths
+    from .corpus import CORPORA, corpus_paths
 
     corpus = list(corpus) or ([] if paths else ["bach-chorales"])
     inputs = list(paths)
     for name in corpus:
-        inputs += corpus_paths(name, limit=limit, folder=Path(raw_root), on_total=on_total, progress=progress)
+        if name in CORPORA and CORPORA[name].kind == "midi":
+            on_total(limit, f"writing {name} as MIDI")
+        inputs += corpus_paths(name, limit=limit, folder=Path(raw_root), progress=progress)
     name = config.name or (Path(paths[0]).resolve().name.replace(".", "_") if paths else corpus[0])
     config = replace(config, name=name)
     on_total(len(collect_inputs(inputs)[0]), "extract")

@@ -74,15 +74,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def atomic_write_figure(path: str | Path, fig, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG atomically (a killed run never leaves half a picture)."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def is_ours(folder: str | Path) -> bool:
     """True when ``folder`` was written whole by this tool (it holds the marker file)."""
     return (Path(folder) / MARKER).is_file()

@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .encodings import CHORD_SEP, NOTE_ENCODINGS, Vocabulary, encode_notes, tokens_to_groups
+from .encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes,
+                        tokens_to_groups)
 from .config import StageConfig
 from .errors import ConfigError, RunError
-from .fsutil import atomic_write_figure, atomic_write_json, atomic_write_text
-from .abc_io import END, START
+from .figures import atomic_write_figure, new_figure
+from .fsutil import atomic_write_json, atomic_write_text
 from .model import SequenceModel
 from .rundir import Checkpoint, load_checkpoint, model_from_checkpoint
 
@@ -350,8 +351,6 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
     info : ``path``, ``width`` and ``height`` in pixels, ``tokens`` drawn.
     """
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     values = np.asarray(values, np.float64).reshape(-1)
     if len(values) != len(tokens):
@@ -379,7 +378,7 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
         grid[r, c] = v
     lim = float(limit) if limit else float(np.max(np.abs(values[:shown]), initial=0.0)) or 1.0
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
-    fig = plt.figure(figsize=(width, height), dpi=100)
+    fig = new_figure((width, height), dpi=100)
     grid_h, bar_h = rows * cell_h, min(max(rows * cell_h, 1.0), height - top - bottom)
     ax = fig.add_axes((left / width, 1 - (top + grid_h) / height, used_cols * cell_w / width, grid_h / height))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto",
@@ -394,7 +393,6 @@ def heatmap_png(tokens: Sequence[str], values: np.ndarray, out_path: str | Path,
     fig.colorbar(im, cax=cax)
     fig.suptitle(title, x=left / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=9)
     atomic_write_figure(out_path, fig)
-    plt.close(fig)
     return {"path": str(out_path), "width": round(width * 100), "height": round(height * 100), "tokens": shown}
 
 
@@ -434,7 +432,7 @@ class HeatmapConfig(StageConfig):
 
 def _encode_abc(text: str) -> list[str]:
     """ABC text -> chars tokens: each tune of a tunebook framed as in ``extract``; text with no X: line as one."""
-    from .abc_io import encode_chars, split_tunebook
+    from .abc_io import split_tunebook
 
     tunes = split_tunebook(text)
     return [t for tune in tunes for t in encode_chars(tune.text)] if tunes else encode_chars(text)

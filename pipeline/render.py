@@ -176,7 +176,7 @@ def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
                  notice: Callable[[str], None] = lambda s: None) -> dict:
     """Audio and/or a piano roll beside a MIDI file; returns the file names written."""
     from . import audio as audio_mod
-    piano_roll_png = audio_mod.piano_roll_png  # MERGE: pianoroll module
+    from .pianoroll import piano_roll_png
 
     files = {}
     if audio:

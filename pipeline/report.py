@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .fsutil import atomic_write_figure, atomic_write_text
+from .figures import atomic_write_figure, new_figure
+from .fsutil import atomic_write_text
 from .rundir import TrainConfig, is_run, normalise_options, read_metrics, read_run_config, read_status
 
 ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
@@ -165,7 +166,6 @@ def _label(options: dict, swept: list[str]) -> str:
 def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> list[Path]:
     """One figure per cell: training (solid) and validation (dashed) loss, one colour per run."""
     import matplotlib
-    from matplotlib.figure import Figure  # renders with Agg, no pyplot state
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -174,7 +174,7 @@ def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> 
         runs = sorted((r for r in records if r["options"].get("cell") == cell and len(r["history"])),
                       key=lambda r: (r["options"].get("layers"), r["options"].get("hidden"), r["run"]))
         cmap = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
-        fig = Figure(figsize=(9, 5.5))
+        fig = new_figure((9, 5.5))
         ax = fig.subplots()
         for i, r in enumerate(runs):
             h, colour = r["history"], cmap(i % cmap.N)
@@ -194,12 +194,10 @@ def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> 
 
 def plot_loss_vs_params(df: pd.DataFrame, folder: Path) -> Path | None:
     """Best validation loss against parameter count (log x), coloured and labelled per run."""
-    from matplotlib.figure import Figure
-
     done = df[df["val_loss"].notna() & df["parameters"].notna()]
     if done.empty:
         return None
-    fig = Figure(figsize=(8, 5.5))
+    fig = new_figure((8, 5.5))
     ax = fig.subplots()
     for cell, part in done.groupby("cell", sort=True):
         ax.scatter(part["parameters"].astype(float), part["val_loss"], s=40, label=cell,

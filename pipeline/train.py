@@ -182,9 +182,9 @@ class Trainer:
 
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> None:
-    from .figures import new_figure, save_png
+    from .figures import atomic_write_figure, new_figure
 
-    fig = new_figure(10, 3.6)
+    fig = new_figure((10, 3.6))
     a, b = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
     for ax, kind in ((a, "loss"), (b, "acc")):
@@ -196,7 +196,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_write_figure(path, fig)
 
 
 def _seed_everything(seed: int) -> None:

@@ -15,7 +15,8 @@ from cli import main
 from pipeline import abc_io
 from pipeline.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
                                score_sample_folder, summarise_validity, validate_tunes)
-from pipeline.abc_io import END, START
+from pipeline.encodings import END, START, decode_chars
+from pipeline.engrave import available_engraver
 from pipeline.extract import ExtractConfig, extract
 from pipeline.generate import GenerateConfig, generate
 from pipeline.render import RenderConfig, render_samples
@@ -84,7 +85,7 @@ def test_two_tune_book_to_framed_chars_and_back(tmp_path):
     for piece, text in zip(["two#1", "two#2"], texts):
         seq = seqs[piece]
         assert seq[0] == START and seq[-1] == END and START not in seq[1:-1] and END not in seq[1:-1]
-        assert abc_io.decode_chars(seq) == text
+        assert decode_chars(seq) == text
     assert texts == TUNES[:2]
     assert {START, END} <= set(vocab) and "\n" in vocab
     split = json.loads((folder / "split.json").read_text())
@@ -168,7 +169,7 @@ def test_cli_generate_chars_writes_tunes_validity_and_sheet_music(ends_at_once, 
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert "validity_summary.csv" in lines[-1] and "| T " in res.output
-    engraver = abc_io.available_engraver()
+    engraver = available_engraver()
     for tag in ("t0.5-s0", "t1-s0"):
         folder = ends_at_once / "samples" / tag
         assert json.loads((folder / "samples.json").read_text())["config"]["length"] == 1000  # chars default

@@ -6,8 +6,9 @@ import shutil
 import pretty_midi
 import pytest
 
-from pipeline import abc_io
-from pipeline.abc_io import END, START, AbcTune
+from pipeline import abc_eval, abc_io, corpus, encodings, engrave
+from pipeline.abc_io import AbcTune
+from pipeline.encodings import END, START
 from pipeline.errors import AbcParseError, ConfigError, EngraveError
 from pipeline.notes import COLUMNS
 
@@ -104,40 +105,40 @@ def test_read_abc_file(tmp_path):
 
 @pytest.mark.parametrize("text", [SCALE, "T:a <b> c\nK:C\n<start>x<end>|", "", "é\t\n<"])
 def test_chars_round_trip(text):
-    tokens = abc_io.encode_chars(text)
+    tokens = encodings.encode_chars(text)
     assert tokens[0] == START and tokens[-1] == END and len(tokens) == len(text) + 2
-    assert abc_io.decode_chars(tokens) == text
-    assert abc_io.decode_chars(tokens + list("ignored after the end")) == text
+    assert encodings.decode_chars(tokens) == text
+    assert encodings.decode_chars(tokens + list("ignored after the end")) == text
 
 
 def test_split_generated():
     a, b = "X:1\nK:C\nCDE|", "X:2\n<b>"
-    assert abc_io.split_generated(abc_io.encode_chars(a) + abc_io.encode_chars(b)) == [a, b]
+    assert encodings.split_generated(encodings.encode_chars(a) + encodings.encode_chars(b)) == [a, b]
     # an empty tune, then one cut off by the length limit
-    assert abc_io.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
+    assert encodings.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
     # a sample continued from a text primer starts without START; blank gaps are not tunes
-    assert abc_io.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
-    assert abc_io.split_generated([]) == []
+    assert encodings.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
+    assert encodings.split_generated([]) == []
 
 
 def test_check_tune_good():
-    v = abc_io.check_tune(SCALE)
+    v = abc_eval.check_tune(SCALE)
     assert v.parses and v.to_midi and v.error is None
     assert (v.bars_total, v.bars_matching, v.meter, v.notes) == (2, 2, "4/4", 8)
     # an anacrusis completed by the last bar, and a bar split by a repeat sign
-    pickup = abc_io.check_tune("X:1\nT:P\nM:3/4\nL:1/8\nK:G\nD|G2 B2 d2|c4 z:|:A|G4 z|")
+    pickup = abc_eval.check_tune("X:1\nT:P\nM:3/4\nL:1/8\nK:G\nD|G2 B2 d2|c4 z:|:A|G4 z|")
     assert pickup.parses and pickup.bars_total == 5 and pickup.bars_matching == 5
 
 
 def test_check_tune_wrong_bar_lengths():
-    short = abc_io.check_tune("X:1\nT:Short\nM:4/4\nL:1/4\nK:C\nCDEF|GAB|cdef|gfed|")
+    short = abc_eval.check_tune("X:1\nT:Short\nM:4/4\nL:1/4\nK:C\nCDEF|GAB|cdef|gfed|")
     assert short.parses and short.to_midi
     assert (short.bars_total, short.bars_matching) == (4, 3)
     # music21 would re-bar an overlong bar into two "correct" ones; it must still count as wrong
-    long = abc_io.check_tune("X:1\nT:Long\nM:4/4\nL:1/4\nK:C\nCDEF|GABcd|cdef|")
+    long = abc_eval.check_tune("X:1\nT:Long\nM:4/4\nL:1/4\nK:C\nCDEF|GABcd|cdef|")
     assert (long.bars_total, long.bars_matching) == (3, 2)
     # no meter: nothing to compare bars with
-    free = abc_io.check_tune("X:1\nT:Free\nM:none\nL:1/4\nK:C\nCDEF|GAB|")
+    free = abc_eval.check_tune("X:1\nT:Free\nM:none\nL:1/4\nK:C\nCDEF|GAB|")
     assert free.parses and free.meter == "none" and free.bars_matching == 0
 
 
@@ -146,60 +147,60 @@ def test_check_tune_wrong_bar_lengths():
     "X:1\nT:no key\nM:4/4\nL:1/4\nCDEF|",
 ])
 def test_check_tune_garbage_never_raises(garbage):
-    v = abc_io.check_tune(garbage)
+    v = abc_eval.check_tune(garbage)
     assert not v.parses and not v.to_midi and v.error
 
 
 def test_check_tune_gives_up_on_absurd_meter():
-    v = abc_io.check_tune("X:1\nM:451/8\nL:1/8\nK:C\nC8|", timeout_s=0.5)
+    v = abc_eval.check_tune("X:1\nM:451/8\nL:1/8\nK:C\nC8|", timeout_s=0.5)
     assert not v.parses and "gave up" in v.error
 
 
 def test_bundled_corpus():
-    tunes = abc_io.bundled_corpus_tunes("oneills1850")
+    tunes = corpus.bundled_corpus_tunes("oneills1850")
     assert len(tunes) > 100
     assert all(t.text.startswith("X:") and t.source.startswith("oneills1850/") for t in tunes)
-    assert abc_io.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
-    assert len(abc_io.bundled_corpus_tunes("default")) >= 2000
+    assert corpus.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
+    assert len(corpus.bundled_corpus_tunes("default")) >= 2000
     with pytest.raises(ConfigError):
-        abc_io.bundled_corpus_tunes("no-such-corpus")
+        corpus.bundled_corpus_tunes("no-such-corpus")
 
 
 def test_bundled_tune_parses():
-    (tune,) = abc_io.bundled_corpus_tunes("oneills1850", limit=1)
+    (tune,) = corpus.bundled_corpus_tunes("oneills1850", limit=1)
     notes = abc_io.tune_to_notes(tune, "oneills-1")
     assert len(notes) > 50 and notes["end"].gt(notes["start"]).all()
 
 
 def test_abc_to_midi_file(tmp_path):
-    out = abc_io.abc_to_midi_file(CHORDS, tmp_path / "sub" / "chords.mid")
+    out = engrave.abc_to_midi_file(CHORDS, tmp_path / "sub" / "chords.mid")
     pm = pretty_midi.PrettyMIDI(str(out))
     notes = sorted((n.start, n.pitch, n.end) for inst in pm.instruments for n in inst.notes)
     assert notes == [(0, 67, 1), (0, 71, 1), (0, 74, 1), (1, 69, 6)]
     with pytest.raises(AbcParseError):
-        abc_io.abc_to_midi_file(BROKEN, tmp_path / "broken.mid")
+        engrave.abc_to_midi_file(BROKEN, tmp_path / "broken.mid")
 
 
 @pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi not installed")
 def test_abc2midi_reference(tmp_path):
-    out = abc_io.abc2midi_reference(SCALE, tmp_path / "scale.mid")
+    out = engrave.abc2midi_reference(SCALE, tmp_path / "scale.mid")
     pm = pretty_midi.PrettyMIDI(str(out))
     assert [n.pitch for inst in pm.instruments for n in inst.notes] == [60, 62, 64, 65, 67, 69, 71, 72]
     with pytest.raises(AbcParseError):
-        abc_io.abc2midi_reference("X:1\nT:no key field\n", tmp_path / "bad.mid")
+        engrave.abc2midi_reference("X:1\nT:no key field\n", tmp_path / "bad.mid")
 
 
-@pytest.mark.skipif(abc_io.available_engraver() is None, reason="neither abcm2ps nor lilypond installed")
+@pytest.mark.skipif(engrave.available_engraver() is None, reason="neither abcm2ps nor lilypond installed")
 def test_engrave_svg(tmp_path):
-    out = abc_io.engrave(CHORDS, tmp_path / "chords.svg")
+    out = engrave.engrave(CHORDS, tmp_path / "chords.svg")
     assert out.exists() and "<svg" in out.read_text(encoding="utf-8")[:2000]
     with pytest.raises(EngraveError):
-        abc_io.engrave("   ", tmp_path / "empty.svg")
+        engrave.engrave("   ", tmp_path / "empty.svg")
     with pytest.raises(ConfigError):
-        abc_io.engrave(CHORDS, tmp_path / "x.svg", engine="pen")
+        engrave.engrave(CHORDS, tmp_path / "x.svg", engine="pen")
 
 
 @pytest.mark.skipif(shutil.which("lilypond") is None, reason="lilypond not installed")
 def test_engrave_lilypond_fallback(tmp_path):
-    out = abc_io.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")
+    out = engrave.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")
     assert "<svg" in out.read_text(encoding="utf-8")[:2000]

@@ -15,8 +15,9 @@ import soundfile
 from matplotlib.image import imread
 
 from pipeline import audio
-from pipeline.audio import audio_stats, find_soundfont, midi_to_audio, piano_roll_png, trim_tail
+from pipeline.audio import audio_stats, find_soundfont, midi_to_audio, trim_tail
 from pipeline.errors import AudioError, ConfigError, MidiReadError, PipelineError
+from pipeline.pianoroll import piano_roll_png
 
 #: The rendered audio may run past the MIDI's end by the kept release tail
 #: (1 s by default) and never ends before the last note does.
