@@ -2,12 +2,16 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.metrics import (
     NgramIndex,
     build_ngram_index,
     build_reference,
+    duration_histogram,
+    empty_beat_rate,
+    groove_consistency,
     histogram_distance,
     interval_distribution_distance,
     interval_histogram,
@@ -15,15 +19,19 @@ from pipeline.metrics import (
     n_pitch_classes_used,
     n_pitches_used,
     ngram_copy_rate,
+    onset_gap_histogram,
     pitch_class_entropy,
     pitch_class_histogram,
     pitch_class_histogram_distance,
     pitch_entropy,
     pitch_range,
+    polyphony,
+    polyphony_rate,
     repetition_rate,
     sample_metrics,
     scale_consistency,
 )
+from pipeline.notes import empty_note_table
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 CHROMATIC = list(range(60, 72))
@@ -267,3 +275,176 @@ def test_sample_metrics_one_note():
     assert math.isnan(m["ngram_copy_rate"])
     # Training pitch classes: C 2/8, D 1/8, E 2/8, G 2/8, A 1/8; sample all C.
     assert m["pitch_class_histogram_distance"] == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------- rhythm
+# Default grid: 12 steps per beat, 4/4 bars of 48 steps; histograms have
+# 48 + 1 bins, bin i = (i + 1) / 12 beat, bin 48 = longer than 4 beats.
+
+# C-E-G held for two beats, then C5 for one: 24 steps of 3 pitches, 12 of 1.
+TRIAD_THEN_NOTE = ([60, 64, 67, 72], [0, 0, 0, 2], [2, 2, 2, 3])
+# The triad for one beat, a one-beat rest, C5 for one beat.
+TRIAD_REST_NOTE = ([60, 64, 67, 72], [0, 0, 0, 2], [1, 1, 1, 3])
+
+
+def test_polyphony():
+    assert math.isnan(polyphony([], [], []))
+    assert polyphony([60], [0.0], [1.0]) == 1.0
+    assert polyphony([60, 62, 64], [0, 1, 2], [1, 2, 3]) == 1.0  # melody
+    assert polyphony(*TRIAD_THEN_NOTE) == pytest.approx((3 * 24 + 1 * 12) / 36)
+    assert polyphony(*TRIAD_REST_NOTE) == (3 * 12 + 1 * 12) / 24  # silent steps not counted
+    assert polyphony([60, 60], [0, 1], [2, 3]) == 1.0  # one pitch sounding twice counts once
+    assert polyphony([60], [0.0], [0.01]) == 1.0  # shorter than a step: still one step
+    with pytest.raises(ValueError):
+        polyphony([60, 62], [0], [1])
+
+
+def test_polyphony_rate():
+    assert math.isnan(polyphony_rate([], [], []))
+    assert polyphony_rate([60], [0], [1]) == 0.0
+    assert polyphony_rate(*TRIAD_THEN_NOTE) == 24 / 36
+    assert polyphony_rate(*TRIAD_REST_NOTE) == 12 / 36  # rests count in the denominator
+    assert polyphony_rate(*TRIAD_REST_NOTE, threshold=3) == 0.0  # strictly more than 3
+    assert polyphony_rate(*TRIAD_REST_NOTE, threshold=0) == 24 / 36  # any sound
+    assert polyphony_rate([60, 64], [0, 0], [1, 1]) == 0.0  # a dyad is not > 2
+    assert polyphony_rate([60, 64], [0, 0], [1, 1], threshold=1) == 1.0
+
+
+def test_empty_beat_rate():
+    assert math.isnan(empty_beat_rate([], []))
+    assert empty_beat_rate([0], [1]) == 0.0
+    assert empty_beat_rate([2], [3]) == 2 / 3  # leading silence is empty
+    assert empty_beat_rate([0, 2], [1, 3]) == 1 / 3  # muspy's inclusive end would say 0
+    assert empty_beat_rate([0], [2.5]) == 0.0  # a held note fills every beat it touches
+    assert empty_beat_rate([0], [1.02]) == 0.0  # snaps to step 12: one beat
+    assert empty_beat_rate([0, 3.5], [0.5, 4]) == 2 / 4
+    assert empty_beat_rate([0, 2], [1, 3], resolution=1) == 1 / 3
+
+
+def test_groove_consistency():
+    assert math.isnan(groove_consistency([], []))
+    assert math.isnan(groove_consistency([0], [1]))
+    quarters = np.arange(4.0)
+    # One full bar has no neighbour (muspy counts an empty bar after it: 1 - 4/48).
+    assert math.isnan(groove_consistency(quarters, quarters + 1))
+    two_bars = np.arange(8.0)
+    assert groove_consistency(two_bars, two_bars + 1) == 1.0
+    # Quarters, then two halves: onsets at steps 0, 12, 24, 36 vs 0, 24.
+    assert groove_consistency([0, 1, 2, 3, 4, 6], [1, 2, 3, 4, 6, 8]) == 1 - 2 / 48
+    assert groove_consistency([0], [8]) == 1 - 1 / 48  # held into bar 2, which has no onset
+    six = np.arange(6.0)
+    assert groove_consistency(six, six + 1, beats_per_bar=3) == 1.0
+    assert groove_consistency(six, six + 1) == 1 - 2 / 48  # 4/4: steps 0-36 vs 0, 12
+    # Three bars: patterns A, B, A; both neighbouring pairs differ in 2 steps.
+    assert groove_consistency([0, 2, 4, 5, 8, 10], [1, 3, 5, 6, 9, 12]) == 1 - 4 / 96
+    with pytest.raises(ValueError):
+        groove_consistency(two_bars, two_bars + 1, beats_per_bar=0)
+
+
+def test_onset_gap_histogram():
+    assert np.array_equal(onset_gap_histogram([]), np.zeros(49))
+    assert np.array_equal(onset_gap_histogram([3.0]), np.zeros(49))
+    assert np.array_equal(onset_gap_histogram([1.0, 1.0, 1.0]), np.zeros(49))  # one chord
+    # Chord at 0, then gaps of 1 beat (bin 11), 1/2 (bin 5) and 5.5 (overflow).
+    h = onset_gap_histogram([0, 0, 1, 1.5, 7])
+    assert h.shape == (49,)
+    assert h[11] == h[5] == h[48] == 1 / 3 and h.sum() == 1.0
+    assert np.array_equal(onset_gap_histogram([7, 1.5, 0, 1, 0]), h)  # any order
+    assert np.array_equal(onset_gap_histogram([0, 1 / 3, 2 / 3, 1]), one_hot(3, 49))  # triplets
+    assert np.array_equal(onset_gap_histogram([0, 4]), one_hot(47, 49))  # 4 beats: last regular bin
+    assert np.array_equal(onset_gap_histogram([0, 4 + 1 / 12]), one_hot(48, 49))
+    assert np.array_equal(onset_gap_histogram([0, 0.5], resolution=2, max_beats=1), one_hot(0, 3))
+
+
+def test_duration_histogram():
+    assert np.array_equal(duration_histogram([], []), np.zeros(49))
+    assert np.array_equal(duration_histogram([0], [1]), one_hot(11, 49))
+    h = duration_histogram([0, 0, 1], [1, 0.01, 9])  # 1 beat, under a step (1 step), 8 beats
+    assert h[11] == h[0] == h[48] == 1 / 3 and h.sum() == 1.0
+    assert np.array_equal(duration_histogram([5.5], [9.5]), one_hot(47, 49))
+    assert np.array_equal(duration_histogram([0], [0.5], resolution=2, max_beats=1), one_hot(0, 3))
+
+
+@pytest.mark.parametrize("start, end", [([0, 1], [1]), ([1], [0.5]), ([-1], [1]), ([np.nan], [1]),
+                                        ([[0]], [[1]])])
+def test_bad_beats_raise(start, end):
+    with pytest.raises(ValueError):
+        duration_histogram(start, end)
+
+
+def test_bad_grid_raises():
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError):
+            empty_beat_rate([0], [1], resolution=bad)
+    with pytest.raises(ValueError):
+        onset_gap_histogram([0, 1], max_beats=0)
+
+
+# ------------------------------------------------------------- rhythm per sample
+
+def note_table(rows: list[tuple[int, float, float]], piece: str = "p") -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["pitch", "start_beat", "end_beat"]).assign(piece=piece)
+
+
+# Piece a: a beat then half a beat; piece b: one two-beat note at beat 10.
+TRAIN_NOTES = [note_table([(60, 0, 1), (62, 1, 1.5)], "a"), note_table([(64, 10, 12)], "b")]
+
+
+def test_build_reference_rhythm_pools_within_pieces():
+    ref = build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2, training_notes=TRAIN_NOTES)
+    # Only the gap inside piece a; the 9 beats from a's last onset to b's would be overflow.
+    assert np.array_equal(ref.onset_gap_histogram, one_hot(11, 49))
+    assert np.array_equal(ref.duration_histogram, (one_hot(11, 49) + one_hot(5, 49) + one_hot(23, 49)) / 3)
+    assert ref.resolution == 12 and ref.max_beats == 4
+    whole = build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2, training_notes=pd.concat(TRAIN_NOTES))
+    assert np.array_equal(whole.onset_gap_histogram, ref.onset_gap_histogram)
+    assert np.array_equal(whole.duration_histogram, ref.duration_histogram)
+    coarse = build_reference([], [], training_notes=TRAIN_NOTES, resolution=2, max_beats=1)
+    assert np.array_equal(coarse.onset_gap_histogram, one_hot(1, 3))
+    assert np.array_equal(coarse.duration_histogram, np.array([1, 1, 1]) / 3)
+    plain = build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2)
+    assert plain.onset_gap_histogram is None and plain.duration_histogram is None
+
+
+RHYTHM_KEYS = {"polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency"}
+DISTANCE_KEYS = {"onset_gap_histogram_distance", "duration_histogram_distance"}
+
+
+def test_sample_metrics_with_notes():
+    notes = note_table([(60, 0, 1), (62, 1, 1.5)])
+    pitch_only = sample_metrics(["C4", "D4"], [60, 62])
+    m = sample_metrics(["C4", "D4"], [60, 62], notes=notes)
+    assert set(m) == set(pitch_only) | RHYTHM_KEYS
+    assert {k: m[k] for k in pitch_only} == pitch_only
+    assert m["polyphony"] == 1.0 and m["polyphony_rate"] == 0.0 and m["empty_beat_rate"] == 0.0
+    assert math.isnan(m["groove_consistency"])  # within one bar
+    assert all(isinstance(v, float) for v in m.values())
+    # A reference without note tables: rhythm metrics, but no rhythm distances.
+    plain = sample_metrics(["C4", "D4"], [60, 62], build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2), notes)
+    assert RHYTHM_KEYS <= set(plain) and not DISTANCE_KEYS & set(plain)
+
+
+def test_sample_metrics_rhythm_distances():
+    ref = build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2, training_notes=TRAIN_NOTES)
+    same = sample_metrics(["C4", "D4"], [60, 62], ref, TRAIN_NOTES[0])
+    assert same["onset_gap_histogram_distance"] == 0.0
+    # Durations 12 and 6 steps against the reference's 12, 6 and 24: 1/3 apart.
+    assert same["duration_histogram_distance"] == pytest.approx(1 / 3)
+    eighths = note_table([(60, 0, 0.5), (62, 0.5, 1)])
+    m = sample_metrics(["C4", "D4"], [60, 62], ref, eighths)
+    assert m["onset_gap_histogram_distance"] == 1.0
+    assert m["duration_histogram_distance"] == pytest.approx(2 / 3)
+
+
+def test_sample_metrics_rhythm_empty_and_one_note():
+    ref = build_reference(TRAIN_TOKENS, TRAIN_PITCHES, n=2, training_notes=TRAIN_NOTES)
+    m = sample_metrics([], [], ref, empty_note_table())
+    for key in RHYTHM_KEYS | DISTANCE_KEYS:
+        assert math.isnan(m[key]), key
+    one = sample_metrics(["C4"], [60], ref, note_table([(60, 0, 2)]))
+    assert one["polyphony"] == 1.0 and one["polyphony_rate"] == 0.0 and one["empty_beat_rate"] == 0.0
+    assert math.isnan(one["groove_consistency"])
+    assert math.isnan(one["onset_gap_histogram_distance"])  # one onset: no gaps
+    assert one["duration_histogram_distance"] == pytest.approx(2 / 3)  # 24 steps: a third of training
+    with pytest.raises(ValueError):
+        sample_metrics(["C4"], [60], ref, note_table([(60, 0, 2)]).drop(columns="end_beat"))
