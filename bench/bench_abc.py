@@ -16,6 +16,7 @@ its own epochs and budget: use a new --work to train again).
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import json
 import platform
 import sys
@@ -33,9 +34,11 @@ from pipeline.abc_eval import (char_ngram_baseline, generation_speed, score_samp
                                summarise_validity, validate_tunes, validity_markdown, write_validity_summary)
 from pipeline.corpus import corpus_paths  # noqa: E402
 from pipeline.encodings import decode_chars  # noqa: E402
-from pipeline.extract import ExtractConfig, extract, load_dataset  # noqa: E402
+from pipeline.dataset import load_dataset  # noqa: E402
+from pipeline.extract import ExtractConfig, extract  # noqa: E402
 from pipeline.generate import GenerateConfig, generate  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline.rundir import TrainConfig  # noqa: E402
+from pipeline.train import train  # noqa: E402
 
 WINDOW = 30
 # The reports' best set-up: LSTM 1x150, dropout 0.2, 30-char windows, one-hot input (Keras-style).
@@ -85,9 +88,9 @@ def step_train(args, dataset: Path, work: Path, key: str) -> dict:
                       max_minutes=args.max_minutes, **opts)
     run = work / "runs" / f"{dataset.name}-{opts['cell']}-{opts['layers']}x{opts['hidden']}"
     t = time.perf_counter()
-    summary = train(cfg, run, resume=(run / "config.json").exists(),
+    summary = asdict(train(cfg, run, resume=(run / "config.json").exists(),
                     on_epoch=lambda r: print(f"  {run.name} epoch {r['epoch']}: val loss {r['val_loss']:.4f}, "
-                                             f"val acc {r['val_acc']:.3f}, {r['seconds']:.0f} s", file=sys.stderr))
+                                             f"val acc {r['val_acc']:.3f}, {r['seconds']:.0f} s", file=sys.stderr)))
     meta = json.loads((run / "config.json").read_text())
     return {**summary, "wall_s": time.perf_counter() - t, "train_windows": meta["train_windows"],
             "val_windows": meta["val_windows"], "vocab": meta["vocab_size"], "config": opts}
@@ -98,7 +101,7 @@ def step_generate(args, run: Path, dataset: Path) -> pd.DataFrame:
     for t in TEMPERATURES:
         res = generate(run, GenerateConfig(count=args.count, length=args.length, temperature=t, seed=0,
                                            primer="start"))
-        tables[t] = score_sample_folder(res["folder"], engrave_count=5)
+        tables[t] = score_sample_folder(res.folder, engrave_count=5)
     summary, _ = write_validity_summary(tables, run / "samples")
     # the same checks on real held-out tunes: the ceiling the models aim at
     ds = load_dataset(dataset, "chars")

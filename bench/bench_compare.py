@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from pipeline.compare import SHOWN, CompareConfig, compare, run_label  # noqa: E402
 from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline.rundir import TrainConfig  # noqa: E402
+from pipeline.train import train  # noqa: E402
 
 NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 CELLS = ("rnn", "lstm", "gru")
@@ -45,7 +46,7 @@ def train_runs(work: Path, data: Path, args) -> list[Path]:
             s = train(TrainConfig(dataset=str(work / "processed" / "nocturnes"), cell=cell, layers=args.layers,
                                   hidden=args.hidden, epochs=args.epochs, max_minutes=args.max_minutes,
                                   threads=args.threads), run, resume=(run / "last.pt").exists())
-            print(f"trained {cell}: {s['epochs']} epochs, val loss {s['val_loss']:.3f} "
+            print(f"trained {cell}: {s.epochs} epochs, val loss {s.val_loss:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         runs.append(run)
     return runs

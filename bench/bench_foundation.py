@@ -23,10 +23,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from pipeline.baseline import NGramModel  # noqa: E402
-from pipeline.extract import ExtractConfig, extract, load_dataset  # noqa: E402
-from pipeline.generate import sample, sample_refeed  # noqa: E402
-from pipeline.train import (TrainConfig, load_checkpoint, make_windows, model_from_checkpoint,  # noqa: E402
-                            piece_arrays, train)
+from dataclasses import asdict  # noqa: E402
+
+from pipeline.dataset import load_dataset  # noqa: E402
+from pipeline.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.generate import sample_refeed  # noqa: E402
+from pipeline.model import resolve_device  # noqa: E402
+from pipeline.rundir import TrainConfig, load_checkpoint, model_from_checkpoint  # noqa: E402
+from pipeline.train import make_windows, train  # noqa: E402
 
 
 def bench_extract(data: Path, work: Path) -> dict:
@@ -45,14 +49,14 @@ def bench_extract(data: Path, work: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for f in files:
-            converter.parse(str(f))
+            converter.parse(str(f), forceSource=True, storePickle=False)  # cold: no pickle cache
     m21 = time.perf_counter() - t
     return {"files": len(files), "ours_parallel_s": ours, "ours_serial_s": serial, "rerun_unchanged_s": cached,
             "music21_s": m21, "speedup_vs_music21": m21 / ours}
 
 
 def train_run(cfg: TrainConfig, run: Path) -> dict:
-    s = train(cfg, run)
+    s = asdict(train(cfg, run))
     meta = json.loads((run / "config.json").read_text())
     s["windows_per_epoch"] = meta["train_windows"]
     return s
@@ -82,9 +86,9 @@ def bench_train(ds_dir: Path, work: Path, max_epochs: int, threads: int) -> dict
 def _time_validation(run: Path) -> float:
     from pipeline.train import Trainer
     ckpt = load_checkpoint(run, "best")
-    cfg = TrainConfig.from_dict(ckpt["train_config"])
+    cfg = TrainConfig.from_dict(ckpt.train_config)
     ds = load_dataset(cfg.dataset, cfg.encoding)
-    tr = Trainer(cfg, ds, model_from_checkpoint(ckpt))
+    tr = Trainer(cfg, ds, model_from_checkpoint(ckpt), resolve_device("cpu"))
     t = time.perf_counter()
     tr.evaluate()
     return time.perf_counter() - t
@@ -93,10 +97,10 @@ def _time_validation(run: Path) -> float:
 def bench_generate(run: Path, count: int = 10, length: int = 1000) -> dict:
     ckpt = load_checkpoint(run, "best")
     model = model_from_checkpoint(ckpt)
-    window = ckpt["train_config"]["window"]
+    window = ckpt.train_config["window"]
     primer = torch.zeros(count, window, dtype=torch.long)
     out = {}
-    for name, fn in (("stateful", lambda g: sample(model, primer, length, 1.0, g)),
+    for name, fn in (("stateful", lambda g: model.generate(primer, length, 1.0, g)),
                      ("refeed_window", lambda g: sample_refeed(model, primer, length, 1.0, g, window))):
         t = time.perf_counter()
         fn(torch.Generator().manual_seed(0))
@@ -116,8 +120,8 @@ def bench_pitch(ds_dir: Path, work: Path, max_epochs: int, threads: int) -> dict
 
 def bench_baselines(ds_dir: Path, window: int, encoding: str = "names") -> dict:
     ds = load_dataset(ds_dir, encoding)
-    train_seqs = piece_arrays(ds, "train")
-    vx, vy = make_windows(piece_arrays(ds, "validation"), window, 1)
+    train_seqs = ds.piece_arrays("train")
+    vx, vy = make_windows(ds.piece_arrays("validation"), window, 1).arrays()
     res = {}
     for order in (1, 2, 3, 4):
         m = NGramModel(order, len(ds.vocab)).fit(train_seqs)

@@ -40,7 +40,8 @@ import torch  # noqa: E402
 
 from pipeline.extract import ExtractConfig, extract  # noqa: E402
 from pipeline.grid import GridConfig, cpu_count, expand_grid, run_grid  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline.rundir import TrainConfig  # noqa: E402
+from pipeline.train import train  # noqa: E402
 
 NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 FULL = {"cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128]}
@@ -63,7 +64,7 @@ def baseline_epochs(configs: list[TrainConfig], runs: Path, threads: int) -> lis
     out = []
     for i, c in enumerate(configs):
         c = replace(c, stride=1, targets="last", epochs=1, threads=threads)
-        out.append(train(c, runs / f"naive-t{threads}-{i}")["seconds_per_epoch"])
+        out.append(train(c, runs / f"naive-t{threads}-{i}").seconds_per_epoch)
         print(f"    {c.cell} {c.layers}x{c.hidden}, {threads} thread{'s' * (threads > 1)}: "
               f"{out[-1]:.2f} s/epoch", flush=True)
     return out

@@ -167,6 +167,7 @@ def browser_check_without_playwright(page_path: Path, screenshot: Path) -> dict:
     return json.loads(html_mod.unescape(found.group(1)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 def test_page_plays_and_shows_in_headless_chromium(page, tmp_path):
     shot = tmp_path / "compare_screenshot.png"

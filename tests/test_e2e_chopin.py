@@ -14,6 +14,7 @@ pytestmark = pytest.mark.skipif(not CHOPIN.is_dir() and not os.environ.get("CI")
                                 reason=f"shared Chopin files not found at {CHOPIN} (set MUSICRNN_CHOPIN)")
 
 
+@pytest.mark.slow
 def test_nocturnes_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = CliRunner()

@@ -76,6 +76,7 @@ def test_run_id_ignores_threads_and_number_spelling():
     assert run_id(TrainConfig(seed=1)) != run_id(TrainConfig(seed=2))
 
 
+@pytest.mark.slow
 def test_run_ids_are_equal_across_processes():
     configs = [TrainConfig(cell=c, layers=n, hidden=h, dropout=0.1) for c in ("rnn", "gru") for n in (1, 4)
                for h in (64, 128)]
@@ -91,6 +92,7 @@ def test_run_ids_are_equal_across_processes():
 
 # ------------------------------------------------------------------ running
 
+@pytest.mark.slow
 def test_grid_trains_every_configuration_and_summarises(grid2x2):
     configs, grid, res = grid2x2
     assert res["counts"] == {"trained": 4, "resumed": 0, "restarted": 0, "skipped": 0, "failed": 0}
@@ -113,6 +115,7 @@ def test_grid_trains_every_configuration_and_summarises(grid2x2):
     assert list(csv["run"]) == list(table["run"]) and "|" in (folder / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_second_invocation_trains_nothing(grid2x2):
     configs, grid, first = grid2x2
     folder = Path(first["folder"])
@@ -123,6 +126,7 @@ def test_second_invocation_trains_nothing(grid2x2):
     pd.testing.assert_frame_equal(again["table"].drop(columns="seconds"), first["table"].drop(columns="seconds"))
 
 
+@pytest.mark.slow
 def test_killed_and_stale_runs_are_resumed_or_restarted(dataset, tmp_path):
     configs, _ = expand_grid(tiny_values(dataset, cell=["rnn", "gru"], hidden=[8], epochs=[3]))
     grid = GridConfig(name="k", runs=str(tmp_path), workers=1)
@@ -142,6 +146,7 @@ def test_killed_and_stale_runs_are_resumed_or_restarted(dataset, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(killed / "metrics.csv").head(1), first_epoch)
 
 
+@pytest.mark.slow
 def test_a_failing_run_does_not_stop_the_others(dataset, tmp_path):
     configs, _ = expand_grid(tiny_values(dataset, cell=["rnn"], hidden=[8], window=[8, 500], epochs=[1]))
     res = run_grid(configs, GridConfig(name="f", runs=str(tmp_path), workers=2))
@@ -163,6 +168,7 @@ def test_report_of_a_run_in_progress(dataset, tmp_path):
     assert table.loc[0, "status"] == "incomplete" and table.loc[0, "epochs_run"] == 1
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_same_table(grid2x2, tmp_path):
     pytest.importorskip("ray")
     configs, grid, local = grid2x2
@@ -228,6 +234,7 @@ def test_summary_table_columns_and_empty_input():
     assert empty.empty and {"run", "val_loss", "status"} <= set(empty.columns)
 
 
+@pytest.mark.slow
 def test_a_damaged_run_is_reported_not_overwritten(grid2x2, tmp_path):
     import shutil
 
@@ -241,6 +248,7 @@ def test_a_damaged_run_is_reported_not_overwritten(grid2x2, tmp_path):
     assert list(res["table"]["status"]) == ["failed"]
 
 
+@pytest.mark.slow
 def test_runs_are_found_by_configuration_not_only_by_name(grid2x2, tmp_path):
     """A run written before an option existed (other hash, no such key) is still skipped."""
     import shutil

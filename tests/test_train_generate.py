@@ -189,6 +189,7 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
         tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
     """A real kill -9 in the middle of training, then `train --resume`."""
     import os
