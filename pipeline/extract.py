@@ -102,7 +102,8 @@ def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
 
 
 def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
-    from . import abc_io  # music21 import is slow; only ABC inputs pay for it
+    """Every tune of an ABC file, as abc2midi plays it (read through symusic; no music21)."""
+    from . import abc_io
 
     res = FileResult(path=path, sha256=sha, kind="abc")
     try:
@@ -116,10 +117,12 @@ def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
         if tune_id in res.texts:
             tune_id = f"{tune_id}.{i + 1}"
         try:
-            frames.append(abc_io.tune_to_notes(tune, tune_id))
+            frames.append(abc_io.tune_to_notes_symusic(tune, tune_id))
         except PipelineError as exc:
             res.skipped_units.append({"tune": tune_id, "title": tune.title, "reason": str(exc)})
             continue
+        for reason, count in frames[-1].attrs.get("dropped", {}).items():
+            res.dropped[reason] = res.dropped.get(reason, 0) + count
         res.texts[tune_id] = tune.text
     if not frames:
         res.status, res.reason = "skipped", f"none of {len(tunes)} tunes could be parsed"
