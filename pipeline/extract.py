@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import midi_io
-from .encodings import NOTE_ENCODINGS, Vocabulary, encode_notes, onset_groups
+from .encodings import NOTE_ENCODINGS, Vocabulary, group_onsets, grouped_tokens
 from .errors import ConfigError, DatasetError, NoUsableInputError, PipelineError
 from .fsutil import atomic_dir, atomic_write_json, sha256_file, stable_id
-from .notes import empty_note_table, normalise_note_table
+from .notes import empty_note_table, normalise_note_table, write_note_table
 
 ABC_SUFFIXES = (".abc",)
 INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
@@ -191,17 +191,17 @@ def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
     20,000, sampled evenly), ``qpm`` (median tempo in quarter notes per minute)
     and ``velocity`` (median).
     """
-    pairs = []
-    qpms = []
-    for _, df in notes.groupby("piece", sort=True):
-        groups = onset_groups(df, tolerance)
-        for a, b in zip(groups, groups[1:]):
-            pairs.append([round(b.start_beat - a.start_beat, 4), round(max(a.duration_beat, 1e-3), 4)])
-        span_s, span_b = df["end"].max() - df["start"].min(), df["end_beat"].max() - df["start_beat"].min()
-        if span_s > 0 and span_b > 0:
-            qpms.append(60.0 * span_b / span_s)
-    if len(pairs) > 20000:
-        pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, 20000).astype(int)]
+    groups = group_onsets(notes, tolerance)  # all pieces in one pass
+    same_piece = groups.piece[1:] == groups.piece[:-1]
+    # each onset group's gap to the next one in its piece, and its own duration
+    ioi = np.diff(groups.start_beat)[same_piece].tolist()
+    duration = np.maximum(groups.duration_beat[:-1], 1e-3)[same_piece].tolist()
+    keep = range(len(ioi)) if len(ioi) <= 20000 else np.linspace(0, len(ioi) - 1, 20000).astype(int).tolist()
+    pairs = [[round(ioi[i], 4), round(duration[i], 4)] for i in keep]
+    spans = notes.groupby("piece", sort=True).agg(s0=("start", "min"), s1=("end", "max"),
+                                                  b0=("start_beat", "min"), b1=("end_beat", "max"))
+    span_s, span_b = spans["s1"] - spans["s0"], spans["b1"] - spans["b0"]
+    qpms = (60.0 * span_b / span_s)[(span_s > 0) & (span_b > 0)].tolist()
     return {"pairs": pairs or [[0.5, 0.5]], "qpm": float(np.median(qpms)) if qpms else 120.0,
             "velocity": int(notes["velocity"].median()) if len(notes) else 80}
 
@@ -318,14 +318,13 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     with atomic_dir(folder) as tmp:
         (tmp / "cache").mkdir()
         for r in ok:
-            r.notes.to_parquet(tmp / "cache" / f"{r.sha256}.parquet", index=False)
+            write_note_table(r.notes, tmp / "cache" / f"{r.sha256}.parquet")
             if r.texts:
                 atomic_write_json(tmp / "cache" / f"{r.sha256}.texts.json", r.texts)
-        notes.to_parquet(tmp / "notes.parquet", index=False)
-        by_piece = {p: df for p, df in notes.groupby("piece", sort=True)}
+        write_note_table(notes, tmp / "notes.parquet")
+        groups = group_onsets(notes, config.onset_tolerance)  # every piece in one pass
         for enc in NOTE_ENCODINGS:
-            seqs = {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
-            counts[enc] = write_sequences(tmp / enc, seqs, enc)
+            counts[enc] = write_sequences(tmp / enc, grouped_tokens(groups, enc), enc)
         if texts:
             from .abc_io import encode_chars
             seqs = {p: encode_chars(texts[p]) for p in sorted(texts)}
