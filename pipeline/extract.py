@@ -318,7 +318,9 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     with atomic_dir(folder) as tmp:
         (tmp / "cache").mkdir()
         for r in ok:
-            write_note_table(r.notes, tmp / "cache" / f"{r.sha256}.parquet")
+            cached = tmp / "cache" / f"{r.sha256}.parquet"
+            if r.sha256 not in previous or not _link(folder / "cache" / cached.name, cached):
+                write_note_table(r.notes, cached)
             if r.texts:
                 atomic_write_json(tmp / "cache" / f"{r.sha256}.texts.json", r.texts)
         write_note_table(notes, tmp / "notes.parquet")
@@ -345,6 +347,15 @@ def extract(paths: list[str | Path], config: ExtractConfig,
         }
         atomic_write_json(tmp / "manifest.json", manifest)
     return {"folder": str(folder), **manifest["totals"]}
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Hard-link an unchanged file into the new output folder instead of writing it again."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:  # no such file, or a file system without hard links
+        return False
 
 
 def _sum_dicts(dicts: Iterable[dict]) -> dict:
