@@ -25,7 +25,7 @@ from . import midi_io
 from .encodings import NOTE_ENCODINGS, Vocabulary, group_onsets, grouped_tokens
 from .errors import ConfigError, DatasetError, NoUsableInputError, PipelineError
 from .fsutil import atomic_dir, atomic_write_json, sha256_file, stable_id
-from .notes import empty_note_table, normalise_note_table, write_note_table
+from .notes import empty_note_table, normalise_note_table, note_table_bytes, write_note_table
 
 ABC_SUFFIXES = (".abc",)
 INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
@@ -58,9 +58,10 @@ class FileResult:
     tracks: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     skipped_units: list[dict] = field(default_factory=list)  # e.g. ABC tunes that failed
+    parquet: bytes = b""  # ``notes`` as the cache file, made in the worker so the parent only writes it
 
     def manifest_entry(self) -> dict:
-        entry = {k: v for k, v in asdict(self).items() if k not in ("notes", "texts")}
+        entry = {k: v for k, v in asdict(self).items() if k not in ("notes", "texts", "parquet")}
         entry["note_count"] = 0 if self.notes is None else int(len(self.notes))
         return entry
 
@@ -139,7 +140,10 @@ def parse_file(path: str, sha: str, piece: str) -> FileResult:
     """Parse one input file into a :class:`FileResult`; never raises on bad input."""
     parse = _parse_abc if Path(path).suffix.lower() in ABC_SUFFIXES else _parse_midi
     try:
-        return parse(path, sha, piece)
+        res = parse(path, sha, piece)
+        if res.notes is not None:
+            res.parquet = note_table_bytes(res.notes)
+        return res
     except Exception as exc:  # a reader bug must not kill a 1,000-file extraction
         return FileResult(path=path, sha256=sha, kind="unknown", status="skipped",
                           reason=f"{Path(path).name}: unexpected {type(exc).__name__}: {exc}"[:300])
@@ -319,7 +323,9 @@ def extract(paths: list[str | Path], config: ExtractConfig,
         (tmp / "cache").mkdir()
         for r in ok:
             cached = tmp / "cache" / f"{r.sha256}.parquet"
-            if r.sha256 not in previous or not _link(folder / "cache" / cached.name, cached):
+            if r.parquet:
+                cached.write_bytes(r.parquet)
+            elif r.sha256 not in previous or not _link(folder / "cache" / cached.name, cached):
                 write_note_table(r.notes, cached)
             if r.texts:
                 atomic_write_json(tmp / "cache" / f"{r.sha256}.texts.json", r.texts)

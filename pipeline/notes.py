@@ -72,8 +72,8 @@ def sort_order(piece: np.ndarray, start: np.ndarray, pitch: np.ndarray) -> np.nd
     return np.lexsort((pitch, start, piece))
 
 
-def write_note_table(notes: pd.DataFrame, path: str | Path) -> Path:
-    """Write a note table to a Parquet file (read it back with ``pandas.read_parquet``).
+def note_table_bytes(notes: pd.DataFrame) -> bytes:
+    """A note table as the bytes of a Parquet file (read it back with ``pandas.read_parquet``).
 
     The same file ``DataFrame.to_parquet(path, index=False)`` writes, built with
     one thread: pyarrow's default converts columns on a pool of threads started
@@ -83,5 +83,13 @@ def write_note_table(notes: pd.DataFrame, path: str | Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pandas(notes, preserve_index=False, nthreads=1), str(path))
-    return Path(path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(notes, preserve_index=False, nthreads=1), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def write_note_table(notes: pd.DataFrame, path: str | Path) -> Path:
+    """Write a note table to a Parquet file (see :func:`note_table_bytes`)."""
+    path = Path(path)
+    path.write_bytes(note_table_bytes(notes))
+    return path
