@@ -526,7 +526,9 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
         lines.insert(0, "X:1")  # abc2midi only reads tunes that start with an X: line
     lines.insert(1, "%%MIDI chordattack 0")
     exe = os.environ.get("SYMUSIC_ABC2MIDI") or str(Path(symusic.__file__).parent / "bin" / "abc2midi")
-    with tempfile.TemporaryDirectory(prefix="abc2midi-") as tmp:
+    # two small files a tune: in memory (tmpfs) where there is one, as a corpus has thousands of tunes
+    scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="abc2midi-", dir=scratch) as tmp:
         src, out = Path(tmp) / "tune.abc", Path(tmp) / "tune.mid"
         src.write_text("\n".join(lines) + "\n", encoding="utf-8")
         try:
@@ -551,10 +553,10 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
         raise AbcParseError(f"{label}: {reason}") from None
     tpq = score.ticks_per_quarter
     tempos = score.tempos.numpy()
+    # every onset moves back by the same tick, so the table stays in order
     on = np.maximum(np.rint(df["start_beat"].to_numpy() * tpq).astype(np.int64) - ABC2MIDI_NOTE_ON_DELAY, 0)
     df["start_beat"] = on / tpq
     df["start"] = midi_io.ticks_to_seconds(on, tempos["time"], tempos["mspq"], tpq)
-    df = normalise_note_table(df)
     df.attrs["dropped"] = dict(report.dropped)
     df.attrs["warnings"] = messages
     return df

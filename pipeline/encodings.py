@@ -151,7 +151,13 @@ def pitch_to_name(pitch: int) -> str:
 
 
 def name_to_pitch(name: str) -> int:
-    return int(pretty_midi.note_name_to_number(name))
+    pitch = _name_pitches().get(name)  # the names pitch_to_name gives; pretty_midi parses other spellings
+    return int(pretty_midi.note_name_to_number(name)) if pitch is None else pitch
+
+
+@functools.lru_cache(maxsize=1)
+def _name_pitches() -> dict[str, int]:
+    return {name: p for p, name in enumerate(_pitch_names())}
 
 
 def groups_to_tokens(groups: Sequence[Sequence[int]], encoding: str) -> list[str]:

@@ -57,12 +57,15 @@ def _json_text(obj: Any, indent: str = "") -> str:
     """
     inner = indent + "  "
     if isinstance(obj, dict) and obj:
-        items = (f"{inner}{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}: "
+        items = (f"{inner}{_JSON.encode(k if isinstance(k, str) else _JSON.encode(k))}: "
                  f"{_json_text(v, inner)}" for k, v in obj.items())
         return "{\n" + ",\n".join(items) + "\n" + indent + "}"
     if isinstance(obj, (list, tuple)) and any(issubclass(t, (dict, list, tuple)) for t in set(map(type, obj))):
         return "[\n" + ",\n".join(inner + _json_text(v, inner) for v in obj) + "\n" + indent + "]"
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    return _JSON.encode(obj)
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps makes one a call
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
