@@ -213,8 +213,8 @@ def _empty_reason(report: MidiReadReport) -> str:
 def score_to_notes(score: "symusic.Score", piece: str, label: str = "") -> tuple[pd.DataFrame, MidiReadReport]:
     """A tick-based symusic ``Score`` -> note table; see :func:`midi_file_to_notes`.
 
-    ``track`` is symusic's track index: one track per (MIDI track, channel,
-    program) that holds notes, in file order.
+    ``track`` is symusic's track index: one track per MIDI track, channel and
+    program that holds notes, ordered by MIDI track, then channel and program.
     """
     report = MidiReadReport()
     tpq = int(score.ticks_per_quarter)
