@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -194,11 +195,25 @@ def read_cached(folder: str | Path, sha: str) -> tuple[pd.DataFrame, dict[str, s
 
 @dataclass
 class CachedFile:
-    """Parsed notes of one input file, kept so a re-run need not parse it again."""
+    """Parsed notes of one input file, kept so a re-run need not parse it again.
+
+    ``parquet`` may hold the notes already serialised (by a worker process), so
+    the writer only copies bytes.
+    """
 
     sha256: str
     notes: pd.DataFrame
     texts: dict[str, str]
+    parquet: bytes = b""
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Hard-link an unchanged file into the new folder instead of writing it again."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:  # no such file, or a file system without hard links
+        return False
 
 
 def write_sequences(folder: Path, seqs: dict[str, list[str]], encoding: str) -> int:
@@ -210,18 +225,26 @@ def write_sequences(folder: Path, seqs: dict[str, list[str]], encoding: str) -> 
 
 
 def write_dataset(folder: Path, *, notes: pd.DataFrame, sequences: dict[str, dict[str, list[str]]],
-                  split: dict, timing: dict, manifest: dict, cache: Iterable[CachedFile]) -> dict[str, int]:
+                  split: dict, timing: dict, manifest: dict, cache: Iterable[CachedFile],
+                  previous: Path | None = None) -> dict[str, int]:
     """Write every file of a dataset into ``folder`` (a fresh, empty folder: the caller swaps it in).
 
-    ``sequences`` maps encoding -> piece -> tokens. Returns tokens per encoding,
-    which are also stored in the manifest's ``totals.tokens``.
+    ``sequences`` maps encoding -> piece -> tokens. Cached tables of files that
+    ``previous`` (the dataset being replaced) already holds are hard-linked, not
+    rewritten. Returns tokens per encoding, also stored in ``manifest["totals"]["tokens"]``.
     """
+    from .notes import write_note_table
+
     (folder / CACHE).mkdir(parents=True, exist_ok=True)
     for c in cache:
-        c.notes.to_parquet(folder / CACHE / f"{c.sha256}.parquet", index=False)
+        cached = folder / CACHE / f"{c.sha256}.parquet"
+        if c.parquet:
+            cached.write_bytes(c.parquet)
+        elif previous is None or not _link(previous / CACHE / cached.name, cached):
+            write_note_table(c.notes, cached)
         if c.texts:
             atomic_write_json(folder / CACHE / f"{c.sha256}.texts.json", c.texts)
-    notes.to_parquet(folder / NOTES, index=False)
+    write_note_table(notes, folder / NOTES)
     counts = {enc: write_sequences(folder / enc, seqs, enc) for enc, seqs in sequences.items()}
     atomic_write_json(folder / SPLIT, split)
     atomic_write_json(folder / TIMING, timing)

@@ -21,10 +21,10 @@ import pandas as pd
 from . import midi_io
 from .config import StageConfig
 from .dataset import CachedFile, DatasetError, assign_split, is_dataset, read_cached, read_previous, write_dataset
-from .encodings import NOTE_ENCODINGS, encode_chars, encode_notes, onset_groups
+from .encodings import NOTE_ENCODINGS, encode_chars, group_onsets, grouped_tokens
 from .errors import ConfigError, NoUsableInputError, PipelineError
 from .fsutil import atomic_dir, sha256_file
-from .notes import empty_note_table, normalise_note_table
+from .notes import empty_note_table, normalise_note_table, note_table_bytes
 
 ABC_SUFFIXES = (".abc",)
 INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
@@ -66,9 +66,10 @@ class FileResult:
     tracks: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     skipped_units: list[dict] = field(default_factory=list)  # e.g. ABC tunes that failed
+    parquet: bytes = b""  # ``notes`` as the cache file, made in the worker so the parent only writes it
 
     def manifest_entry(self) -> dict:
-        entry = {k: v for k, v in asdict(self).items() if k not in ("notes", "texts")}
+        entry = {k: v for k, v in asdict(self).items() if k not in ("notes", "texts", "parquet")}
         entry["note_count"] = 0 if self.notes is None else int(len(self.notes))
         return entry
 
@@ -127,7 +128,8 @@ def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
 
 
 def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
-    from . import abc_io  # music21 import is slow; only ABC inputs pay for it
+    """Every tune of an ABC file, as abc2midi plays it (read through symusic; no music21)."""
+    from . import abc_io
 
     res = FileResult(path=path, sha256=sha, kind="abc")
     try:
@@ -141,10 +143,12 @@ def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
         if tune_id in res.texts:
             tune_id = f"{tune_id}.{i + 1}"
         try:
-            frames.append(abc_io.tune_to_notes(tune, tune_id))
+            frames.append(abc_io.tune_to_notes_symusic(tune, tune_id))
         except PipelineError as exc:
             res.skipped_units.append({"tune": tune_id, "title": tune.title, "reason": str(exc)})
             continue
+        for reason, count in frames[-1].attrs.get("dropped", {}).items():
+            res.dropped[reason] = res.dropped.get(reason, 0) + count
         res.texts[tune_id] = tune.text
     if not frames:
         res.status, res.reason = "skipped", f"none of {len(tunes)} tunes could be parsed"
@@ -161,7 +165,10 @@ def parse_file(path: str, sha: str, piece: str) -> FileResult:
     """Parse one input file into a :class:`FileResult`; never raises on bad input."""
     parse = _parse_abc if Path(path).suffix.lower() in ABC_SUFFIXES else _parse_midi
     try:
-        return parse(path, sha, piece)
+        res = parse(path, sha, piece)
+        if res.notes is not None:
+            res.parquet = note_table_bytes(res.notes)
+        return res
     except Exception as exc:  # a reader bug must not kill a 1,000-file extraction
         return FileResult(path=path, sha256=sha, kind="unknown", status="skipped",
                           reason=f"{Path(path).name}: unexpected {type(exc).__name__}: {exc}"[:300])
@@ -181,17 +188,17 @@ def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
     20,000, sampled evenly), ``qpm`` (median tempo in quarter notes per minute)
     and ``velocity`` (median).
     """
-    pairs = []
-    qpms = []
-    for _, df in notes.groupby("piece", sort=True):
-        groups = onset_groups(df, tolerance)
-        for a, b in zip(groups, groups[1:]):
-            pairs.append([round(b.start_beat - a.start_beat, 4), round(max(a.duration_beat, 1e-3), 4)])
-        span_s, span_b = df["end"].max() - df["start"].min(), df["end_beat"].max() - df["start_beat"].min()
-        if span_s > 0 and span_b > 0:
-            qpms.append(60.0 * span_b / span_s)
-    if len(pairs) > 20000:
-        pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, 20000).astype(int)]
+    groups = group_onsets(notes, tolerance)  # all pieces in one pass
+    same_piece = groups.piece[1:] == groups.piece[:-1]
+    # each onset group's gap to the next one in its piece, and its own duration
+    ioi = np.diff(groups.start_beat)[same_piece].tolist()
+    duration = np.maximum(groups.duration_beat[:-1], 1e-3)[same_piece].tolist()
+    keep = range(len(ioi)) if len(ioi) <= 20000 else np.linspace(0, len(ioi) - 1, 20000).astype(int).tolist()
+    pairs = [[round(ioi[i], 4), round(duration[i], 4)] for i in keep]
+    spans = notes.groupby("piece", sort=True).agg(s0=("start", "min"), s1=("end", "max"),
+                                                  b0=("start_beat", "min"), b1=("end_beat", "max"))
+    span_s, span_b = spans["s1"] - spans["s0"], spans["b1"] - spans["b0"]
+    qpms = (60.0 * span_b / span_s)[(span_s > 0) & (span_b > 0)].tolist()
     return {"pairs": pairs or [[0.5, 0.5]], "qpm": float(np.median(qpms)) if qpms else 120.0,
             "velocity": int(notes["velocity"].median()) if len(notes) else 80}
 
@@ -292,9 +299,8 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     piece_names = sorted(notes["piece"].unique())
     split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split)
 
-    by_piece = {p: df for p, df in notes.groupby("piece", sort=True)}
-    sequences = {enc: {p: encode_notes(by_piece[p], enc, config.onset_tolerance) for p in piece_names}
-                 for enc in NOTE_ENCODINGS}
+    groups = group_onsets(notes, config.onset_tolerance)  # every piece in one pass
+    sequences = {enc: grouped_tokens(groups, enc) for enc in NOTE_ENCODINGS}
     if texts:
         sequences["chars"] = {p: encode_chars(texts[p]) for p in sorted(texts)}
     manifest = {
@@ -311,7 +317,8 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     with atomic_dir(folder, also_ours=is_dataset) as tmp:
         write_dataset(tmp, notes=notes, sequences=sequences, split=split,
                       timing=timing_stats(notes, config.onset_tolerance), manifest=manifest,
-                      cache=[CachedFile(r.sha256, r.notes, r.texts) for r in ok])
+                      cache=[CachedFile(r.sha256, r.notes, r.texts, r.parquet) for r in ok],
+                      previous=folder if previous else None)
     return {"folder": str(folder), **manifest["totals"]}
 
 

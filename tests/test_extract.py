@@ -98,3 +98,19 @@ def test_parallel_equals_serial(tmp_path, tiny_midi_dir):
     nb = pd.read_parquet(tmp_path / "p" / "b" / "notes.parquet")
     pd.testing.assert_frame_equal(na, nb)
     assert a["tokens"] == b["tokens"]
+
+
+def test_extract_command_imports_neither_torch_nor_music21(tmp_path, tiny_midi_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tiny_midi_dir / "book.abc").write_text("X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|\n")
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from cli import main; "
+            f"main(['extract', {str(tiny_midi_dir)!r}, '--name', 'x', '--out', {str(tmp_path / 'p')!r}, "
+            "'--workers', '1'], standalone_mode=False); "
+            "print('heavy:', sorted(m for m in ('torch', 'music21') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "extracted 5 files" in out.stdout and "heavy: []" in out.stdout
