@@ -211,6 +211,10 @@ def _run_parallel(jobs: list[tuple], workers: int, progress: Callable | None) ->
             if progress:
                 progress(1)
         return results
+    # the readers' libraries, imported once here so that the forked workers start with them
+    import pyarrow.parquet  # noqa: F401
+    import symusic  # noqa: F401
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(parse_file, *job) for job in jobs]
         results = []
