@@ -159,21 +159,6 @@ def train_options(f):
     return f
 
 
-class TrainOptionsCommand(click.Command):
-    """A command that also takes every TrainConfig field as an option (see :func:`train_options`).
-
-    The options are made when the command parses its arguments or shows its help,
-    not when cli.py is imported: TrainConfig's defaults live in pipeline.train,
-    which imports torch (about two seconds), and `extract` must not pay for that.
-    """
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        if not getattr(self, "_train_options_added", False):
-            self.params[:0] = reversed(train_options(lambda: None).__click_params__)
-            self._train_options_added = True
-        return super().get_params(ctx)
-
-
 def parse_train_values(raw: dict) -> dict[str, list]:
     """Option strings (possibly comma lists) -> typed value lists per TrainConfig field."""
     from pipeline.rundir import TrainConfig
@@ -192,7 +177,8 @@ def parse_train_values(raw: dict) -> dict[str, list]:
     return out
 
 
-@main.command(cls=TrainOptionsCommand)
+@main.command()
+@train_options
 @click.option("--name", help="Run folder name under --runs. Default: <dataset>-<cell>-<layers>x<hidden>[-<task>].")
 @click.option("--runs", default="runs", show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="Continue a killed or interrupted run from its last checkpoint "
@@ -430,7 +416,8 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
 
 
 # ------------------------------------------------------------------ grid
-@main.command(cls=TrainOptionsCommand)
+@main.command()
+@train_options
 @click.option("--name", help="Grid folder under --runs. Default: <dataset>-grid.")
 @click.option("--runs", default="runs", show_default=True, type=click.Path(path_type=Path))
 @click.option("--workers", default=0, show_default=True,
