@@ -51,6 +51,9 @@ def read_midi(path: str | Path) -> pretty_midi.PrettyMIDI:
             # LilyPond writes routinely; the timing it derives is still right.
             warnings.simplefilter("ignore")
             return pretty_midi.PrettyMIDI(str(path))
+    except EOFError:  # mido's word for a file that stops short
+        empty = path.is_file() and path.stat().st_size == 0
+        raise MidiReadError(f"{path.name}: {'the file is empty' if empty else 'the file is truncated (it ends inside a track)'}") from None
     except Exception as exc:  # noqa: BLE001 - see docstring
         raise MidiReadError(f"{path.name}: not a readable MIDI file ({_one_line(exc)})") from None
 
@@ -106,7 +109,8 @@ def midi_file_to_notes(path: str | Path, piece: str | None = None) -> tuple[pd.D
             "end_beat": [pm.time_to_tick(t) / pm.resolution for t in ends],
         }))
     if not rows:
-        raise MidiReadError(f"{path.name}: no pitched notes")
+        raise MidiReadError(f"{path.name}: only drum notes" if report.dropped.get("drum track")
+                            else f"{path.name}: no pitched notes")
     notes = normalise_note_table(pd.concat(rows, ignore_index=True))
     report.notes = len(notes)
     return notes, report
