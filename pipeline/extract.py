@@ -285,6 +285,8 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     ------
     NoUsableInputError
         When no file at all could be used; the previous output is left intact.
+    FolderInUseError
+        When another process is writing the same dataset (its lock is held throughout).
     """
     config.validate()
     check_name(config.name)
@@ -307,13 +309,13 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                                      f"(first: {unreadable[0]['path']}: {unreadable[0]['reason']})")
         raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
 
-    pieces = _piece_ids(files, shas)
     previous, prev_split = read_previous(folder)
     gone = sorted(set(previous_inputs(folder)) - {str(f) for f in files})
     if gone:
-        log(f"notice: {len(gone)} input{'s' if len(gone) > 1 else ''} of the last extract into {folder} "
-            f"{'are' if len(gone) > 1 else 'is'} gone and left out: {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")
-    first_of: dict[str, Path] = {}
+        more, many = " ..." if len(gone) > 5 else "", len(gone) > 1
+        log(f"notice: {len(gone)} input{'s' if many else ''} of the last extract into {folder} "
+            f"{'are' if many else 'is'} gone and left out: {', '.join(gone[:5])}{more}")
+    first_of: dict[str, Path] = {}  # sha256 -> the first file with that content; the others are duplicates
     duplicates = []
     for f, sha in zip(files, shas):
         if sha in first_of:
@@ -321,12 +323,12 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                                "reason": f"duplicate of {first_of[sha]}", "duplicate_of": str(first_of[sha])})
         else:
             first_of[sha] = f
+    files, shas = list(first_of.values()), list(first_of)
+    pieces = _piece_ids(files, shas)
 
     results: dict[str, FileResult] = {}
     jobs = []
     for f, sha, piece in zip(files, shas, pieces):
-        if first_of[sha] != f:
-            continue  # a duplicate: listed as such, not parsed
         old = previous.get(sha)
         if old is None:
             jobs.append((str(f), sha, piece))
@@ -337,7 +339,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                          skipped_units=old.get("skipped_units", []))
         if res.status == "ok":
             try:
-                res.notes, res.texts = _renamed(*read_cached(folder, sha), piece)
+                res.notes, res.texts = _renamed(*read_cached(folder, sha), piece, res.kind)
             except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
                 log(f"notice: {exc}; parsing {f.name} again")
                 jobs.append((str(f), sha, piece))
@@ -392,10 +394,11 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     return {"folder": str(folder), **manifest["totals"]}
 
 
-def _renamed(notes: pd.DataFrame, texts: dict[str, str], piece: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def _renamed(notes: pd.DataFrame, texts: dict[str, str], piece: str,
+             kind: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Cached notes under this run's piece id (a file's id changes when another file with its stem arrives)."""
     def rename(name: str) -> str:
-        return piece + name[name.index("#"):] if "#" in name else piece  # ABC tunes are <piece>#<n>
+        return f"{piece}#{name.rpartition('#')[2]}" if kind == "abc" else piece  # ABC tunes are <piece>#<n>
     return notes.assign(piece=notes["piece"].map(rename)), {rename(k): v for k, v in texts.items()}
 
 

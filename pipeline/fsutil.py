@@ -150,6 +150,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def make_folder(folder: Path) -> None:
+    """``mkdir -p``, with a one-line error where a file stands in the way."""
+    from .errors import ConfigError
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise ConfigError(f"{blocker} is a file, not a folder; choose another output folder") from None
+
+
 def _plain_target(final: Path) -> Path:
     """``final`` with its parent resolved, so ``a/b/../b`` and symlinked parents name the real place."""
     if final.name in ("", ".", ".."):
@@ -170,7 +180,7 @@ def atomic_dir(final: str | Path, also_ours: Callable[[Path], bool] | None = Non
     temporary folder.
     """
     final = _plain_target(Path(final))
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(final.parent)
     clean_stale_temporaries(final.parent, final.name)
     check_replaceable(final, also_ours)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -220,7 +230,7 @@ def folder_lock(folder: str | Path, timeout: float = 0.0, what: str = "") -> Ite
     from .errors import FolderInUseError
 
     path = lock_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     lock = FileLock(str(path), timeout=timeout)
     try:
         lock.acquire()

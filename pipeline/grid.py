@@ -206,6 +206,8 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
             ensure_run_curves(run_dir)  # its training was stopped while drawing them
             return "skip"
         return "resume"
+    if record["config"] is None:
+        raise RunError(f"{run_dir} is not a run folder (no config.json); move it away")
     # killed before its first checkpoint: nothing worth keeping, unless another process is training it now
     with folder_lock(run_dir, what=" (training it)"):
         shutil.rmtree(run_dir)

@@ -342,6 +342,9 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
     ``given`` names the options the user typed; on ``--resume`` any of them that
     would change the model or data is refused (the run's own config wins).
     """
+    if name and (Path(name).is_absolute() or ".." in Path(name).parts):
+        raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
+                          f"not {name!r}")
     run_dir = Path(runs) / name if name else None
     if resume and run_dir is None:
         raise ConfigError("--resume needs --name: the run folder to continue")

@@ -163,6 +163,22 @@ def test_extract_never_deletes_a_folder_it_did_not_write(runner, tmp_path):
     assert (tmp_path / "processed" / "mine" / MARKER).exists()
 
 
+def test_outputs_stay_where_they_belong(runner, tmp_path):
+    """Was: `train --name ..` wrote checkpoints, metrics and curves into the folder above runs/ (over
+    files of the same name), and an --out or --runs that is a file ended in a FileExistsError traceback."""
+    songs(tmp_path / "raw")
+    ok(runner, ["extract", "raw", "--workers", "1"])
+    (tmp_path / "metrics.csv").write_text("the user's own")
+    for name in ("..", "../elsewhere", str(tmp_path / "abs")):
+        fails(runner, ["train", "--name", name, "--epochs", "1"], "--name is a run folder under --runs")
+    assert (tmp_path / "metrics.csv").read_text() == "the user's own" and not (tmp_path / "elsewhere").exists()
+    (tmp_path / "afile").write_text("x")
+    fails(runner, ["extract", "raw", "--out", "afile"], "afile is a file, not a folder")
+    fails(runner, ["train", "--runs", "afile", "--epochs", "1"], "afile is a file, not a folder")
+    fails(runner, ["grid", "--runs", "afile", "--epochs", "1"], "afile is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_compare_out_never_replaces_a_folder_it_did_not_write(runner, tiny_run, tmp_path):
     """compare --out is swapped in whole too: only an earlier comparison page may be replaced."""
     base = ["compare", tiny_run, "--temperature", "1", "--count", "1", "--length", "8"]
@@ -596,3 +612,20 @@ def test_messages_say_what_is_wrong(runner, tmp_path, tiny_dataset, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # a machine without FluidSynth
     out = ok(runner, ["render", raw / "song0.mid", "--audio", "wav", "--no-piano-roll"])
     assert "FluidSynth is not installed (install it" in out and "MUSICRNN_SOUNDFONT" not in out
+
+
+def test_cached_pieces_take_their_new_name(runner, tmp_path):
+    """Found on the way: a re-extract read an unchanged file's notes from the cache under the piece
+    name of the last run, although a new file with the same stem had renamed it (``x`` -> ``x~<sha>``):
+    the dataset then held ``x`` and ``x~<sha>``, and the split and sequences disagreed on names."""
+    write_pm(tmp_path / "raw" / "a" / "x.mid", melody(40, 1))
+    write_pm(tmp_path / "raw" / "a" / "y.mid", melody(40, 2))
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    write_pm(tmp_path / "raw" / "b" / "x.mid", melody(40, 3))
+    out = ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    assert "2 unchanged" in out
+    folder = tmp_path / "processed" / "d"
+    pieces = set(pd.read_parquet(folder / "notes.parquet")["piece"])
+    split = json.loads((folder / "split.json").read_text())
+    assert len(pieces) == 3 and "x" not in pieces and all(p.startswith("x~") for p in pieces - {"y"})
+    assert set(split["train"]) | set(split["validation"]) == pieces == set(load_dataset(folder, "pitch").sequences)
