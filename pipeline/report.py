@@ -8,6 +8,9 @@ be run at any time, also while the grid is training. Writes, into that folder:
 - ``summary.csv`` and ``summary.md``  one row per run, best validation loss first
 - ``curves_<cell>.png``               training (solid) and validation (dashed) loss per run of a cell
 - ``loss_vs_params.png``              best validation loss against parameter count, per cell
+
+and draws a single run's ``curves.png`` (:func:`plot_curves`, which ``train`` calls when it
+stops; :func:`ensure_run_curves` for a run stopped while drawing it).
 """
 from __future__ import annotations
 
