@@ -16,14 +16,20 @@ def _fail(exc: Exception) -> click.ClickException:
 
 
 @contextlib.contextmanager
-def known_errors():
-    """Turn the pipeline's named errors into one clean line (exit 1)."""
+def known_errors(interrupted: str = "interrupted"):
+    """Turn the pipeline's named errors into one clean line (exit 1).
+
+    ``interrupted`` is what Ctrl-C (or SIGTERM) leaves behind, in the command's own
+    words; a pipeline function that knows better raises ``Interrupted`` with the text.
+    """
+    from pipeline.errors import Interrupted
+
     try:
         yield
     except PipelineError as exc:
         raise _fail(exc) from None
-    except KeyboardInterrupt:
-        raise click.ClickException("interrupted; finished epochs and files are kept") from None
+    except KeyboardInterrupt as exc:
+        raise click.ClickException(str(exc) if isinstance(exc, Interrupted) else interrupted) from None
 
 
 class Progress:
@@ -35,11 +41,12 @@ class Progress:
         if desc:
             self.start(total, desc)
 
-    def start(self, total: int, desc: str) -> None:
+    def start(self, total: int, desc: str, unit: str | None = None) -> None:
         from tqdm import tqdm
 
         if self.bar is not None:
             self.bar.close()
+        self.unit = unit or self.unit
         self.bar = tqdm(total=total or None, desc=desc, unit=self.unit, disable=None, file=sys.stderr, leave=False)
 
     def update(self, n: int = 1) -> None:
@@ -65,7 +72,8 @@ def csv_list(value: str) -> list[str]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option("0.1.0", prog_name="musicrnn")
-def main():
+@click.pass_context
+def main(ctx):
     """Train RNN/LSTM/GRU models on MIDI and ABC music, generate new pieces, and compare them.
 
     \b
@@ -75,6 +83,9 @@ def main():
       python cli.py generate --run runs/nocturnes-gru-4x128 --count 4
       python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0 --audio wav --piano-roll
     """
+    from pipeline.procs import terminate_as_interrupt
+
+    ctx.with_resource(terminate_as_interrupt())  # `kill PID` ends a command as Ctrl-C does: clean-up runs
 
 
 # ------------------------------------------------------------------ extract
@@ -108,7 +119,8 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
 
     config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
                            val_fraction=val_fraction, split_seed=split_seed, workers=workers)
-    with known_errors(), Progress() as bar:
+    with known_errors("interrupted; nothing was written (an earlier dataset of that name is unchanged)"), \
+            Progress() as bar:
         s = extract_command(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,
                             progress=bar.update, log=echo_err)
     tokens = ", ".join(f"{k} {v:,}" for k, v in s["tokens"].items())
@@ -204,7 +216,8 @@ def train(name, runs, resume, **raw):
         raise click.UsageError(f"train takes one value per option (got lists for {', '.join(multi)}); use `grid`")
     given = {k for k in values if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
     config = TrainConfig(**{k: v[0] for k, v in values.items()})
-    with known_errors(), Progress(unit="epoch") as bar:
+    with known_errors("interrupted; finished epochs are kept: continue with --resume --name <run>"), \
+            Progress(unit="epoch") as bar:
         def on_epoch(row):
             bar.bar.n = row["epoch"]
             bar.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
@@ -296,14 +309,14 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     from pipeline.generate import GenerateConfig, generate_command
 
     temps = floats(temperature, "--temperature")
-    with known_errors():
+    with known_errors("interrupted; the temperatures reported above are written, the one being sampled is not"):
         run_dir = pick_run(run_dir)
         base = GenerateConfig(count=count, length=length, seed=seed, primer=primer or "", primer_length=primer_length,
                               primer_piece=primer_piece, checkpoint=checkpoint)
         with Progress(unit="tune") as bar:
             res = generate_command(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
                                    engrave=engrave, engrave_count=engrave_count, device=device,
-                                   max_length=max_length, progress=bar.update, notice=echo_err,
+                                   max_length=max_length, progress=bar.update, on_total=bar.start, notice=echo_err,
                                    on_temperature=lambda r: click.echo(_temperature_line(r, count, do_render)))
     if res.validity_summary is not None:
         from pipeline.abc_eval import validity_markdown
@@ -350,7 +363,7 @@ def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
     from pipeline.render import RenderConfig, render_default, render_paths
 
     config = RenderConfig(audio=audio, piano_roll=piano_roll, fixed_beats=fixed_beats, include_primer=not no_primer)
-    with known_errors(), Progress(unit="file") as bar:
+    with known_errors("interrupted; the files rendered so far are kept"), Progress(unit="file") as bar:
         bar.start(0, "render")
         if folders:
             res = render_paths(folders, config, progress=bar.update, notice=echo_err)
@@ -406,7 +419,7 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
     config = HeatmapConfig(sample=sample, index=index, file=file_, text=text.replace("\\n", "\n"), length=length,
                            seed=seed, temperature=temperature, layer=layer, state=state, units=unit_list, top=top,
                            columns=columns, checkpoint=checkpoint)
-    with known_errors(), Progress(0, "heatmap") as bar:
+    with known_errors("interrupted; nothing was drawn"), Progress(0, "heatmap") as bar:
         res = run_heatmap(pick_run(run_dir), config, out, progress=bar.update, device=device)
     best = res["best"]
     strongest = f"; strongest: unit {best[1]} ~ {best[0]} (r={best[2]:+.2f})" if best else ""
@@ -445,7 +458,8 @@ def grid(name, runs, workers, executor, address, **raw):
     from pipeline.grid import GridConfig, grid_command
 
     values = parse_train_values(raw)
-    with known_errors(), Progress(unit="run") as bar:
+    with known_errors("interrupted; finished runs and epochs are kept: run the same command again to resume"), \
+            Progress(unit="run") as bar:
         def progress(rid, result):
             bar.update(1)
             bar.bar.set_postfix_str(f"{rid} {result['status']}")
@@ -534,7 +548,8 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
     config = CompareConfig(temperatures=tuple(floats(temperature, "--temperature")), count=count, length=length,
                            seed=seed, primer_piece=primer_piece, primer_length=primer_length, blind=blind,
                            checkpoint=checkpoint)
-    with known_errors(), Progress(unit="sample") as bar:
+    with known_errors("interrupted; no page was written (an earlier page in that folder is unchanged)"), \
+            Progress(unit="sample") as bar:
         res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
                               progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""

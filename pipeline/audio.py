@@ -379,11 +379,12 @@ def midi_to_audio(
         audio = synthesize_builtin(midi, sample_rate)
         used = "builtin"
         parts = []
-        if missing:
-            parts.append(
-                f"{' and '.join(missing)} not found (install fluidsynth and fluid-soundfont-gm,"
-                f" or set ${SOUNDFONT_ENV}); used the built-in sine synth instead"
-            )
+        if binary is None and synth != "builtin":
+            parts.append("FluidSynth is not installed (install it: apt install fluidsynth fluid-soundfont-gm, "
+                         "or brew install fluid-synth); used the built-in sine synth instead")
+        elif missing:
+            parts.append(f"no General MIDI SoundFont found (install one: apt install fluid-soundfont-gm, or set "
+                         f"${SOUNDFONT_ENV} to an .sf2 file); used the built-in sine synth instead")
         n_drums = sum(len(i.notes) for i in midi.instruments if i.is_drum)
         if n_drums:
             parts.append(f"{n_drums} of {n_notes} notes are drums, which the built-in synth leaves silent")

@@ -240,7 +240,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         return {"midi": f"assets/{mid.name}", "audio": f"assets/{files['audio']}", "roll": f"assets/{files['piano_roll']}"}
 
     rows, cells, tokens = [], {}, {}
-    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
+    with atomic_dir(out_dir, also_ours=lambda p: (p / "compare.json").exists()) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
         assets = tmp / "assets"
         assets.mkdir()
         qpm = float(ds.timing.get("qpm", 120.0))

@@ -18,19 +18,20 @@ its held-out opening is called ``<piece>:tail``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from .encodings import Vocabulary
 from .errors import DatasetError
-from .fsutil import atomic_write_json, stable_id
+from .fsutil import atomic_write_json, folder_lock, stable_id
 
 MANIFEST, NOTES, SPLIT, TIMING, CACHE = "manifest.json", "notes.parquet", "split.json", "timing.json", "cache"
 TAIL = ":tail"  # suffix of the held-out opening of a one-piece dataset
@@ -148,6 +149,21 @@ def load_dataset(folder: str | Path, encoding: str) -> Dataset:
     return Dataset(folder, encoding, seqs, vocab, _read_json(folder / SPLIT), _read_json(folder / TIMING))
 
 
+@contextlib.contextmanager
+def dataset_read_lock(folder: str | Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold the dataset's lock while reading it whole (``extract`` holds it while writing).
+
+    Waits up to ``timeout`` seconds for a running extract, then raises
+    FolderInUseError. A dataset on a read-only disk cannot be locked, and
+    nobody can be writing it: it is read without the lock.
+    """
+    held = contextlib.ExitStack()
+    with contextlib.suppress(OSError):
+        held.enter_context(folder_lock(folder, timeout=timeout, what=" (an extract is writing it)"))
+    with held:
+        yield
+
+
 def read_notes(folder: str | Path, piece: str | None = None) -> pd.DataFrame:
     """The note table, or the notes of one piece."""
     folder = Path(folder)
@@ -172,11 +188,20 @@ def read_previous(folder: str | Path) -> tuple[dict[str, dict], dict | None]:
         return {}, None
     by_sha = {}
     for e in manifest.get("files", []):
-        if not e.get("sha256"):
-            continue
+        if not e.get("sha256") or e.get("duplicate_of"):
+            continue  # a duplicate's entry says nothing about its content: its first copy's does
         if e["status"] == "skipped" or (folder / CACHE / f"{e['sha256']}.parquet").exists():
             by_sha[e["sha256"]] = e
     return by_sha, split
+
+
+def previous_inputs(folder: str | Path) -> list[str]:
+    """Paths of the input files an earlier extract into ``folder`` read ([] if none or unreadable)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    return [e["path"] for e in manifest.get("files", []) if e.get("sha256") and e.get("path")]
 
 
 def read_cached(folder: str | Path, sha: str) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -253,8 +278,12 @@ def write_dataset(folder: Path, *, notes: pd.DataFrame, sequences: dict[str, dic
     return counts
 
 
+MIN_VALIDATION_TOKENS = 31  # one window of the default 30 tokens and its next token
+
+
 def assign_split(pieces: list[str], val_fraction: float, seed: int,
-                 previous: dict | None = None) -> dict:
+                 previous: dict | None = None, lengths: dict[str, int] | None = None,
+                 min_tokens: int = MIN_VALIDATION_TOKENS) -> dict:
     """Hold out whole pieces for validation, deterministically.
 
     Each piece gets a score from sha256(seed, piece); pieces scoring below
@@ -262,6 +291,10 @@ def assign_split(pieces: list[str], val_fraction: float, seed: int,
     validation so there is at least one. Because a piece's score does not
     depend on the others, adding files later keeps existing assignments;
     pieces already in ``previous`` keep their side.
+
+    ``lengths`` (tokens per piece) keeps pieces shorter than ``min_tokens`` out
+    of validation while longer ones exist: a held-out piece too short for one
+    window of the default size would leave ``train`` with nothing to validate on.
 
     With a single piece nothing can be held out whole; its last 10 % of tokens
     are used for validation instead (``tail_fraction`` in the result).
@@ -274,11 +307,13 @@ def assign_split(pieces: list[str], val_fraction: float, seed: int,
     for side in ("train", "validation"):
         for p in (previous or {}).get(side, []):
             prev_side[p] = side
+    long_enough = [p for p in pieces if lengths is None or lengths.get(p, 0) >= min_tokens]
+    eligible = set(long_enough if len(long_enough) >= 2 else pieces)
     scores = {p: int(stable_id([seed, p], 12), 16) / 16 ** 12 for p in pieces}
     val = {p for p in pieces if prev_side.get(p) == "validation"
-           or (p not in prev_side and scores[p] < val_fraction)}
-    if not val:
-        val = {min(pieces, key=scores.get)}
+           or (p not in prev_side and p in eligible and scores[p] < val_fraction)}
+    if not val & eligible:
+        val.add(min(eligible, key=scores.get))
     if len(val) == len(pieces):
         val.discard(max(val, key=scores.get))
     return {"train": [p for p in pieces if p not in val], "validation": sorted(val),

@@ -39,3 +39,11 @@ class AudioError(PipelineError):
 
 class EngraveError(PipelineError):
     """Sheet music could not be drawn (no engraver installed, or the engraver failed)."""
+
+
+class FolderInUseError(PipelineError):
+    """Another process holds the lock of a dataset or run folder."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, re-raised by a stage that can say what was kept and how to go on."""

@@ -20,11 +20,13 @@ import pandas as pd
 
 from . import midi_io
 from .config import StageConfig
-from .dataset import CachedFile, DatasetError, assign_split, is_dataset, read_cached, read_previous, write_dataset
+from .dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
+                      read_previous, write_dataset)
 from .encodings import NOTE_ENCODINGS, encode_chars, group_onsets, grouped_tokens
 from .errors import ConfigError, NoUsableInputError, PipelineError
-from .fsutil import atomic_dir, sha256_file
+from .fsutil import atomic_dir, folder_lock, sha256_file
 from .notes import empty_note_table, normalise_note_table, note_table_bytes
+from .procs import die_with_parent
 
 ABC_SUFFIXES = (".abc",)
 INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
@@ -74,18 +76,42 @@ class FileResult:
         return entry
 
 
+def _not_regular(p: Path) -> str:
+    """Why an input-named path that is not a regular file cannot be read ("" if it is a folder)."""
+    import stat
+
+    if p.is_symlink() and not p.exists():
+        return f"a broken link (to {os.readlink(p)})"
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return ""
+    return "not a regular file (a pipe, socket or device); reading it could wait forever"
+
+
 def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]:
     """Expand files and folders (recursively) into input files, sorted.
 
     Returns the usable files and a list of ``{"path", "reason"}`` for paths
-    that were given but cannot be used (missing, wrong suffix).
+    that were given but cannot be used (missing, wrong suffix, a broken link or
+    a pipe named like a MIDI file).
     """
     files: list[Path] = []
     rejected: list[dict] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES)
-            if not found:
+            found, seen = [], 0
+            for f in sorted(p.rglob("*")):
+                if f.suffix.lower() not in INPUT_SUFFIXES:
+                    continue
+                if f.is_file():
+                    found.append(f)
+                elif reason := _not_regular(f):
+                    rejected.append({"path": str(f), "reason": reason})
+                seen += 1
+            if not seen:
                 rejected.append({"path": str(p), "reason": "folder holds no .mid/.midi/.abc file"})
             files.extend(found)
         elif p.is_file():
@@ -93,10 +119,29 @@ def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]
                 files.append(p)
             else:
                 rejected.append({"path": str(p), "reason": f"unsupported file type {p.suffix or '(none)'}"})
+        elif p.exists() or p.is_symlink():
+            rejected.append({"path": str(p), "reason": _not_regular(p)})
         else:
             rejected.append({"path": str(p), "reason": "no such file or folder"})
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, rejected
+
+
+def hash_inputs(files: list[Path]) -> tuple[list[Path], list[str], list[dict]]:
+    """sha256 of every file: ``(readable files, their hashes, {"path", "reason"} of unreadable ones)``.
+
+    A file that cannot be read (permission denied, an I/O error, deleted meanwhile)
+    is reported and skipped like a corrupt one, never the end of the extraction.
+    """
+    kept, shas, rejected = [], [], []
+    for f in files:
+        try:
+            shas.append(sha256_file(f))
+        except OSError as exc:
+            rejected.append({"path": str(f), "reason": f"cannot read it ({exc.strerror or type(exc).__name__})"})
+            continue
+        kept.append(f)
+    return kept, shas, rejected
 
 
 def check_name(name: str) -> None:
@@ -215,14 +260,19 @@ def _run_parallel(jobs: list[tuple], workers: int, progress: Callable | None) ->
     import pyarrow.parquet  # noqa: F401
     import symusic  # noqa: F401
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
         futures = [pool.submit(parse_file, *job) for job in jobs]
         results = []
         for fut in futures:
             results.append(fut.result())
             if progress:
                 progress(1)
-        return results
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not parse the files still queued
+        raise
+    pool.shutdown()
+    return results
 
 
 def extract(paths: list[str | Path], config: ExtractConfig,
@@ -246,20 +296,46 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     ------
     NoUsableInputError
         When no file at all could be used; the previous output is left intact.
+    FolderInUseError
+        When another process is writing the same dataset (its lock is held throughout).
     """
     config.validate()
     check_name(config.name)
     folder = Path(config.out) / config.name
     files, rejected = collect_inputs(paths)
     check_output(folder, files, paths)
+    with folder_lock(folder, what=" (another extract writing it)"):
+        return _extract_locked(paths, files, rejected, folder, config, progress, log)
+
+
+def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path, config: ExtractConfig,
+                    progress: Callable[[int], None] | None, log: Callable[[str], None]) -> dict:
+    files, shas, unreadable = hash_inputs(files)
+    rejected = rejected + unreadable
     for r in rejected:
         log(f"skipped {r['path']}: {r['reason']}")
     if not files:
+        if unreadable:
+            raise NoUsableInputError(f"none of the {len(unreadable)} input files could be read "
+                                     f"(first: {unreadable[0]['path']}: {unreadable[0]['reason']})")
         raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
 
-    shas = [sha256_file(f) for f in files]
-    pieces = _piece_ids(files, shas)
     previous, prev_split = read_previous(folder)
+    gone = sorted(set(previous_inputs(folder)) - {str(f) for f in files})
+    if gone:
+        more, many = " ..." if len(gone) > 5 else "", len(gone) > 1
+        log(f"notice: {len(gone)} input{'s' if many else ''} of the last extract into {folder} "
+            f"{'are' if many else 'is'} gone and left out: {', '.join(gone[:5])}{more}")
+    first_of: dict[str, Path] = {}  # sha256 -> the first file with that content; the others are duplicates
+    duplicates = []
+    for f, sha in zip(files, shas):
+        if sha in first_of:
+            duplicates.append({"path": str(f), "sha256": sha, "status": "skipped",
+                               "reason": f"duplicate of {first_of[sha]}", "duplicate_of": str(first_of[sha])})
+        else:
+            first_of[sha] = f
+    files, shas = list(first_of.values()), list(first_of)
+    pieces = _piece_ids(files, shas)
 
     results: dict[str, FileResult] = {}
     jobs = []
@@ -274,15 +350,15 @@ def extract(paths: list[str | Path], config: ExtractConfig,
                          skipped_units=old.get("skipped_units", []))
         if res.status == "ok":
             try:
-                res.notes, res.texts = read_cached(folder, sha)
+                res.notes, res.texts = _renamed(*read_cached(folder, sha), piece, res.kind)
             except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
                 log(f"notice: {exc}; parsing {f.name} again")
                 jobs.append((str(f), sha, piece))
                 continue
         results[sha] = res
     reused = len(results)
-    if progress and reused:
-        progress(reused)
+    if progress and reused + len(duplicates) + len(unreadable):
+        progress(reused + len(duplicates) + len(unreadable))
     workers = config.workers or (os.cpu_count() or 1)
     for res in _run_parallel(jobs, min(workers, len(jobs)), progress):
         results[res.sha256] = res
@@ -293,6 +369,8 @@ def extract(paths: list[str | Path], config: ExtractConfig,
             log(f"skipped {res.path}: {res.reason}")
         for unit in res.skipped_units:
             log(f"skipped tune {unit['tune']} in {Path(res.path).name}: {unit['reason']}")
+    for d in duplicates:
+        log(f"skipped {d['path']}: {d['reason']}")
     ok = [r for r in ordered if r.status == "ok"]
     if not ok:
         raise NoUsableInputError(f"none of the {len(ordered)} input files could be used "
@@ -301,19 +379,20 @@ def extract(paths: list[str | Path], config: ExtractConfig,
     notes = normalise_note_table(pd.concat([r.notes for r in ok], ignore_index=True)) if ok else empty_note_table()
     texts = {k: v for r in ok for k, v in r.texts.items()}
     piece_names = sorted(notes["piece"].unique())
-    split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split)
-
     groups = group_onsets(notes, config.onset_tolerance)  # every piece in one pass
     sequences = {enc: grouped_tokens(groups, enc) for enc in NOTE_ENCODINGS}
+    lengths = {p: min(len(sequences[enc][p]) for enc in NOTE_ENCODINGS) for p in piece_names}
+    split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
     if texts:
         sequences["chars"] = {p: encode_chars(texts[p]) for p in sorted(texts)}
     manifest = {
         "dataset": config.name,
         "config": config.to_dict(),
-        "files": [r.manifest_entry() for r in ordered] + [
+        "files": [r.manifest_entry() for r in ordered] + duplicates + [
             {"path": r["path"], "sha256": None, "status": "skipped", "reason": r["reason"]} for r in rejected],
+        "gone_since_last_run": gone,
         "totals": {
-            "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(rejected),
+            "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(duplicates) + len(rejected),
             "files_reused": reused, "pieces": len(piece_names), "notes": int(len(notes)),
             "dropped": _sum_dicts(r.dropped for r in ok),
         },
@@ -324,6 +403,14 @@ def extract(paths: list[str | Path], config: ExtractConfig,
                       cache=[CachedFile(r.sha256, r.notes, r.texts, r.parquet) for r in ok],
                       previous=folder if previous else None)
     return {"folder": str(folder), **manifest["totals"]}
+
+
+def _renamed(notes: pd.DataFrame, texts: dict[str, str], piece: str,
+             kind: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Cached notes under this run's piece id (a file's id changes when another file with its stem arrives)."""
+    def rename(name: str) -> str:
+        return f"{piece}#{name.rpartition('#')[2]}" if kind == "abc" else piece  # ABC tunes are <piece>#<n>
+    return notes.assign(piece=notes["piece"].map(rename)), {rename(k): v for k, v in texts.items()}
 
 
 def _sum_dicts(dicts: Iterable[dict]) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -29,7 +30,15 @@ MARKER = ".musicrnn"  # in every folder the tool writes whole: only those may be
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask. Read from /proc where it can be: setting it to read it back
+    (the portable way) would open a window in which another thread creates files 0666."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -115,21 +124,40 @@ def check_replaceable(final: str | Path, also_ours: Callable[[Path], bool] | Non
                           "(choose another --name or --out)")
 
 
+def _temporaries(parent: Path, name: str) -> Iterator[tuple[Path, str]]:
+    """``(path, kind)`` of the ``.<name>.tmp-*`` and ``.<name>.old-<pid>`` folders beside ``<name>``."""
+    for kind in ("tmp", "old"):
+        prefix = f".{name}.{kind}-"
+        for p in parent.glob(glob.escape(prefix) + "*"):
+            # the suffix (mkdtemp's letters or a pid) has no dot: ".a.tmp-x" is not ".a.b.tmp-x"'s
+            if p.is_dir() and not p.is_symlink() and "." not in p.name[len(prefix):]:
+                yield p, kind
+
+
 def clean_stale_temporaries(parent: str | Path, name: str) -> int:
-    """Remove ``.<name>.tmp-*`` / ``.<name>.old-*`` folders of ours whose writer process is gone."""
-    removed = 0
-    for p in Path(parent).glob(f".{name}.*-*"):
-        kind, _, pid = p.name.rpartition("-")
-        if not (kind.endswith(".tmp") or kind.endswith(".old")) or not p.is_dir():
-            continue
-        owner = (p / (MARKER + ".pid"))
+    """Tidy what a killed writer of ``<parent>/<name>`` left; returns how many folders it removed.
+
+    A ``.tmp-*`` folder whose writer process is gone is removed. A ``.old-<pid>``
+    folder is the previous ``<name>`` caught mid-swap: it is put back when
+    ``<name>`` is missing (the swap never finished), removed otherwise.
+    Only folders this tool marked are touched.
+    """
+    parent, removed = Path(parent), 0
+    final = parent / name
+    for p, kind in _temporaries(parent, name):
+        owner = p / (MARKER + ".pid")
         try:
-            alive = owner.exists() and _pid_alive(int(owner.read_text()))
+            pid = p.name.rpartition("-")[2] if kind == "old" else owner.read_text() if owner.exists() else ""
+            alive = bool(pid) and _pid_alive(int(pid))
         except (OSError, ValueError):
             alive = False
-        if not alive and (is_ours(p) or owner.exists()):
-            shutil.rmtree(p, ignore_errors=True)
-            removed += 1
+        if alive or not (is_ours(p) or owner.exists()):
+            continue
+        if kind == "old" and not final.exists() and not final.is_symlink():
+            os.replace(p, final)  # the earlier result survives a kill between the two renames
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed += 1
     return removed
 
 
@@ -143,6 +171,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def make_folder(folder: Path) -> None:
+    """``mkdir -p``, with a one-line error where a file stands in the way."""
+    from .errors import ConfigError
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise ConfigError(f"{blocker} is a file, not a folder; choose another output folder") from None
+
+
+def _plain_target(final: Path) -> Path:
+    """``final`` with its parent resolved, so ``a/b/../b`` and symlinked parents name the real place."""
+    if final.name in ("", ".", ".."):
+        from .errors import ConfigError
+        raise ConfigError(f"{final} does not name a folder (it ends in {final.name or '/'!r}); give a plain name")
+    return final.parent.resolve() / final.name
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path, also_ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Build a folder under a temporary name, then swap it in place of ``final``.
@@ -150,27 +196,76 @@ def atomic_dir(final: str | Path, also_ours: Callable[[Path], bool] | None = Non
     If the body raises, the temporary folder is removed and ``final`` is left
     exactly as it was, so earlier results survive a failed re-run. ``final``
     must be missing, empty, or a folder this tool wrote (:func:`check_replaceable`);
-    the new folder is marked as ours and gets umask permissions. Temporary
-    folders that a killed earlier run left behind are removed first.
+    the new folder is marked as ours and gets umask permissions. What a killed
+    earlier run left (:func:`clean_stale_temporaries`) is tidied first. Yields the
+    temporary folder.
     """
-    final = Path(final)
-    check_replaceable(final, also_ours)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = _plain_target(Path(final))
+    make_folder(final.parent)
     clean_stale_temporaries(final.parent, final.name)
+    check_replaceable(final, also_ours)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    pid_file = MARKER + ".pid"
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        (tmp / (MARKER + ".pid")).write_text(str(os.getpid()))
+        (tmp / pid_file).write_text(str(os.getpid()))
         yield tmp
-        (tmp / (MARKER + ".pid")).unlink()
+        # marked before the pid file goes: an unmarked, pid-less folder is never cleaned, a marked one
+        # with a live pid never is either, so a concurrent run cannot take this one for stale
         atomic_write_text(tmp / MARKER, "written by musicrnn; this folder may be replaced by a re-run\n")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():
+            os.replace(old, final)
         if isinstance(exc, OSError):
             _no_space(exc, final)
         raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
+    with contextlib.suppress(FileNotFoundError):
+        (final / pid_file).unlink()
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ locks
+
+def lock_path(folder: str | Path) -> Path:
+    """The lock file of a folder: ``.<name>.lock`` beside it (the folder itself may be swapped away)."""
+    folder = _plain_target(Path(folder))
+    return folder.with_name(f".{folder.name}.lock")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, timeout: float = 0.0, what: str = "") -> Iterator[None]:
+    """Hold the lock of ``folder`` (a dataset or a run folder) across processes.
+
+    Waits up to ``timeout`` seconds, then raises :class:`~pipeline.errors.FolderInUseError`
+    naming the holder: "<folder> is in use by process N". The holder's pid is kept in
+    the lock file; the operating system releases the lock when the holder dies,
+    however it dies.
+    """
+    from filelock import FileLock, Timeout
+
+    from .errors import FolderInUseError
+
+    path = lock_path(folder)
+    make_folder(path.parent)
+    lock = FileLock(str(path), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = int(path.read_text().split()[0])
+            by = f"process {holder}"
+        except (OSError, ValueError, IndexError):
+            by = "another process"
+        raise FolderInUseError(f"{folder} is in use by {by}{what}; wait for it to finish "
+                               "(or stop it) and try again") from None
+    try:
+        with open(path, "w") as f:  # we hold it: say who, for the message of the next comer
+            f.write(f"{os.getpid()}\n")
+        yield
+    finally:
+        lock.release()

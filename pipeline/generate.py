@@ -109,10 +109,11 @@ def regression_noise(ckpt: Checkpoint) -> float:
 
 def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | None = None, *,
              device: str = "auto", max_length: int = MAX_LENGTH, model: SequenceModel | None = None,
-             ckpt: Checkpoint | None = None) -> Samples:
+             ckpt: Checkpoint | None = None, progress: Callable[[int], None] | None = None) -> Samples:
     """Sample ``config.count`` sequences from a run into ``<run>/samples/<tag>/samples.json``.
 
-    ``model``/``ckpt`` may be passed to reuse a loaded network across calls.
+    ``model``/``ckpt`` may be passed to reuse a loaded network across calls;
+    ``progress`` is called with the number of new token steps as they are drawn.
     """
     run_dir = Path(run_dir)
     ckpt = ckpt or load_checkpoint(run_dir, config.checkpoint)
@@ -126,7 +127,8 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     g = torch.Generator(device=dev).manual_seed(config.seed)
     ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
-    new = model.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise)
+    new = model.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
+                         progress=progress)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
     s = Samples(folder=out, run=run_dir, encoding=ckpt.encoding, task=ckpt.task, config=config.to_dict(),
                 primer=primer, samples=[vocab.decode(x) for x in new], primer_info=primer_info)
@@ -178,12 +180,15 @@ def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Se
                      primer_text: str = "", render_midi: bool = True, engrave: bool = True,
                      engrave_count: int | None = None, device: str = "auto", max_length: int = MAX_LENGTH,
                      progress: Callable[[int], None] | None = None,
+                     on_total: Callable[[int, str, str], None] = lambda n, desc, unit: None,
                      notice: Callable[[str], None] = lambda s: None,
                      on_temperature: Callable[[TemperatureResult], None] = lambda r: None) -> GenerateResult:
     """Draw ``base.count`` samples at each temperature, then render or check them.
 
     ``primer_text`` is what the user typed after ``--primer-tokens``: space-separated
     note tokens, or for chars models ABC text (``\\n`` for a newline) after ``<start>``.
+    ``on_total(n, desc, unit)`` starts a progress bar that ``progress`` advances: the
+    token steps of each temperature, then (chars) the tunes checked.
     Note models get MIDI files (``render_midi``); chars models get ``.abc`` files,
     MIDI and SVG sheet music for the playable tunes, ``validity.csv`` per temperature
     and ``samples/validity_summary.csv``/``.md`` across temperatures.
@@ -198,18 +203,22 @@ def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Se
         primer_text = primer_text.replace("\\n", "\n")  # a newline is awkward to type in a shell
     tokens = tuple([START, *primer_text] if chars else primer_text.split()) if primer == "tokens" else ()
     base = replace(base, primer=primer, primer_tokens=tokens)
+    base.validate(max_length)  # before loading anything: a typo in --length fails at once
     ckpt = load_checkpoint(run_dir, base.checkpoint)
     model = model_from_checkpoint(ckpt)
     result = GenerateResult(run=str(run_dir))
     validity = {}
+    length = base.length or DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH)
     for t in temperatures:
+        on_total(length, f"sampling T={t:g}", "token")
         s = generate(run_dir, replace(base, temperature=t), device=device, max_length=max_length,
-                     model=model, ckpt=ckpt)
+                     model=model, ckpt=ckpt, progress=progress)
         res = TemperatureResult(temperature=t, folder=str(s.folder), lengths=[len(x) for x in s.samples])
         if chars:
             from .abc_eval import default_engrave_count, score_sample_folder
 
             n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None else engrave_count or None)
+            on_total(len(s.samples), f"checking T={t:g}", "tune")
             res.validity = validity[t] = score_sample_folder(s.folder, midi=render_midi, engrave_count=n_draw,
                                                              progress=progress, notice=notice)
         elif render_midi:

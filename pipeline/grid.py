@@ -35,8 +35,9 @@ from typing import Callable, Iterator, Mapping, Sequence
 from .errors import ConfigError, PipelineError, RunError
 from .config import StageConfig
 from .dataset import load_dataset
-from .fsutil import atomic_write_json
-from .report import read_run, write_report
+from .fsutil import atomic_write_json, folder_lock
+from .procs import die_with_parent, terminate_as_interrupt
+from .report import ensure_run_curves, read_run, write_report
 from .rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name
 
 EXECUTORS = ("local", "ray")
@@ -176,7 +177,8 @@ def run_one(config: dict, run_dir: str, cwd: str = "") -> dict:
 
     t0 = time.perf_counter()
     try:
-        summary = train(TrainConfig.from_dict(config), run_dir, resume=(Path(run_dir) / "last.pt").exists())
+        with folder_lock(run_dir, what=" (training it)"):
+            summary = train(TrainConfig.from_dict(config), run_dir, resume=(Path(run_dir) / "last.pt").exists())
         return {"status": "finished", **asdict(summary), "wall_seconds": time.perf_counter() - t0}
     except PipelineError as exc:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
@@ -200,9 +202,15 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
             diff = sorted(k for k in theirs if theirs[k] != canonical_config(config)[k])
             raise RunError(f"{run_dir} holds a different configuration ({', '.join(diff)} differ); move it away")
     if record["has_checkpoint"]:
-        return "skip" if record["status"] == "finished" else "resume"
-    # killed before its first checkpoint: nothing worth keeping
-    shutil.rmtree(run_dir)
+        if record["status"] == "finished":
+            ensure_run_curves(run_dir)  # its training was stopped while drawing them
+            return "skip"
+        return "resume"
+    if record["config"] is None:
+        raise RunError(f"{run_dir} is not a run folder (no config.json); move it away")
+    # killed before its first checkpoint: nothing worth keeping, unless another process is training it now
+    with folder_lock(run_dir, what=" (training it)"):
+        shutil.rmtree(run_dir)
     return "restart"
 
 
@@ -222,7 +230,8 @@ def _run_local(jobs: list[Job], workers: int, cwd: str) -> Iterator[tuple[str, d
         while queue or running:
             if pool is None:
                 # spawn, not fork: forking a parent whose torch/OpenMP threads already ran can hang
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=die_with_parent, initargs=(os.getpid(),))
             # submit only what can start now: a queued run must not start after Ctrl-C
             while queue and len(running) < workers:
                 rid, config, run_dir = queue.pop(0)
@@ -321,8 +330,15 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
         _import_ray()
     for dataset, encoding in sorted({(c.dataset, c.encoding) for c in configs}):
         load_dataset(dataset, encoding)  # one clear error now rather than one per run
+    # one grid process per folder: a second would take the first's live runs for killed ones
+    with folder_lock(grid.folder, what=" (a grid is training in it)"), terminate_as_interrupt():
+        grid.folder.mkdir(parents=True, exist_ok=True)
+        return _run_grid(configs, grid, skipped, progress)
+
+
+def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequence[dict],
+              progress: Callable[[str, dict], None] | None) -> dict:
     folder = grid.folder
-    folder.mkdir(parents=True, exist_ok=True)
     n_workers = grid.workers or (cpu_count() if grid.executor == "local" else 0)
 
     # grid.json describes this invocation; runs of earlier ones stay in their folders (and the report)
@@ -337,9 +353,9 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
         entries[rid] = {"id": rid, "config": canonical_config(config), "status": "pending"}
         try:
             actions[rid] = _prepare(config, run_dir)
-        except RunError as exc:
+        except PipelineError as exc:
             actions[rid] = "none"
-            results[rid] = {"status": "failed", "error": f"RunError: {exc}"}
+            results[rid] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
             continue
         if actions[rid] == "skip":
             results[rid] = {"status": "finished"}
@@ -402,8 +418,11 @@ def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *,
     values["dataset"] = [dataset]
     grid = replace(grid, name=grid.name or f"{Path(dataset).name}-grid")
     configs, skipped = expand_grid(values)
-    if skipped:
-        notice(f"skipped {len(skipped)} invalid combinations, e.g. {skipped[0]['config']}: {skipped[0]['reason']}")
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+    for reason, n in reasons.items():
+        notice(f"skipped {n} invalid combination{'s' if n > 1 else ''}: {reason}")
     on_start(f"grid {grid.name}: {len(configs)} runs on {'the latest dataset, ' if picked else ''}{dataset}")
     on_total(len(configs), f"grid {grid.name}")
     return run_grid(configs, grid, skipped=skipped, progress=progress)

@@ -11,6 +11,7 @@ classify/regress difference.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -157,7 +158,7 @@ class SequenceModel(nn.Module):
     @torch.inference_mode()
     def generate(self, primer_ids: torch.Tensor, length: int, temperature: float,
                  generator: torch.Generator | None = None, stop_id: int | None = None,
-                 noise: float = 0.0) -> list[list[int]]:
+                 noise: float = 0.0, progress: Callable[[int], None] | None = None) -> list[list[int]]:
         """Draw a batch of continuations, carrying the recurrent state one token at a time.
 
         Parameters
@@ -166,6 +167,7 @@ class SequenceModel(nn.Module):
         length : new tokens per row, at most.
         stop_id : an id that ends a row (kept in its output), e.g. ``<end>``; rows that
             stopped are cut there, and sampling ends when every row has stopped.
+        progress : called with the number of new steps, every 32 steps and at the end.
 
         Returns
         -------
@@ -181,10 +183,15 @@ class SequenceModel(nn.Module):
             nxt = self.next_ids(last, temperature, generator, noise)
             out_ids[:, i] = nxt
             steps = i + 1
-            if stop_id is not None and steps % check_every == 0 and bool((out_ids[:, :steps] == stop_id).any(1).all()):
-                break
+            if steps % check_every == 0:
+                if progress:
+                    progress(check_every)
+                if stop_id is not None and bool((out_ids[:, :steps] == stop_id).any(1).all()):
+                    break
             out, state = self(nxt[:, None], state)
             last = out[:, -1]
+        if progress and steps % check_every:
+            progress(steps % check_every)
         rows = out_ids[:, :steps].tolist()
         if stop_id is not None:
             rows = [r[:r.index(stop_id) + 1] if stop_id in r else r for r in rows]

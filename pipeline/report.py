@@ -8,6 +8,9 @@ be run at any time, also while the grid is training. Writes, into that folder:
 - ``summary.csv`` and ``summary.md``  one row per run, best validation loss first
 - ``curves_<cell>.png``               training (solid) and validation (dashed) loss per run of a cell
 - ``loss_vs_params.png``              best validation loss against parameter count, per cell
+
+and draws a single run's ``curves.png`` (:func:`plot_curves`, which ``train`` calls when it
+stops; :func:`ensure_run_curves` for a run stopped while drawing it).
 """
 from __future__ import annotations
 
@@ -66,6 +69,44 @@ def read_run(run_dir: str | Path) -> dict:
     except (ValueError, KeyError) as exc:
         record.update(status="failed", error=f"{run_dir} is damaged ({type(exc).__name__}: {exc})")
     return record
+
+
+def curves_title(config: TrainConfig) -> str:
+    return f"{config.cell.upper()} {config.layers}x{config.hidden} · {config.encoding} · {config.task}"
+
+
+def plot_curves(rows: list[dict], path: Path, title: str) -> None:
+    """A run's ``curves.png``: loss and accuracy per epoch, training solid, validation dashed.
+
+    ``rows`` are metrics rows (``epoch``, ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``).
+    """
+    fig = new_figure((10, 3.6))
+    a, b = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in rows]
+    for ax, kind in ((a, "loss"), (b, "acc")):
+        for side, style in (("train", "-"), ("val", "--")):
+            ax.plot(epochs, [r[f"{side}_{kind}"] for r in rows], style, label=f"{side} {kind}")
+        ax.set(xlabel="epoch", ylabel="loss" if kind == "loss" else "accuracy",
+               title="loss" if kind == "loss" else "accuracy")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write_figure(path, fig)
+
+
+def ensure_run_curves(run_dir: str | Path) -> bool:
+    """Draw ``curves.png`` of a run that has epochs but no picture (its training was
+    stopped while drawing it); True if it drew one."""
+    run_dir = Path(run_dir)
+    if (run_dir / "curves.png").exists():
+        return False
+    record = read_run(run_dir)
+    if record["config"] is None or not len(record["history"]):
+        return False
+    plot_curves(record["history"].to_dict("records"), run_dir / "curves.png",
+                curves_title(TrainConfig.from_dict(record["config"])))
+    return True
 
 
 def _metrics_row(record: dict) -> dict:

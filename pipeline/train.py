@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .dataset import Dataset, latest_dataset, load_dataset
+from .dataset import Dataset, dataset_read_lock, latest_dataset, load_dataset
 from .encodings import Vocabulary
-from .errors import ConfigError, DatasetError, RunError
+from .errors import ConfigError, DatasetError, Interrupted, RunError
+from .fsutil import folder_lock
 from .model import ModelConfig, SequenceModel, resolve_device
+from .report import curves_title, ensure_run_curves, plot_curves
 from .rundir import (Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config, read_status,
                      run_name, save_checkpoint, write_run_header)
 
@@ -181,24 +183,6 @@ class Trainer:
         return row
 
 
-def plot_curves(rows: list[dict], path: Path, title: str) -> None:
-    from .figures import atomic_write_figure, new_figure
-
-    fig = new_figure((10, 3.6))
-    a, b = fig.subplots(1, 2)
-    epochs = [r["epoch"] for r in rows]
-    for ax, kind in ((a, "loss"), (b, "acc")):
-        for side, style in (("train", "-"), ("val", "--")):
-            ax.plot(epochs, [r[f"{side}_{kind}"] for r in rows], style, label=f"{side} {kind}")
-        ax.set(xlabel="epoch", ylabel="loss" if kind == "loss" else "accuracy",
-               title="loss" if kind == "loss" else "accuracy")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write_figure(path, fig)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -258,6 +242,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         saved = TrainConfig.from_dict(ckpt.train_config)
         limits = {k: v for k, v in (limits or {}).items() if k != "epochs" or v > saved.epochs}
         if ckpt.finished and "epochs" not in limits:
+            ensure_run_curves(run_dir)
             return TrainResult.from_rows(run_dir, ckpt.metrics, sum(t.numel() for t in ckpt.model.values()))
         config = replace(saved, **{k: getattr(config, k) for k in EXECUTION}, **limits)
     elif resume and not (run_dir / "config.json").exists():
@@ -272,7 +257,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     config.dataset = str(Path(config.dataset).resolve())  # the run works from any working directory
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     dev = resolve_device(config.device)
-    ds = load_dataset(config.dataset, config.encoding)
+    with dataset_read_lock(config.dataset):  # not while an extract swaps it: its files would not match
+        ds = load_dataset(config.dataset, config.encoding)
     fingerprint = ds.fingerprint()
     if ckpt is not None and ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
         raise DatasetError(f"cannot resume {run_dir.name}: the dataset {config.dataset} changed since the run began "
@@ -327,8 +313,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                 break
     finally:
         if rows:
-            plot_curves(rows, run_dir / "curves.png",
-                        f"{config.cell.upper()} {config.layers}x{config.hidden} · {config.encoding} · {config.task}")
+            plot_curves(rows, run_dir / "curves.png", curves_title(config))
     if stopped == "diverged":
         where = f"; best.pt keeps epoch {best_row(rows)['epoch']}" if rows else ""
         raise RunError(f"training diverged at epoch {diverged_at} (the loss is not a finite number){where}; "
@@ -357,6 +342,9 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
     ``given`` names the options the user typed; on ``--resume`` any of them that
     would change the model or data is refused (the run's own config wins).
     """
+    if name and (Path(name).is_absolute() or ".." in Path(name).parts):
+        raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
+                          f"not {name!r}")
     run_dir = Path(runs) / name if name else None
     if resume and run_dir is None:
         raise ConfigError("--resume needs --name: the run folder to continue")
@@ -374,10 +362,22 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
         status = read_status(run_dir)
         on_start(f"resuming {run_dir} at epoch {status.epoch + 1 if status else 1}")
         limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
-        return train(config, run_dir, resume=True, on_epoch=on_epoch, limits=limits)
+        return _train_locked(config, run_dir, runs, resume=True, on_epoch=on_epoch, limits=limits)
     dataset, picked = resolve_dataset(config.dataset if "dataset" in given else None)
     config = replace(config, dataset=dataset)
     config.validate()
     run_dir = run_dir or Path(runs) / run_name(config, dataset_prefix=True)
     on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}")
-    return train(config, run_dir, resume=False, on_epoch=on_epoch)
+    return _train_locked(config, run_dir, runs, resume=False, on_epoch=on_epoch)
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, runs: str | Path, **kw) -> TrainResult:
+    """:func:`train` holding the run folder's lock; Ctrl-C says how to go on."""
+    with folder_lock(run_dir, what=" (training it)"):
+        try:
+            return train(config, run_dir, **kw)
+        except KeyboardInterrupt:
+            status = read_status(run_dir) if (run_dir / "config.json").exists() else None
+            where = f" --runs {runs}" if Path(runs) != Path("runs") else ""
+            raise Interrupted(f"interrupted; {status.epoch if status else 0} finished epochs are kept in {run_dir}: "
+                              f"continue with `train --name {run_dir.relative_to(runs)}{where} --resume`") from None

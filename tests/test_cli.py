@@ -74,3 +74,75 @@ def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path):
     assert res.exit_code == 0 and "skipped" in res.output and "rendered 1 sequences (1 skipped)" in res.output
     assert (folder / "good.png").exists()
     fails(runner, ["render", str(folder / "bad.mid")], "nothing rendered")
+
+
+# ------------------------------------------------------------------ the user's own commands, as written
+
+def raw_midi(folder):
+    """raw_midi/ as a user fills it: four short pieces (40 onsets each) dropped in."""
+    from conftest import melody, write_pm
+    for k in range(4):
+        write_pm(folder / "raw_midi" / f"piece{k}.mid", melody(40, k))
+
+
+def first_line(out: str) -> str:
+    return out.strip().splitlines()[0]
+
+
+def check_the_four_lines(runner, tmp_path, train_extra):
+    from pathlib import Path
+    raw_midi(tmp_path)
+    out = ok(runner, ["extract", "raw_midi/"])
+    assert out.strip().endswith("-> processed/raw_midi/")
+    out = ok(runner, ["train", "--cell", "gru", "--layers", "4", "--hidden", "128", *train_extra])
+    assert first_line(out) == "training runs/raw_midi-gru-4x128 on the latest dataset, processed/raw_midi"
+    assert "-> runs/raw_midi-gru-4x128/" in out
+    out = ok(runner, ["render"])
+    assert first_line(out) == ("sampling the latest run, runs/raw_midi-gru-4x128 with the generate defaults, "
+                               "then rendering")
+    samples = Path("runs/raw_midi-gru-4x128/samples/t1-s0")
+    for suffix in (".mid", ".wav", ".png"):
+        assert len(list(samples.glob("sample_*" + suffix))) == 4, suffix
+    out = ok(runner, ["render"])  # samples exist now: they are rendered again, not drawn again
+    assert first_line(out).startswith(f"rendering {samples} (the latest samples of the latest run")
+    out = ok(runner, ["compare"])
+    assert first_line(out) == ("comparing the 1 finished runs trained on the latest dataset, processed/raw_midi: "
+                               "raw_midi-gru-4x128")
+    page = out.strip().rsplit("-> ", 1)[1]
+    assert Path(page).name == "index.html" and Path(page).exists()
+
+
+def test_the_users_four_commands(runner, tmp_path):
+    """extract raw_midi/, train, render, compare: as the user types them, with two epochs to stay quick."""
+    check_the_four_lines(runner, tmp_path, ["--epochs", "2", "--threads", "1"])
+
+
+@pytest.mark.slow
+def test_the_users_four_commands_exactly_as_written(runner, tmp_path):
+    check_the_four_lines(runner, tmp_path, [])
+
+
+def test_defaults_pick_the_latest_and_say_so(runner, tmp_path):
+    """No --data / --run: the latest dataset or run, named in the first line; with none, one line saying what to do."""
+    for args in (["train"], ["grid", "--cell", "gru,rnn"]):
+        out = fails(runner, args, "no processed dataset under processed/; run `extract` first")
+        assert len(out.strip().splitlines()) == 1
+    for args in (["generate"], ["render"], ["heatmap"]):
+        out = fails(runner, args, "no trained run under runs/; run `train` first")
+        assert len(out.strip().splitlines()) == 1
+    fails(runner, ["compare"], "no processed dataset under processed/")
+    raw_midi(tmp_path)
+    ok(runner, ["extract", "raw_midi/", "--name", "older", "--workers", "1"])
+    ok(runner, ["extract", "raw_midi/", "--workers", "1"])
+    fails(runner, ["compare"], "no finished run trained on the latest dataset processed/raw_midi")
+    tiny = ["--layers", "1", "--hidden", "8", "--embed", "4", "--epochs", "1", "--threads", "1"]
+    out = ok(runner, ["grid", "--cell", "gru,rnn", *tiny, "--workers", "1"])
+    assert first_line(out) == "grid raw_midi-grid: 2 runs on the latest dataset, processed/raw_midi"
+    out = ok(runner, ["train", "--cell", "lstm", *tiny])
+    assert first_line(out) == "training runs/raw_midi-lstm-1x8 on the latest dataset, processed/raw_midi"
+    out = ok(runner, ["generate", "--count", "1", "--length", "5"])
+    assert first_line(out) == "using the latest run, runs/raw_midi-lstm-1x8"
+    out = ok(runner, ["heatmap", "--length", "20"])
+    assert first_line(out) == "using the latest run, runs/raw_midi-lstm-1x8"
+    out = ok(runner, ["compare", "--temperature", "1", "--count", "1", "--length", "5"])
+    assert first_line(out).startswith("comparing the 3 finished runs trained on the latest dataset, processed/raw_midi")
