@@ -138,6 +138,8 @@ def train_options(f):
         click.option("--dropout", default=str(d["dropout"]), show_default=True),
         click.option("--optimizer", default=d["optimizer"], show_default=True, help="adam, rmsprop or adagrad."),
         click.option("--lr", default=str(d["lr"]), show_default=True, help="Learning rate."),
+        click.option("--lr-decay", "lr_decay", default=str(d["lr_decay"]), show_default=True,
+                     help="Multiply the learning rate by this over each epoch (smoothly, step by step); 1 = constant."),
         click.option("--weight-decay", "weight_decay", default=str(d["weight_decay"]), show_default=True,
                      help="L2 penalty on the weights (the optimizer's weight_decay)."),
         click.option("--batch", default=str(d["batch"]), show_default=True,
@@ -158,8 +160,12 @@ def train_options(f):
         click.option("--transpose", default=str(d["transpose"]), show_default=True,
                      help="Augment: also train on each piece transposed by -N..+N semitones; 0 = off. Note "
                           "encodings only (chars ignores it)."),
+        click.option("--val-sample", "val_sample", default=str(d["val_sample"]), show_default=True,
+                     help="Score the window measure on at most this many evenly spaced validation targets each epoch "
+                          "(each costs a whole window of steps); 0 = all. The full-context measure scores all."),
         click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
-                     help="Time budget: stop after the epoch that passes it; 0 = none."),
+                     help="Time budget (training and validation): the epoch under way when it runs out stops "
+                          "early, is validated and ends the run; 0 = none."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
     ]
@@ -356,11 +362,14 @@ def _temperature_line(r, count: int, midi: bool) -> str:
 @run_option
 @click.option("--data", "dataset", required=True, type=click.Path(path_type=Path),
               help="A processed dataset (any corpus, e.g. pieces the run never saw); every piece is scored.")
+@click.option("--side", default="all", show_default=True, type=click.Choice(["all", "train", "validation"]),
+              help="Score every piece, or one side of the dataset's split (validation: its held-out pieces; "
+                   "written to <dataset name>-validation.json).")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--window", default=30, show_default=True,
               help="The study's measure: the next token after every window of this many tokens (stride 1).")
 @device_option
-def evaluate(run_dir, dataset, checkpoint, window, device):
+def evaluate(run_dir, dataset, side, checkpoint, window, device):
     """Score a trained run on every piece of a dataset, beside n-gram baselines.
 
     Rows, all on the same targets (every token after the first --window of a piece): the
@@ -374,13 +383,15 @@ def evaluate(run_dir, dataset, checkpoint, window, device):
     Example:
       python cli.py extract my-pieces/ --name unseen
       python cli.py evaluate --run runs/nocturnes-gru-2x128-pitch --data processed/unseen
+      python cli.py evaluate --run runs/oneills-lstm-2x256-chars --data processed/oneills --side validation
     """
     from pipeline.evaluate import EvalConfig, eval_markdown, evaluate_run
 
     with known_errors():
         run_dir = pick_run(run_dir)
         with Progress(unit="target") as bar:
-            res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), checkpoint=checkpoint, window=window),
+            res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
+                                                   window=window),
                                device=device, on_total=bar.start, progress=bar.update)
     click.echo(eval_markdown(res), nl=False)
     gain = (f"; {100 * res['gain']:+.1f}% against the best n-gram ({res['best_baseline']})"

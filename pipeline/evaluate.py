@@ -43,6 +43,7 @@ class EvalConfig(StageConfig):
     """Options of the evaluate stage; saved inside the result (``config``)."""
 
     dataset: str = ""
+    side: str = "all"                 # every piece, or one side of the dataset's split: train, validation
     checkpoint: str = "best"
     window: int = STUDY_WINDOW        # the study's measure: the next token after every window of this many
     orders: tuple[int, ...] = ORDERS  # n-gram baselines
@@ -51,6 +52,8 @@ class EvalConfig(StageConfig):
         super().validate()
         if not self.dataset:
             raise ConfigError("--data is required: the processed dataset to score the run on")
+        if self.side not in ("all", "train", "validation"):
+            raise ConfigError("--side must be all, train or validation")
         if self.checkpoint not in ("best", "last"):
             raise ConfigError("--checkpoint must be best or last")
         if self.window < 1:
@@ -104,6 +107,10 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
                  progress: Callable[[int], None] | None = None) -> dict:
     """Score a run on every piece of ``config.dataset`` and write ``<run>/eval/<dataset name>.json``.
 
+    With ``side`` ``train`` or ``validation``, only that side of the dataset's split
+    is scored (e.g. the run's own held-out pieces, every target), into
+    ``<dataset name>-<side>.json``.
+
     Returns
     -------
     The result as written: ``run``, ``dataset``, ``encoding``, ``task``, ``checkpoint``,
@@ -137,7 +144,8 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     run_config = TrainConfig.from_dict(ckpt.train_config)
     vocab = Vocabulary(ckpt.vocab)
     target = load_dataset(config.dataset, ckpt.encoding)
-    pieces = [s for s in target.sequences.values() if s]
+    chosen = target.sequences if config.side == "all" else target.side_sequences(config.side)
+    pieces = [s for s in chosen.values() if s]
     segments, unknown, examples = known_segments(pieces, vocab)
     windows = make_windows(segments, config.window, 1)
     n = len(windows)
@@ -170,7 +178,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     rows = ckpt.metrics
     result = {
         "run": str(run_dir.resolve()), "dataset": str(Path(config.dataset).resolve()), "encoding": ckpt.encoding,
-        "task": task, "checkpoint": config.checkpoint,
+        "side": config.side, "task": task, "checkpoint": config.checkpoint,
         "epoch": int(best_row(rows, selection_metric(run_config))["epoch"]) if rows and config.checkpoint == "best"
         else ckpt.epoch,
         "window": config.window, "pieces": len(pieces), "tokens": int(sum(len(p) for p in pieces)),
@@ -184,7 +192,8 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
         "full_context_gain": _gain(full["full_loss"], baselines[best], task),
         "seconds": round(time.perf_counter() - t0, 3), "config": config.to_dict(),
     }
-    result["file"] = str(write_eval(run_dir, Path(config.dataset).resolve().name, result))
+    name = Path(config.dataset).resolve().name + ("" if config.side == "all" else f"-{config.side}")
+    result["file"] = str(write_eval(run_dir, name, result))
     return result
 
 

@@ -4,10 +4,11 @@ Layout::
 
     config.json     the TrainConfig, plus the model's arguments, parameter count, window
                     counts, vocabulary size and the dataset's fingerprint
-    metrics.csv     one row per epoch: train loss and accuracy, the study's validation measure
+    metrics.csv     one row per epoch: train loss and accuracy, optimizer steps, the study's validation measure
                     (``val_loss``/``val_acc``: next token after every window, stride 1) and the
                     full-context one (``val_full_loss``/``val_full_acc``: the same targets, the
                     state carried from each held-out piece's start); MAE for regression; seconds
+                    (and those of validation)
     status.json     epoch, best epoch, best validation loss, finished flag (written with each epoch)
     last.pt         everything to resume exactly (model, optimizer, RNG, early-stopping state)
     best.pt         the same at the best validation loss so far
@@ -48,7 +49,7 @@ TASKS = ("classify", "regress")
 EXECUTION_ONLY = ("threads", "device")
 # What a config.json written before a field existed meant by its absence (where that differs
 # from today's default): runs and grids written earlier keep their meaning.
-LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0}
+LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0}
 # Defaults that depend on the encoding (chars: whole ABC tunes, see README: benchmarks);
 # an option given explicitly always wins (:func:`with_encoding_defaults`).
 ENCODING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -71,6 +72,7 @@ class TrainConfig(StageConfig):
     dropout: float = 0.2
     optimizer: str = "adam"
     lr: float = 0.002
+    lr_decay: float = 1.0    # the learning rate is multiplied by this over each epoch (smoothly, every step)
     weight_decay: float = 0.0
     batch: int = 64          # windows (windows mode) or parallel streams (tbptt) per step
     window: int = 30         # tokens per window (windows mode) or per back-propagated chunk (tbptt)
@@ -81,8 +83,9 @@ class TrainConfig(StageConfig):
     seed: int = 0
     threads: int = 0         # torch intra-op threads; 0 = torch's default
     clip: float = 1.0        # gradient-norm clipping; 0 = off
-    max_minutes: float = 0.0  # stop after the epoch that passes this training time; 0 = no limit
+    max_minutes: float = 0.0  # time budget (training + validation): the epoch it ends stops early; 0 = none
     transpose: int = 6       # augment: also train on every piece shifted by -N..+N semitones (note encodings)
+    val_sample: int = 5000   # the window measure in training: at most this many evenly spaced targets; 0 = all
     device: str = "auto"     # execution setting: auto (CUDA, then MPS, then CPU), cpu, cuda, mps
 
     def validate(self) -> None:
@@ -104,12 +107,16 @@ class TrainConfig(StageConfig):
         for name in ("layers", "hidden", "batch", "window", "stride", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1")
+        if self.val_sample < 0:
+            raise ConfigError("--val-sample must be >= 0 (0 = every validation target)")
         if self.embed < 0:
             raise ConfigError("--embed must be >= 0 (0 = one-hot input)")
         if not 0 <= self.dropout < 1:
             raise ConfigError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ConfigError("--lr must be positive")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError("--lr-decay must be in (0, 1] (1 = a constant learning rate)")
         if self.weight_decay < 0:
             raise ConfigError("--weight-decay must be >= 0")
         if not 0 <= self.transpose <= 11:

@@ -9,7 +9,8 @@ Two ways to train (``--mode``):
 ``tbptt`` (default)  truncated back-propagation through time, as generation runs
     the model: the training pieces as ``batch`` parallel streams read ``window``
     tokens (a chunk) at a time, the recurrent state carried from chunk to chunk
-    (:class:`Streams`). Every token is a target once an epoch.
+    and set to zero where a piece (an ABC tune) begins, as generation begins one
+    (:class:`Streams`, :func:`forward_resetting`). Every token is a target once an epoch.
 ``windows``  the nocturne study's set-up: independent windows of ``window`` tokens,
     each from a zero state, every ``stride`` tokens (:class:`Windows`). Windows are
     never materialised: a window is a start offset into one token array, so memory
@@ -145,12 +146,13 @@ class Streams:
 
     Each epoch shuffles the pieces, joins them into one token array (an ABC
     stream so holds whole tunes, ``<start> … <end><start> …``, and the model
-    learns to begin again after ``<end>``), starts it at a random offset below
-    ``chunk`` (chunk boundaries move between epochs) and cuts it into ``batch``
-    rows of equal length, each a contiguous stretch of music. Training reads
-    the rows ``chunk`` tokens at a time, carrying the recurrent state from one
-    chunk to the next (detached: gradients stop at chunk boundaries), as
-    generation carries it from token to token.
+    learns what follows ``<end>``), starts it at a random offset below ``chunk``
+    (chunk boundaries move between epochs) and cuts it into ``batch`` rows of
+    equal length, each a contiguous stretch of music. Training reads the rows
+    ``chunk`` tokens at a time, carrying the recurrent state from one chunk to
+    the next (detached: gradients stop at chunk boundaries) as generation carries
+    it from token to token, and setting a row's state to zero where a new piece
+    begins, as generation and the full-context validation begin every piece.
 
     arrays : token ids of each training piece, int64 (n_tokens,) each.
     """
@@ -167,20 +169,45 @@ class Streams:
         """Steps (chunks) per epoch."""
         return math.ceil(((self.tokens - 1) // self.batch) / self.chunk)
 
-    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of one epoch, int64 (batch, length) each, on the pieces' device."""
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One epoch's inputs, targets (int64) and piece starts (bool), each (batch, length).
+
+        ``first[r, t]`` is true where input ``x[r, t]`` is the first token of a piece.
+        """
         order = torch.randperm(len(self.arrays), generator=generator).tolist()
         tokens = torch.cat([self.arrays[i] for i in order])
+        first = torch.zeros(len(tokens), dtype=torch.bool, device=tokens.device)
+        first[torch.tensor([0] + [len(self.arrays[i]) for i in order[:-1]]).cumsum(0).to(tokens.device)] = True
         offset = int(torch.randint(0, self.chunk, (1,), generator=generator))
         if (len(tokens) - 1 - offset) // self.batch < 1:
             offset = 0
         length = (len(tokens) - 1 - offset) // self.batch
         span = self.batch * length
         return (tokens[offset:offset + span].view(self.batch, length),
-                tokens[offset + 1:offset + 1 + span].view(self.batch, length))
+                tokens[offset + 1:offset + 1 + span].view(self.batch, length),
+                first[offset:offset + span].view(self.batch, length))
 
     def to(self, device: torch.device) -> "Streams":
         return Streams([a.to(device) for a in self.arrays], self.batch, self.chunk)
+
+
+def forward_resetting(model: SequenceModel, x: torch.Tensor, first: torch.Tensor, state=None):
+    """``model(x, state)``, with a row's state set to zero before each token marked in ``first``.
+
+    x : int64 (batch, time); first : bool (batch, time). The fused recurrent
+    layer cannot reset a row mid-call, so the chunk is read in pieces cut at
+    the columns where some row begins a piece.
+    """
+    cols = first.any(0).nonzero().flatten().tolist()
+    cuts = sorted({0, *cols, x.shape[1]})
+    outs = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if state is not None and a in cols:
+            keep = (~first[:, a]).to(torch.float32)[None, :, None]
+            state = tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
+        out, state = model(x[:, a:b], state)
+        outs.append(out)
+    return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)), state
 
 
 def detach_state(state):
@@ -296,15 +323,28 @@ class Trainer:
         if len(self.val) == 0:
             raise ConfigError(f"no validation window: validation pieces are shorter than --window {self.val_window} "
                               "+ 1 tokens; lower --window or extract with another --split-seed")
+        self.val_windows = len(self.val)
+        if config.val_sample and len(self.val) > config.val_sample:
+            # a window costs val_window steps from a zero state: on a big corpus (ABC) every one would
+            # cost more than the epoch; evenly spaced windows estimate the measure (evaluate scores all)
+            keep = np.unique(np.linspace(0, len(self.val) - 1, config.val_sample).round().astype(np.int64))
+            self.val = Windows(self.val.tokens, self.val.starts[torch.from_numpy(keep).to(device)], self.val.window)
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.c.batch) if self.c.mode == "windows" else len(self.train)
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int, deadline: float | None = None) -> dict:
+        """One epoch; with a ``deadline`` (``time.perf_counter()`` value) it stops early when that passes.
+
+        Returns the training loss and accuracy and ``steps`` (optimizer steps taken,
+        fewer than :attr:`steps_per_epoch` when the deadline cut the epoch short).
+        """
         self.model.train()
         g = torch.Generator().manual_seed(self.c.seed * 100_003 + epoch)  # same order after a resume
         tot = _totals(self.device)
+        self._epoch, self._steps = epoch, 0
+        late = lambda: deadline is not None and time.perf_counter() > deadline  # noqa: E731
         if self.c.mode == "windows":
             order = torch.randperm(len(self.train), generator=g).to(self.device)
             for i in range(0, len(order), self.c.batch):
@@ -313,16 +353,26 @@ class Trainer:
                 if self.c.targets == "last":
                     out, y = out[:, -1:], y[:, -1:]
                 self._step(tot, *self.model.loss(out, y))
+                if late():
+                    break
         else:
-            x, y = self.train.epoch(g)
+            x, y, first = self.train.epoch(g)
             state = None
             for t in range(0, x.shape[1], self.c.window):
-                out, state = self.model(x[:, t:t + self.c.window], state)
-                self._step(tot, *self.model.loss(out, y[:, t:t + self.c.window]))
+                cut = slice(t, t + self.c.window)
+                out, state = forward_resetting(self.model, x[:, cut], first[:, cut], state)
+                self._step(tot, *self.model.loss(out, y[:, cut]))
                 state = detach_state(state)
-        return summarise(tot, "train", self.c.task)
+                if late():
+                    break
+        return {**summarise(tot, "train", self.c.task), "steps": self._steps}
 
     def _step(self, tot: dict, loss: torch.Tensor, st: dict) -> None:
+        if self.c.lr_decay != 1.0:  # a function of the epoch and step alone: a resumed run gets the same rates
+            progress = self._epoch - 1 + self._steps / self.steps_per_epoch
+            for group in self.opt.param_groups:
+                group["lr"] = self.c.lr * self.c.lr_decay ** progress
+        self._steps += 1
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.c.clip:
@@ -332,10 +382,11 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Both validation measures, on the same targets (every token after the first ``val_window`` of a piece).
+        """Both validation measures of the targets every token after the first ``val_window`` of a piece.
 
         ``val_*``: the study's, each target after a window of ``val_window`` tokens
-        read from a zero state; ``val_full_*``: the state carried from the piece's start.
+        read from a zero state (on at most ``val_sample`` evenly spaced targets);
+        ``val_full_*``: every target, the state carried from the piece's start.
         """
         return {**summarise(score_windows(self.model, self.val), "val", self.c.task),
                 **summarise(score_full_context(self.model, self.val_arrays, self.val_window, self.device),
@@ -468,15 +519,24 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             "model": model.to_dict(), "parameters": model.n_parameters(),
             **({"train_windows": len(trainer.train)} if config.mode == "windows" else
                {"train_tokens": trainer.train.tokens}),
-            "train_steps": trainer.steps_per_epoch, "val_windows": len(trainer.val), "val_window": trainer.val_window,
+            "train_steps": trainer.steps_per_epoch, "val_windows": trainer.val_windows,
+            "val_windows_scored": len(trainer.val), "val_window": trainer.val_window,
             "vocab_size": len(ds.vocab), "selection_metric": metric, "data_fingerprint": fingerprint},
             timing=ds.timing, primers=ds.validation_openings(200))
 
     stopped = ""
     try:
+        budget = 60 * config.max_minutes
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
-            row = {"epoch": epoch, **trainer.train_epoch(epoch), **trainer.evaluate()}
+            # a budget is an upper bound: the epoch under way when it runs out stops early, leaving
+            # time for its validation (as long as the last one took), and ends the run
+            val_s = rows[-1].get("val_seconds", 0.0) if rows else 0.0
+            deadline = t0 + budget - sum(r["seconds"] for r in rows) - val_s if budget else None
+            row = {"epoch": epoch, **trainer.train_epoch(epoch, deadline)}
+            t1 = time.perf_counter()
+            row.update(trainer.evaluate())
+            row["val_seconds"] = round(time.perf_counter() - t1, 3)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_full_loss")):
                 stopped, diverged_at = "diverged", epoch
@@ -484,7 +544,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             rows.append(row)
             improved = row[metric] < best
             best, bad = (row[metric], 0) if improved else (best, bad + 1)
-            out_of_time = config.max_minutes > 0 and sum(r["seconds"] for r in rows) >= 60 * config.max_minutes
+            out_of_time = bool(budget) and (row["steps"] < trainer.steps_per_epoch
+                                            or sum(r["seconds"] for r in rows) + row["val_seconds"] >= budget)
             stopped = "patience" if bad >= config.patience else "budget" if out_of_time else ""
             finished = bool(stopped) or epoch == config.epochs
             save_checkpoint(run_dir, Checkpoint(

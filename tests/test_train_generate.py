@@ -49,9 +49,9 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
     pd.testing.assert_frame_equal(metrics(tmp_path / "a"), metrics(tmp_path / "b"))
 
 
-@pytest.mark.parametrize("cell,mode", [("rnn", "windows"), ("gru", "tbptt"), ("lstm", "tbptt")])
-def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode):
-    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2, mode=mode)
+@pytest.mark.parametrize("cell,mode,decay", [("rnn", "windows", 1.0), ("gru", "tbptt", 0.5), ("lstm", "tbptt", 1.0)])
+def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, decay):
+    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2, mode=mode, lr_decay=decay)
     train(cfg, tmp_path / "full")
 
     def kill_after_two(row):
@@ -238,8 +238,10 @@ def test_streams_cover_every_piece_once_per_epoch():
     arrays = [torch.arange(0, 50), torch.arange(100, 130), torch.arange(200, 290)]
     s = Streams(arrays, batch=4, chunk=7)
     g = torch.Generator().manual_seed(3)
-    x, y = s.epoch(g)
-    assert x.shape == y.shape and x.shape[0] == 4
+    x, y, first = s.epoch(g)
+    assert x.shape == y.shape == first.shape and x.shape[0] == 4
+    # piece starts are marked where their first tokens sit
+    assert sorted(x[first].tolist()) == [t for t in (0, 100, 200) if t in x.reshape(-1).tolist()]
     # each row is a contiguous stretch of the joined (shuffled) pieces; targets are the next tokens
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
     assert torch.equal(flat_x[1:], flat_y[:-1])
@@ -248,6 +250,25 @@ def test_streams_cover_every_piece_once_per_epoch():
     again = s.epoch(torch.Generator().manual_seed(3))
     assert torch.equal(again[0], x)
     assert not torch.equal(s.epoch(torch.Generator().manual_seed(4))[0][:, :5], x[:, :5])
+
+
+def test_forward_resetting_starts_each_piece_from_a_zero_state():
+    from pipeline.train import forward_resetting
+    torch.manual_seed(0)
+    for cell in ("gru", "lstm"):
+        model = SequenceModel(ModelConfig(vocab_size=7, cell=cell, layers=2, hidden=6, embed=3))
+        model.eval()
+        x = torch.randint(0, 7, (2, 9))
+        first = torch.zeros(2, 9, dtype=torch.bool)
+        first[0, 4] = first[1, 6] = True
+        with torch.no_grad():
+            _, warm = model(torch.randint(0, 7, (2, 5)))
+            out, _ = forward_resetting(model, x, first, warm)
+            alone0, _ = model(x[:1, 4:])            # row 0 from its piece start, zero state
+            alone1, _ = model(x[1:, 6:])
+            carried, _ = model(x[:1, :4], tuple(s[:, :1] for s in warm) if cell == "lstm" else warm[:, :1])
+        assert torch.allclose(out[0, 4:], alone0[0], atol=1e-6) and torch.allclose(out[1, 6:], alone1[0], atol=1e-6)
+        assert torch.allclose(out[0, :4], carried[0], atol=1e-6)
 
 
 def test_full_context_scores_the_same_targets_as_the_windows():
@@ -333,3 +354,10 @@ def test_one_piece_dataset_transposes_its_training_head_only(tiny_midi_dir, tmp_
     s = train(tiny_train_config(tmp_path / "p" / "one", encoding="pitch", transpose=2, epochs=1, window=4,
                                 batch=4), tmp_path / "r")
     assert s.epochs == 1
+
+
+def test_time_budget_cuts_the_epoch_under_way_short(tiny_dataset, tmp_path):
+    s = train(tiny_train_config(tiny_dataset, epochs=50, max_minutes=1e-6), tmp_path / "b")
+    m = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    assert s.stopped == "budget" and s.epochs == 1 and m["steps"].tolist() == [1]
+    assert json.loads((tmp_path / "b" / "status.json").read_text())["finished"]
