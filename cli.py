@@ -140,6 +140,9 @@ def train_options(f):
         click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
+        click.option("--mode", default=d["mode"], show_default=True,
+                     help="tbptt: pieces as parallel streams, the state carried from chunk to chunk, as generation "
+                          "runs the model; windows: independent windows from a zero state (the nocturne study)."),
         click.option("--cell", default=d["cell"], show_default=True, help="rnn, lstm or gru."),
         click.option("--layers", default=str(d["layers"]), show_default=True, help="Recurrent layers."),
         click.option("--hidden", default=str(d["hidden"]), show_default=True, help="Units per layer."),
@@ -147,12 +150,19 @@ def train_options(f):
         click.option("--dropout", default=str(d["dropout"]), show_default=True),
         click.option("--optimizer", default=d["optimizer"], show_default=True, help="adam, rmsprop or adagrad."),
         click.option("--lr", default=str(d["lr"]), show_default=True, help="Learning rate."),
-        click.option("--batch", default=str(d["batch"]), show_default=True),
-        click.option("--window", default=str(d["window"]), show_default=True, help="Tokens of context per window."),
+        click.option("--lr-decay", "lr_decay", default=str(d["lr_decay"]), show_default=True,
+                     help="Multiply the learning rate by this over each epoch (smoothly, step by step); 1 = constant."),
+        click.option("--weight-decay", "weight_decay", default=str(d["weight_decay"]), show_default=True,
+                     help="L2 penalty on the weights (the optimizer's weight_decay)."),
+        click.option("--batch", default=str(d["batch"]), show_default=True,
+                     help="Windows per step (windows mode) or parallel streams (tbptt)."),
+        click.option("--window", default=str(d["window"]), show_default=True,
+                     help="Tokens per window (windows mode), or per back-propagated chunk (tbptt)."),
         click.option("--stride", default=str(d["stride"]), show_default=True,
-                     help="Tokens between window starts; 1 = every window (the nocturne study)."),
+                     help="Windows mode: tokens between window starts; 1 = every window (the nocturne study)."),
         click.option("--targets", default=d["targets"], show_default=True,
-                     help="all = loss at every position of a window; last = only the token after it (the study)."),
+                     help="Windows mode: all = loss at every position of a window; last = only the token after "
+                          "it (the study)."),
         click.option("--epochs", default=str(d["epochs"]), show_default=True, help="Maximum epochs."),
         click.option("--patience", default=str(d["patience"]), show_default=True,
                      help="Stop after this many epochs without a better validation loss."),
@@ -160,9 +170,14 @@ def train_options(f):
         click.option("--threads", default=str(d["threads"]), show_default=True,
                      help="Torch threads per run; 0 = torch's default."),
         click.option("--transpose", default=str(d["transpose"]), show_default=True,
-                     help="Augment: also train on each piece transposed by -N..+N semitones (note encodings)."),
+                     help="Augment: also train on each piece transposed by -N..+N semitones; 0 = off. Note "
+                          "encodings only (chars ignores it)."),
+        click.option("--val-sample", "val_sample", default=str(d["val_sample"]), show_default=True,
+                     help="Score the window measure on at most this many evenly spaced validation targets each epoch "
+                          "(each costs a whole window of steps); 0 = all. The full-context measure scores all."),
         click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
-                     help="Time budget: stop after the epoch that passes it; 0 = none."),
+                     help="Time budget (training and validation): the epoch under way when it runs out stops "
+                          "early, is validated and ends the run; 0 = none."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
     ]
@@ -199,6 +214,14 @@ def train(name, runs, resume, **raw):
     """Train one model on a processed dataset into runs/<name>/.
 
     Without --data, the most recently extracted dataset is used (the first line says which).
+    Validation reports the study's measure (next token after every 30-token window of the
+    held-out pieces: val_loss) and the full-context one (the same targets, the state carried
+    over each whole piece: val_full_loss); the best epoch is the lowest val_full_loss with
+    --mode tbptt, the lowest val_loss with --mode windows.
+
+    \b
+    --encoding chars has its own defaults (whole ABC tunes), for the options not given:
+    CHARS_DEFAULTS
 
     \b
     Example:
@@ -221,7 +244,7 @@ def train(name, runs, resume, **raw):
         def on_epoch(row):
             bar.bar.n = row["epoch"]
             bar.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}",
-                                acc=f"{row['val_acc']:.3f}")
+                                full=f"{row['val_full_loss']:.3f}", acc=f"{row['val_acc']:.3f}")
 
         def on_start(line):
             click.echo(line)
@@ -229,9 +252,20 @@ def train(name, runs, resume, **raw):
         s = train_command(config, runs=runs, name=name, resume=resume, given=given,
                           on_start=on_start, on_epoch=on_epoch)
     extra = f", MAE {s.val_mae:.2f} semitones" if s.val_mae is not None else ""
+    full = f"; full context {s.val_full_loss:.4f}, acc {s.val_full_acc:.3f}" if s.val_full_loss is not None else ""
     why = {"patience": "; stopped early (no better validation loss)", "budget": "; stopped at --max-minutes"}
     click.echo(f"trained {s.epochs} epochs ({s.seconds:.0f} s, {s.parameters:,} parameters){why.get(s.stopped, '')}; "
-               f"best epoch {s.best_epoch}: val loss {s.val_loss:.4f}, val acc {s.val_acc:.3f}{extra} -> {s.run}/")
+               f"best epoch {s.best_epoch}: val loss {s.val_loss:.4f}, val acc {s.val_acc:.3f}{extra}{full} "
+               f"-> {s.run}/")
+
+
+def _chars_defaults_help() -> str:
+    from pipeline.rundir import ENCODING_DEFAULTS
+
+    return "  " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in ENCODING_DEFAULTS["chars"].items())
+
+
+train.help = train.help.replace("CHARS_DEFAULTS", _chars_defaults_help())
 
 
 # ------------------------------------------------------------------ generate
@@ -334,6 +368,49 @@ def _temperature_line(r, count: int, midi: bool) -> str:
                 f"SVG; {t['length'].min()}-{t['length'].max()} chars) -> {r.folder}/")
     return (f"generated {count} samples at T={r.temperature:g} ({min(r.lengths)}-{max(r.lengths)} tokens"
             f"{f', {r.midi_files} MIDI files' if midi else ''}) -> {r.folder}/")
+
+
+# ------------------------------------------------------------------ evaluate
+@main.command()
+@run_option
+@click.option("--data", "dataset", required=True, type=click.Path(path_type=Path),
+              help="A processed dataset (any corpus, e.g. pieces the run never saw); every piece is scored.")
+@click.option("--side", default="all", show_default=True, type=click.Choice(["all", "train", "validation"]),
+              help="Score every piece, or one side of the dataset's split (validation: its held-out pieces; "
+                   "written to <dataset name>-validation.json).")
+@click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--window", default=30, show_default=True,
+              help="The study's measure: the next token after every window of this many tokens (stride 1).")
+@device_option
+def evaluate(run_dir, dataset, side, checkpoint, window, device):
+    """Score a trained run on every piece of a dataset, beside n-gram baselines.
+
+    Rows, all on the same targets (every token after the first --window of a piece): the
+    network after each --window-token window (the study's measure), the network with the
+    state carried over the whole piece (full context), and Witten-Bell 1/2/3/5-grams fitted
+    on the run's own training pieces with the run's augmentation. Tokens the run's
+    vocabulary lacks are counted and cut the piece (no row predicts across them).
+    Writes <run>/eval/<dataset name>.json.
+
+    \b
+    Example:
+      python cli.py extract my-pieces/ --name unseen
+      python cli.py evaluate --run runs/nocturnes-gru-2x128-pitch --data processed/unseen
+      python cli.py evaluate --run runs/oneills-lstm-2x256-chars --data processed/oneills --side validation
+    """
+    from pipeline.evaluate import EvalConfig, eval_markdown, evaluate_run
+
+    with known_errors():
+        run_dir = pick_run(run_dir)
+        with Progress(unit="target") as bar:
+            res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
+                                                   window=window),
+                               device=device, on_total=bar.start, progress=bar.update)
+    click.echo(eval_markdown(res), nl=False)
+    gain = (f"; {100 * res['gain']:+.1f}% against the best n-gram ({res['best_baseline']})"
+            if res["gain"] is not None else "")
+    click.echo(f"scored {res['targets']:,} targets in {res['pieces']} pieces ({res['unknown_tokens']:,} unknown tokens "
+               f"left out){gain} -> {res['file']}")
 
 
 # ------------------------------------------------------------------ render
@@ -458,6 +535,7 @@ def grid(name, runs, workers, executor, address, **raw):
     from pipeline.grid import GridConfig, grid_command
 
     values = parse_train_values(raw)
+    given = {k for k in values if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
     with known_errors("interrupted; finished runs and epochs are kept: run the same command again to resume"), \
             Progress(unit="run") as bar:
         def progress(rid, result):
@@ -466,7 +544,7 @@ def grid(name, runs, workers, executor, address, **raw):
             if result["status"] == "failed":
                 bar.bar.write(f"failed: {rid}: {(result['error'].splitlines() or [''])[0]}", file=sys.stderr)
         res = grid_command(values, GridConfig(name=name or "", runs=str(runs), workers=workers, executor=executor,
-                                              address=address), on_start=click.echo, on_total=bar.start,
+                                              address=address), given=given, on_start=click.echo, on_total=bar.start,
                            notice=echo_err, progress=progress)
     _echo_summary(res["table"])
     c, n = res["counts"], sum(res["counts"].values())

@@ -449,8 +449,8 @@ def char_ngram_baseline(dataset_folder: str | Path, window: int, orders: Sequenc
     DatasetError
         The folder is not a processed dataset with a ``chars`` encoding.
     """
-    from .baseline import NGramModel
     from .dataset import load_dataset
+    from .evaluate import fit_baselines
     from .train import make_windows
 
     if not orders or min(orders) < 1:
@@ -463,15 +463,12 @@ def char_ngram_baseline(dataset_folder: str | Path, window: int, orders: Sequenc
     if max_targets is not None and total > max_targets:
         keep = np.unique(np.linspace(0, total - 1, max_targets).round().astype(int))
         vx, targets = vx[keep], targets[keep]
-    full = NGramModel(max(orders), len(ds.vocab)).fit(ds.piece_arrays("train"))
     out = {}
-    for order in sorted(set(orders)):
-        model = NGramModel(order, len(ds.vocab))
-        model.counts = full.counts[:order]
+    for name, model in fit_baselines(ds.piece_arrays("train"), len(ds.vocab), orders).items():
         t = time.perf_counter()
         res = model.evaluate(vx, targets)
-        out[f"{order}-gram"] = {**res, "targets": int(len(targets)), "total_targets": int(total),
-                                "seconds": time.perf_counter() - t}
+        out[name] = {**res, "targets": int(len(targets)), "total_targets": int(total),
+                     "seconds": time.perf_counter() - t}
     return out
 
 

@@ -38,7 +38,7 @@ from .dataset import load_dataset
 from .fsutil import atomic_write_json, folder_lock
 from .procs import die_with_parent, terminate_as_interrupt
 from .report import ensure_run_curves, read_run, write_report
-from .rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name
+from .rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name, with_encoding_defaults
 
 EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -110,13 +110,15 @@ def existing_runs(folder: Path) -> dict[str, str]:
     return found
 
 
-def expand_grid(values: Mapping[str, Sequence]) -> tuple[list[TrainConfig], list[dict]]:
+def expand_grid(values: Mapping[str, Sequence], given: set[str] | None = None) -> tuple[list[TrainConfig], list[dict]]:
     """Every combination of option values, as validated TrainConfigs.
 
     Parameters
     ----------
     values : TrainConfig field -> the values to try, e.g. ``{"cell": ["rnn", "gru"],
         "hidden": [64, 128]}``; fields not given keep their defaults.
+    given : the fields the user chose (default: those in ``values``); the others
+        take their encoding's defaults (:func:`pipeline.rundir.with_encoding_defaults`).
 
     Returns
     -------
@@ -135,8 +137,9 @@ def expand_grid(values: Mapping[str, Sequence]) -> tuple[list[TrainConfig], list
         if len(values[k]) == 0:
             raise ConfigError(f"--{k} needs at least one value")
     configs, skipped, seen = [], [], set()
+    chosen = set(values) if given is None else set(given)
     for combo in itertools.product(*(values[k] for k in keys)):
-        config = TrainConfig(**dict(zip(keys, combo)))
+        config = with_encoding_defaults(TrainConfig(**dict(zip(keys, combo))), chosen)
         try:
             config.validate()
         except ConfigError as exc:
@@ -405,7 +408,7 @@ def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequenc
     return {"folder": str(folder), "runs": results, "counts": counts, **report}
 
 
-def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *,
+def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *, given: set[str] | None = None,
                  on_start: Callable[[str], None] = lambda s: None,
                  on_total: Callable[[int, str], None] = lambda n, desc: None,
                  notice: Callable[[str], None] = lambda s: None,
@@ -417,7 +420,7 @@ def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *,
     dataset, picked = resolve_dataset(values["dataset"][0] if values.get("dataset") else None)
     values["dataset"] = [dataset]
     grid = replace(grid, name=grid.name or f"{Path(dataset).name}-grid")
-    configs, skipped = expand_grid(values)
+    configs, skipped = expand_grid(values, given)
     reasons: dict[str, int] = {}
     for s in skipped:
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1

@@ -6,7 +6,8 @@ through :mod:`pipeline.rundir`, without torch) and, for a grid,
 be run at any time, also while the grid is training. Writes, into that folder:
 
 - ``summary.csv`` and ``summary.md``  one row per run, best validation loss first
-- ``curves_<cell>.png``               training (solid) and validation (dashed) loss per run of a cell
+- ``curves_<cell>.png``               training (solid) and validation (dashed: 30-token windows,
+                                      dotted: full context) loss per run of a cell
 - ``loss_vs_params.png``              best validation loss against parameter count, per cell
 
 and draws a single run's ``curves.png`` (:func:`plot_curves`, which ``train`` calls when it
@@ -24,7 +25,8 @@ import pandas as pd
 from .errors import RunError
 from .figures import atomic_write_figure, new_figure
 from .fsutil import atomic_write_text
-from .rundir import TrainConfig, is_run, normalise_options, read_metrics, read_run_config, read_status
+from .rundir import (TrainConfig, is_run, normalise_options, read_metrics, read_run_config, read_status,
+                     selection_metric)
 
 ALWAYS = ("cell", "layers", "hidden")  # shown even when not swept
 NOT_OPTIONS = ("threads", "device")            # execution settings, never a column
@@ -84,8 +86,10 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     a, b = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
     for ax, kind in ((a, "loss"), (b, "acc")):
-        for side, style in (("train", "-"), ("val", "--")):
-            ax.plot(epochs, [r[f"{side}_{kind}"] for r in rows], style, label=f"{side} {kind}")
+        for side, style, label in (("train", "-", "train"), ("val", "--", "validation, windows"),
+                                   ("val_full", ":", "validation, full context")):
+            if f"{side}_{kind}" in rows[0]:
+                ax.plot(epochs, [r[f"{side}_{kind}"] for r in rows], style, label=label)
         ax.set(xlabel="epoch", ylabel="loss" if kind == "loss" else "accuracy",
                title="loss" if kind == "loss" else "accuracy")
         ax.legend()
@@ -110,18 +114,21 @@ def ensure_run_curves(run_dir: str | Path) -> bool:
 
 
 def _metrics_row(record: dict) -> dict:
-    """Best-epoch metrics of a run; NaN where it has no finished epoch."""
+    """Metrics of a run at its best epoch (:func:`pipeline.rundir.selection_metric`); NaN where it has none."""
     h = record["history"]
     cfg = record["config"] or {}
     row = {"parameters": cfg.get("parameters", np.nan), "val_loss": np.nan, "val_acc": np.nan,
+           "val_full_loss": np.nan, "val_full_acc": np.nan,
            "best_epoch": np.nan, "epochs_run": 0, "sec_per_epoch": np.nan, "seconds": 0.0}
     if len(h):
-        best = h.loc[h["val_loss"].idxmin()]
+        metric = selection_metric(record["options"])
+        best = h.loc[h[metric if metric in h else "val_loss"].idxmin()]
         row.update(val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]),
                    best_epoch=int(best["epoch"]), epochs_run=int(h["epoch"].max()),
                    sec_per_epoch=float(h["seconds"].mean()), seconds=float(h["seconds"].sum()))
-        if "val_mae" in h:
-            row["val_mae"] = float(best["val_mae"])
+        for col in ("val_mae", "val_full_loss", "val_full_acc", "val_full_mae"):
+            if col in h:
+                row[col] = float(best[col])
     return row
 
 
@@ -159,10 +166,15 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
     """One row per run, best validation loss first (runs without one last).
 
     Columns: run, cell, layers, hidden, every other option that differs between
-    the runs (:func:`swept_options`), parameters, val_loss, val_acc (val_mae for
-    regression), best_epoch, epochs_run, sec_per_epoch, seconds (training time,
-    summed over epochs), status (and error when a run failed).
-    An empty list gives an empty table with those columns.
+    the runs (:func:`swept_options`), parameters, val_loss and val_acc (the study's
+    measure: the next token after every 30-token window), val_full_loss and
+    val_full_acc (the same targets, the state carried over each whole held-out
+    piece; NaN for runs written before it existed), val_mae and val_full_mae for
+    regression, best_epoch (by :func:`pipeline.rundir.selection_metric`: the
+    full-context loss for tbptt runs), epochs_run, sec_per_epoch, seconds
+    (training time, summed over epochs), status (and error when a run failed).
+    Rows are sorted by val_full_loss when every run with a finished epoch has one,
+    else by val_loss. An empty list gives an empty table with those columns.
     """
     swept = swept_options(records)
     rows = []
@@ -170,30 +182,34 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
         row = {"run": r["run"], **{k: r["options"].get(k) for k in (*ALWAYS, *swept)}, **_metrics_row(r),
                "status": r["status"], "error": r["error"]}
         rows.append(row)
-    cols = ["run", *ALWAYS, *swept, "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs_run",
-            "sec_per_epoch", "seconds", "status", "error"]
+    cols = ["run", *ALWAYS, *swept, "parameters", "val_loss", "val_acc", "val_mae", "val_full_loss", "val_full_acc",
+            "val_full_mae", "best_epoch", "epochs_run", "sec_per_epoch", "seconds", "status", "error"]
     df = pd.DataFrame(rows, columns=cols)
-    if not df["val_mae"].notna().any():
-        df = df.drop(columns="val_mae")
+    for col in ("val_mae", "val_full_mae"):
+        if not df[col].notna().any():
+            df = df.drop(columns=col)
     if not (df["error"].astype(bool)).any():
         df = df.drop(columns="error")
     for col in ("parameters", "best_epoch", "epochs_run"):
         df[col] = df[col].astype("Int64")
-    return df.sort_values(["val_loss", "run"], na_position="last", kind="stable").reset_index(drop=True)
+    done = df["val_loss"].notna()
+    key = "val_full_loss" if done.any() and df.loc[done, "val_full_loss"].notna().all() else "val_loss"
+    return df.sort_values([key, "run"], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     """The summary as a Markdown table, metrics rounded for reading (the CSV keeps full precision)."""
     show = df.copy()
     for col, fmt in (("val_loss", "{:.4f}"), ("val_acc", "{:.3f}"), ("val_mae", "{:.2f}"),
+                     ("val_full_loss", "{:.4f}"), ("val_full_acc", "{:.3f}"), ("val_full_mae", "{:.2f}"),
                      ("sec_per_epoch", "{:.2f}"), ("seconds", "{:.1f}")):
         if col in show:
             show[col] = [("" if pd.isna(v) else fmt.format(v)) for v in show[col]]
     for col in ("parameters", "best_epoch"):
         show[col] = [("" if pd.isna(v) else f"{int(v):,}" if col == "parameters" else str(int(v)))
                      for v in show[col]]
-    numeric = {"layers", "hidden", "parameters", "val_loss", "val_acc", "val_mae", "best_epoch", "epochs_run",
-               "sec_per_epoch", "seconds"} | {c for c in show if pd.api.types.is_numeric_dtype(df[c])}
+    numeric = {"layers", "hidden", "parameters", "val_loss", "val_acc", "val_mae", "val_full_loss", "val_full_acc",
+               "val_full_mae", "best_epoch", "epochs_run", "sec_per_epoch", "seconds"} | {c for c in show if pd.api.types.is_numeric_dtype(df[c])}
     show = show.astype(object).where(show.notna(), "")
     return show.to_markdown(index=False, disable_numparse=True,
                             colalign=["right" if c in numeric else "left" for c in show.columns]) + "\n"
@@ -221,11 +237,15 @@ def plot_curves_by_cell(records: list[dict], swept: list[str], folder: Path) -> 
             h, colour = r["history"], cmap(i % cmap.N)
             ax.plot(h["epoch"], h["train_loss"], "-", color=colour, label=_label(r["options"], swept))
             ax.plot(h["epoch"], h["val_loss"], "--", color=colour)
+            if "val_full_loss" in h:
+                ax.plot(h["epoch"], h["val_full_loss"], ":", color=colour)
         handles, _ = ax.get_legend_handles_labels()
         handles += [Line2D([], [], color="grey", ls="-", label="training"),
-                    Line2D([], [], color="grey", ls="--", label="validation")]
+                    Line2D([], [], color="grey", ls="--", label="validation, 30-token windows"),
+                    Line2D([], [], color="grey", ls=":", label="validation, full context")]
         ax.legend(handles=handles, title="layers × hidden", fontsize=8, ncol=2 if len(runs) > 8 else 1)
-        ax.set(xlabel="epoch", ylabel="loss", title=f"{cell.upper()}: training (solid) and validation (dashed) loss")
+        ax.set(xlabel="epoch", ylabel="loss",
+               title=f"{cell.upper()}: training (solid) and validation (dashed: windows, dotted: full context) loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -243,12 +263,15 @@ def plot_loss_vs_params(df: pd.DataFrame, folder: Path) -> Path | None:
     for cell, part in done.groupby("cell", sort=True):
         ax.scatter(part["parameters"].astype(float), part["val_loss"], s=40, label=cell,
                    color=CELL_COLOURS.get(cell))
+        if part["val_full_loss"].notna().any():  # hollow: the same runs, full context
+            ax.scatter(part["parameters"].astype(float), part["val_full_loss"], s=40, facecolors="none",
+                       edgecolors=CELL_COLOURS.get(cell))
         for _, r in part.iterrows():
             ax.annotate(f"{r['layers']}×{r['hidden']}", (float(r["parameters"]), r["val_loss"]),
                         textcoords="offset points", xytext=(4, 3), fontsize=7)
     ax.set_xscale("log")
-    ax.set(xlabel="parameters (log scale)", ylabel="best validation loss",
-           title="Best validation loss against model size")
+    ax.set(xlabel="parameters (log scale)", ylabel="validation loss at the best epoch",
+           title="Validation loss against model size (filled: 30-token windows, hollow: full context)")
     ax.legend(title="cell")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

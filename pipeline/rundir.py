@@ -4,7 +4,11 @@ Layout::
 
     config.json     the TrainConfig, plus the model's arguments, parameter count, window
                     counts, vocabulary size and the dataset's fingerprint
-    metrics.csv     one row per epoch: train/val loss and accuracy (MAE for regression), seconds
+    metrics.csv     one row per epoch: train loss and accuracy, optimizer steps, the study's validation measure
+                    (``val_loss``/``val_acc``: next token after every window, stride 1) and the
+                    full-context one (``val_full_loss``/``val_full_acc``: the same targets, the
+                    state carried from each held-out piece's start); MAE for regression; seconds
+                    (and those of validation)
     status.json     epoch, best epoch, best validation loss, finished flag (written with each epoch)
     last.pt         everything to resume exactly (model, optimizer, RNG, early-stopping state)
     best.pt         the same at the best validation loss so far
@@ -12,6 +16,11 @@ Layout::
     primers.json    openings of the held-out pieces (generation), copied from the dataset
     curves.png      loss and accuracy per epoch
     samples/        folders written by ``generate`` (:mod:`pipeline.samples`)
+    eval/<dataset>.json  scores on another dataset, written by ``evaluate`` (:func:`write_eval`)
+
+The best epoch (``best.pt``, early stopping) is the one with the lowest
+:func:`selection_metric`: the full-context loss for truncated-BPTT runs, the
+study's window loss for window-trained ones.
 
 Reading a run's config, metrics or status never imports torch; only the
 checkpoint functions do. Paths stored in the folder (the dataset) are absolute.
@@ -21,7 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +39,22 @@ from .errors import ConfigError, RunError
 from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_id
 
 CONFIG, METRICS, STATUS, TIMING, PRIMERS = "config.json", "metrics.csv", "status.json", "timing.json", "primers.json"
+EVAL = "eval"
 CELL_NAMES = ("rnn", "lstm", "gru")
+MODES = ("tbptt", "windows")
+STUDY_WINDOW = 30  # the nocturne study's measure: the next token after every 30-token window
 OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad")
 TASKS = ("classify", "regress")
 # Fields that change how fast a run goes, not what it learns: left out of a run's identity.
 EXECUTION_ONLY = ("threads", "device")
+# What a config.json written before a field existed meant by its absence (where that differs
+# from today's default): runs and grids written earlier keep their meaning.
+LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0}
+# Defaults that depend on the encoding (chars: whole ABC tunes, see README: benchmarks);
+# an option given explicitly always wins (:func:`with_encoding_defaults`).
+ENCODING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "chars": {},
+}
 
 
 @dataclass
@@ -44,6 +64,7 @@ class TrainConfig(StageConfig):
     dataset: str = "processed/dataset"
     encoding: str = "names"
     task: str = "classify"
+    mode: str = "tbptt"      # "tbptt": streams of whole pieces, state carried across chunks; "windows": the study's
     cell: str = "gru"
     layers: int = 2
     hidden: int = 128
@@ -51,17 +72,20 @@ class TrainConfig(StageConfig):
     dropout: float = 0.2
     optimizer: str = "adam"
     lr: float = 0.002
-    batch: int = 64
-    window: int = 30
-    stride: int = 5          # windows start every `stride` tokens; 1 = every window (see README: bench)
-    targets: str = "all"     # "all": loss at every position of a window; "last": only its next token
+    lr_decay: float = 1.0    # the learning rate is multiplied by this over each epoch (smoothly, every step)
+    weight_decay: float = 0.0
+    batch: int = 64          # windows (windows mode) or parallel streams (tbptt) per step
+    window: int = 30         # tokens per window (windows mode) or per back-propagated chunk (tbptt)
+    stride: int = 5          # windows mode: windows start every `stride` tokens; 1 = every window
+    targets: str = "all"     # windows mode: "all" = loss at every position of a window; "last" = its next token
     epochs: int = 30
     patience: int = 5        # early stopping: epochs without a better validation loss
     seed: int = 0
     threads: int = 0         # torch intra-op threads; 0 = torch's default
     clip: float = 1.0        # gradient-norm clipping; 0 = off
-    max_minutes: float = 0.0  # stop after the epoch that passes this training time; 0 = no limit
-    transpose: int = 0       # augment: also train on every piece shifted by -N..+N semitones
+    max_minutes: float = 0.0  # time budget (training + validation): the epoch it ends stops early; 0 = none
+    transpose: int = 6       # augment: also train on every piece shifted by -N..+N semitones (note encodings)
+    val_sample: int = 5000   # the window measure in training: at most this many evenly spaced targets; 0 = all
     device: str = "auto"     # execution setting: auto (CUDA, then MPS, then CPU), cpu, cuda, mps
 
     def validate(self) -> None:
@@ -72,6 +96,10 @@ class TrainConfig(StageConfig):
             raise ConfigError("--task must be classify or regress")
         if self.task == "regress" and self.encoding != "pitch":
             raise ConfigError("--task regress predicts a pitch number: use it with --encoding pitch")
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode == "tbptt" and self.targets != "all":
+            raise ConfigError("--targets last is the study's set-up: use it with --mode windows")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZER_NAMES)}")
         if self.targets not in ("all", "last"):
@@ -79,16 +107,51 @@ class TrainConfig(StageConfig):
         for name in ("layers", "hidden", "batch", "window", "stride", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1")
+        if self.val_sample < 0:
+            raise ConfigError("--val-sample must be >= 0 (0 = every validation target)")
         if self.embed < 0:
             raise ConfigError("--embed must be >= 0 (0 = one-hot input)")
         if not 0 <= self.dropout < 1:
             raise ConfigError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ConfigError("--lr must be positive")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError("--lr-decay must be in (0, 1] (1 = a constant learning rate)")
+        if self.weight_decay < 0:
+            raise ConfigError("--weight-decay must be >= 0")
         if not 0 <= self.transpose <= 11:
             raise ConfigError("--transpose must be between 0 and 11 semitones")
-        if self.transpose and self.encoding == "chars":
-            raise ConfigError("--transpose works on note encodings (names, pitch), not chars")
+
+    def __post_init__(self) -> None:
+        if self.encoding == "chars":
+            self.transpose = 0  # transposition is for notes; chars ignores it (one identity for the run)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """As :meth:`StageConfig.from_dict`, reading a field missing from an older run as it meant then (LEGACY)."""
+        return super().from_dict({**LEGACY, **d})
+
+
+def with_encoding_defaults(config: TrainConfig, given: set[str] | frozenset[str]) -> TrainConfig:
+    """``config`` with every option not in ``given`` set to its encoding's default.
+
+    ``given`` names the options the user chose (typed on the command line, or
+    swept by a grid); the others were class defaults, which suit note encodings.
+    ``chars`` models get :data:`ENCODING_DEFAULTS` ``["chars"]`` instead.
+    """
+    extra = {k: v for k, v in ENCODING_DEFAULTS.get(config.encoding, {}).items() if k not in given}
+    return replace(config, **extra) if extra else config
+
+
+def selection_metric(config: TrainConfig | dict) -> str:
+    """The metrics column whose lowest value marks a run's best epoch (``best.pt``, early stopping).
+
+    ``val_full_loss`` (the state carried over whole held-out pieces, as generation
+    does) for truncated-BPTT runs; ``val_loss`` (the study's window measure) for
+    window-trained runs and for rows written before the full-context loss existed.
+    """
+    mode = config.mode if isinstance(config, TrainConfig) else {**LEGACY, **config}.get("mode")
+    return "val_full_loss" if mode == "tbptt" else "val_loss"
 
 
 def normalise_options(config: dict) -> dict:
@@ -99,7 +162,7 @@ def normalise_options(config: dict) -> dict:
     """
     out = {}
     for f in fields(TrainConfig):
-        value = type(f.default)(config.get(f.name, f.default))
+        value = type(f.default)(config.get(f.name, LEGACY.get(f.name, f.default)))
         out[f.name] = os.path.abspath(value) if f.name == "dataset" else value
     return out
 
@@ -182,6 +245,31 @@ def read_metrics(run_dir: str | Path):
         raise RunError(f"{path} is damaged ({type(exc).__name__})") from None
 
 
+def eval_path(run_dir: str | Path, dataset_name: str) -> Path:
+    """Where ``evaluate`` keeps a run's scores on one dataset: ``<run>/eval/<dataset name>.json``."""
+    if not dataset_name or Path(dataset_name).name != dataset_name:
+        raise RunError(f"not a dataset name: {dataset_name!r}")
+    return Path(run_dir) / EVAL / f"{dataset_name}.json"
+
+
+def write_eval(run_dir: str | Path, dataset_name: str, result: dict) -> Path:
+    """Write (atomically, replacing an earlier one) a run's scores on one dataset; returns the path."""
+    if not is_run(run_dir):
+        raise RunError(f"{run_dir} is not a run folder (no {CONFIG})")
+    return atomic_write_json(eval_path(run_dir, dataset_name), result)
+
+
+def read_eval(run_dir: str | Path, dataset_name: str) -> dict:
+    """A run's scores on one dataset, as :func:`write_eval` wrote them."""
+    return _read_json(eval_path(run_dir, dataset_name), "score it first with `cli.py evaluate`")
+
+
+def read_evals(run_dir: str | Path) -> dict[str, dict]:
+    """Every dataset a run was scored on: ``{dataset name: result}`` (``{}`` if none)."""
+    folder = Path(run_dir) / EVAL
+    return {p.stem: read_eval(run_dir, p.stem) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
 @dataclass
 class RunStatus:
     """Where a run stands: the last finished epoch, the best one, and whether it is done."""
@@ -204,22 +292,27 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
         if status.checkpoint_bytes and size != status.checkpoint_bytes:
             # killed between writing last.pt and status.json, or last.pt was damaged: the checkpoint decides
             ck = load_checkpoint(run_dir, "last")
-            best = best_row(ck.metrics)
+            best = best_row(ck.metrics, selection_metric(ck.train_config))
             return RunStatus(ck.epoch, int(best["epoch"]), ck.best_val, ck.finished, size)
         return status
     if (run_dir / "last.pt").exists():  # written before status.json existed
         ck = load_checkpoint(run_dir, "last")
-        best = min(ck.metrics, key=lambda r: r["val_loss"])
+        best = best_row(ck.metrics, selection_metric(ck.train_config))
         return RunStatus(ck.epoch, int(best["epoch"]), ck.best_val, ck.finished)
     return None
 
 
-def best_row(rows: list[dict]) -> dict:
-    """The metrics row of the epoch with the lowest validation loss."""
-    finite = [r for r in rows if r["val_loss"] == r["val_loss"]]
+def best_row(rows: list[dict], metric: str = "val_loss") -> dict:
+    """The metrics row of the epoch with the lowest ``metric`` (see :func:`selection_metric`).
+
+    Rows without that column (written before it existed) are judged by ``val_loss``.
+    """
+    if rows and metric not in rows[0]:
+        metric = "val_loss"
+    finite = [r for r in rows if r[metric] == r[metric]]
     if not finite:
         raise RunError("no epoch with a finite validation loss")
-    return min(finite, key=lambda r: r["val_loss"])
+    return min(finite, key=lambda r: r[metric])
 
 
 # ------------------------------------------------------------------ checkpoints (torch)
@@ -260,8 +353,10 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint, *, best: bool) -> None:
         atomic_write_bytes(run_dir / "best.pt", data)
     atomic_write_bytes(run_dir / "last.pt", data)
     atomic_write_text(run_dir / METRICS, pd.DataFrame(ckpt.metrics).to_csv(index=False))
-    top = best_row(ckpt.metrics) if ckpt.metrics else {"epoch": 0, "val_loss": float("inf")}
-    atomic_write_json(run_dir / STATUS, asdict(RunStatus(ckpt.epoch, int(top["epoch"]), float(top["val_loss"]),
+    metric = selection_metric(ckpt.train_config)
+    top = best_row(ckpt.metrics, metric) if ckpt.metrics else {"epoch": 0, metric: float("inf")}
+    atomic_write_json(run_dir / STATUS, asdict(RunStatus(ckpt.epoch, int(top["epoch"]),
+                                                         float(top.get(metric, top["val_loss"])),
                                                          ckpt.finished, len(data))))
 
 

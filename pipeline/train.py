@@ -4,9 +4,22 @@ The run folder (its files are owned by :mod:`pipeline.rundir`) describes itself:
 ``config.json``, ``metrics.csv``, ``status.json``, ``last.pt``/``best.pt`` (each
 carrying model arguments and vocabulary, as nanoGPT's do), ``curves.png``.
 
-Windows are never materialised: the training pieces are one token array, and a
-window is a start offset into it, so memory grows with the corpus, not with
-``window / stride`` (nor with ``--transpose`` beyond the extra tokens).
+Two ways to train (``--mode``):
+
+``tbptt`` (default)  truncated back-propagation through time, as generation runs
+    the model: the training pieces as ``batch`` parallel streams read ``window``
+    tokens (a chunk) at a time, the recurrent state carried from chunk to chunk
+    and set to zero where a piece (an ABC tune) begins, as generation begins one
+    (:class:`Streams`, :func:`forward_resetting`). Every token is a target once an epoch.
+``windows``  the nocturne study's set-up: independent windows of ``window`` tokens,
+    each from a zero state, every ``stride`` tokens (:class:`Windows`). Windows are
+    never materialised: a window is a start offset into one token array, so memory
+    grows with the corpus, not with ``window / stride``.
+
+Validation reports two measures on the same targets (every token after the first
+30 of a held-out piece): the study's (``val_loss``: each target after a 30-token
+window read from a zero state) and the full-context one (``val_full_loss``: the
+state carried from the piece's start, as in generation).
 """
 from __future__ import annotations
 
@@ -27,8 +40,9 @@ from .errors import ConfigError, DatasetError, Interrupted, RunError
 from .fsutil import folder_lock
 from .model import ModelConfig, SequenceModel, resolve_device
 from .report import curves_title, ensure_run_curves, plot_curves
-from .rundir import (Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config, read_status,
-                     run_name, save_checkpoint, write_run_header)
+from .rundir import (STUDY_WINDOW, Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config,
+                     read_status, run_name, save_checkpoint, selection_metric, with_encoding_defaults,
+                     write_run_header)
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
@@ -50,20 +64,32 @@ def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
     Small corpora rarely cover every key; a held-out piece in a new key is
     otherwise full of unseen tokens. Validation pieces are never transposed.
     New tokens are appended to the vocabulary, so existing ids keep their meaning.
+    A one-piece dataset gets its training head transposed, and its held-out tail
+    stays a validation piece of its own (``<piece>:tail``), untouched.
     """
     from .encodings import transpose_tokens
-    if ds.tail_fraction:
-        raise ConfigError("--transpose needs a dataset of at least two pieces")
-    seqs, train, extra = dict(ds.sequences), list(ds.split["train"]), []
-    for p in ds.pieces("train"):
+    train_side, val_side = ds.side_sequences("train"), ds.side_sequences("validation")
+    seqs, train, extra = {**train_side, **val_side}, list(train_side), []
+    for p, tokens in train_side.items():
         for k in range(-max_shift, max_shift + 1):
-            moved = transpose_tokens(ds.sequences[p], ds.encoding, k) if k else None
+            moved = transpose_tokens(tokens, ds.encoding, k) if k else None
             if moved is not None:
                 seqs[f"{p}@{k:+d}"] = moved
                 train.append(f"{p}@{k:+d}")
                 extra.extend(t for t in moved if t not in ds.vocab.index)
     vocab = Vocabulary(ds.vocab.tokens + sorted(set(extra), key=extra.index))
-    return replace(ds, sequences=seqs, vocab=vocab, split={**ds.split, "train": train})
+    split = {**ds.split, "train": train, "validation": list(val_side), "tail_fraction": 0.0}
+    return replace(ds, sequences=seqs, vocab=vocab, split=split)
+
+
+def training_data(config: TrainConfig) -> tuple[Dataset, dict[str, str]]:
+    """The dataset a run trains on, augmented as its config says, and the fingerprint of the data as extracted."""
+    with dataset_read_lock(config.dataset):  # not while an extract swaps it: its files would not match
+        ds = load_dataset(config.dataset, config.encoding)
+    fingerprint = ds.fingerprint()
+    if config.transpose:
+        ds = augment_transpositions(ds, config.transpose)
+    return ds, fingerprint
 
 
 @dataclass
@@ -117,70 +143,257 @@ def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> Windows:
                                                               else np.zeros(0, np.int64)), window)
 
 
+@dataclass
+class Streams:
+    """Truncated back-propagation through time: the training pieces as parallel streams.
+
+    Each epoch shuffles the pieces, joins them into one token array (an ABC
+    stream so holds whole tunes, ``<start> … <end><start> …``, and the model
+    learns what follows ``<end>``), starts it at a random offset below ``chunk``
+    (chunk boundaries move between epochs) and cuts it into ``batch`` rows of
+    equal length, each a contiguous stretch of music. Training reads the rows
+    ``chunk`` tokens at a time, carrying the recurrent state from one chunk to
+    the next (detached: gradients stop at chunk boundaries) as generation carries
+    it from token to token, and setting a row's state to zero where a new piece
+    begins, as generation and the full-context validation begin every piece.
+
+    arrays : token ids of each training piece, int64 (n_tokens,) each.
+    """
+
+    arrays: list[torch.Tensor]
+    batch: int
+    chunk: int
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(a) for a in self.arrays)
+
+    def __len__(self) -> int:
+        """Steps (chunks) per epoch."""
+        return math.ceil(((self.tokens - 1) // self.batch) / self.chunk)
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One epoch's inputs, targets (int64) and piece starts (bool), each (batch, length).
+
+        ``first[r, t]`` is true where input ``x[r, t]`` is the first token of a piece.
+        """
+        order = torch.randperm(len(self.arrays), generator=generator).tolist()
+        tokens = torch.cat([self.arrays[i] for i in order])
+        first = torch.zeros(len(tokens), dtype=torch.bool, device=tokens.device)
+        first[torch.tensor([0] + [len(self.arrays[i]) for i in order[:-1]]).cumsum(0).to(tokens.device)] = True
+        offset = int(torch.randint(0, self.chunk, (1,), generator=generator))
+        if (len(tokens) - 1 - offset) // self.batch < 1:
+            offset = 0
+        length = (len(tokens) - 1 - offset) // self.batch
+        span = self.batch * length
+        return (tokens[offset:offset + span].view(self.batch, length),
+                tokens[offset + 1:offset + 1 + span].view(self.batch, length),
+                first[offset:offset + span].view(self.batch, length))
+
+    def to(self, device: torch.device) -> "Streams":
+        return Streams([a.to(device) for a in self.arrays], self.batch, self.chunk)
+
+
+def forward_resetting(model: SequenceModel, x: torch.Tensor, first: torch.Tensor, state=None):
+    """``model(x, state)``, with a row's state set to zero before each token marked in ``first``.
+
+    x : int64 (batch, time); first : bool (batch, time). The fused recurrent
+    layer cannot reset a row mid-call, so the chunk is read in pieces cut at
+    the columns where some row begins a piece.
+    """
+    cols = first.any(0).nonzero().flatten().tolist()
+    cuts = sorted({0, *cols, x.shape[1]})
+    outs = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if state is not None and a in cols:
+            keep = (~first[:, a]).to(torch.float32)[None, :, None]
+            state = tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
+        out, state = model(x[:, a:b], state)
+        outs.append(out)
+    return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)), state
+
+
+def detach_state(state):
+    """The recurrent state cut from its history (a tensor, or an LSTM's ``(h, c)``)."""
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+# ----------------------------------------------------------------------- scoring
+
+def _totals(device: torch.device) -> dict[str, torch.Tensor]:
+    z = lambda: torch.zeros((), device=device, dtype=torch.float64)  # noqa: E731
+    return {"loss": z(), "n": z(), "correct": z(), "abs_err": z()}
+
+
+def _add(tot: dict, loss: torch.Tensor, st: dict) -> None:
+    tot["loss"] += loss * st["n"]
+    for k, v in st.items():
+        tot[k] += v
+
+
+def summarise(tot: dict, prefix: str, task: str) -> dict[str, float]:
+    """Sums from scoring -> ``{prefix}_loss``, ``{prefix}_acc`` (and ``{prefix}_mae`` for regression)."""
+    t = {k: float(v) for k, v in tot.items()}
+    n = max(t["n"], 1)
+    row = {f"{prefix}_loss": t["loss"] / n if t["n"] else math.nan, f"{prefix}_acc": t["correct"] / n}
+    if task == "regress":
+        row[f"{prefix}_mae"] = t["abs_err"] / n
+    return row
+
+
+@torch.no_grad()
+def score_windows(model: SequenceModel, windows: Windows, batch: int = 512,
+                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """The study's measure: the next token after every window, each read from a zero state.
+
+    Returns sums over the targets (``loss``, ``n``, ``correct``, ``abs_err``) for :func:`summarise`.
+    """
+    model.eval()
+    dev = windows.tokens.device
+    tot = _totals(dev)
+    for i in range(0, len(windows), batch):
+        x, y = windows.batch(torch.arange(i, min(i + batch, len(windows)), device=dev))
+        out, _ = model(x)
+        _add(tot, *model.loss(out[:, -1:], y[:, -1:]))
+        if progress:
+            progress(len(x))
+    return tot
+
+
+@torch.no_grad()
+def score_full_context(model: SequenceModel, arrays: list[np.ndarray], skip: int, device: torch.device,
+                       rows: int = 64, chunk: int = 256,
+                       progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """Full-context measure: every piece read from its first token, the state carried throughout.
+
+    Scores the same targets as :func:`score_windows` with windows of ``skip``
+    tokens: the tokens at positions ``skip`` and later of each piece, so the
+    two measures differ only in the context the model had. Pieces of similar
+    length are read side by side (``rows`` at a time, ``chunk`` steps per call).
+
+    Returns sums as :func:`score_windows` does.
+    """
+    model.eval()
+    tot = _totals(device)
+    order = sorted(range(len(arrays)), key=lambda i: -len(arrays[i]))
+    for g in range(0, len(order), rows):
+        group = [arrays[i] for i in order[g:g + rows]]
+        lens = torch.tensor([len(a) for a in group], device=device)
+        width = int(lens.max())
+        if width <= skip:
+            continue
+        pad = torch.zeros((len(group), width), dtype=torch.long, device=device)
+        for r, a in enumerate(group):
+            pad[r, :len(a)] = torch.as_tensor(a, dtype=torch.long, device=device)
+        state = None
+        for t in range(0, width - 1, chunk):
+            stop = min(t + chunk, width - 1)
+            out, state = model(pad[:, t:stop], state)
+            pos = torch.arange(t, stop, device=device)[None, :]
+            # out[:, j] predicts the token at t + j + 1
+            mask = (pos + 1 >= skip) & (pos + 1 < lens[:, None])
+            if bool(mask.any()):
+                _add(tot, *model.loss(out[mask], pad[:, t + 1:stop + 1][mask]))
+        if progress:
+            progress(int(sum(max(0, len(a) - skip) for a in group)))
+    return tot
+
+
 # ----------------------------------------------------------------------- training
 
 class Trainer:
-    """Runs epochs over windows; the model owns the loss, the trainer the loop."""
+    """Runs epochs over windows or streams; the model owns the loss, the trainer the loop."""
 
     def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device):
         self.c, self.model, self.device = config, model, device
-        self.opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr)
-        self.train = make_windows(ds.piece_arrays("train"), config.window, config.stride).to(device)
-        self.val = make_windows(ds.piece_arrays("validation"), config.window, 1).to(device)
-        if len(self.train) == 0:
-            raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
+        self.opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        train_arrays = ds.piece_arrays("train")
+        self.val_arrays = ds.piece_arrays("validation")
+        # the study's measure: windows of the training window; in tbptt mode the window is the chunk (often
+        # longer), so 30 -- or the chunk if shorter, which is how a short held-out piece can still be scored
+        self.val_window = config.window if config.mode == "windows" else min(config.window, STUDY_WINDOW)
+        if config.mode == "windows":
+            self.train = make_windows(train_arrays, config.window, config.stride).to(device)
+            if len(self.train) == 0:
+                raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
+        else:
+            self.train = Streams([torch.from_numpy(a.astype(np.int64)) for a in train_arrays],
+                                 config.batch, config.window).to(device)
+            if (self.train.tokens - 1) // config.batch < 1:
+                raise ConfigError(f"the training pieces hold {self.train.tokens} tokens, too few for "
+                                  f"--batch {config.batch} streams; lower --batch")
+        self.val = make_windows(self.val_arrays, self.val_window, 1).to(device)
         if len(self.val) == 0:
-            raise ConfigError(f"no validation window: validation pieces are shorter than --window {config.window} + 1 "
-                              "tokens; lower --window or extract with another --split-seed")
+            raise ConfigError(f"no validation window: validation pieces are shorter than --window {self.val_window} "
+                              "+ 1 tokens; lower --window or extract with another --split-seed")
+        self.val_windows = len(self.val)
+        if config.val_sample and len(self.val) > config.val_sample:
+            # a window costs val_window steps from a zero state: on a big corpus (ABC) every one would
+            # cost more than the epoch; evenly spaced windows estimate the measure (evaluate scores all)
+            keep = np.unique(np.linspace(0, len(self.val) - 1, config.val_sample).round().astype(np.int64))
+            self.val = Windows(self.val.tokens, self.val.starts[torch.from_numpy(keep).to(device)], self.val.window)
 
-    def _totals(self) -> dict[str, torch.Tensor]:
-        z = lambda: torch.zeros((), device=self.device, dtype=torch.float64)  # noqa: E731
-        return {"loss": z(), "n": z(), "correct": z(), "abs_err": z()}
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.c.batch) if self.c.mode == "windows" else len(self.train)
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int, deadline: float | None = None) -> dict:
+        """One epoch; with a ``deadline`` (``time.perf_counter()`` value) it stops early when that passes.
+
+        Returns the training loss and accuracy and ``steps`` (optimizer steps taken,
+        fewer than :attr:`steps_per_epoch` when the deadline cut the epoch short).
+        """
         self.model.train()
         g = torch.Generator().manual_seed(self.c.seed * 100_003 + epoch)  # same order after a resume
-        order = torch.randperm(len(self.train), generator=g).to(self.device)
-        tot = self._totals()
-        for i in range(0, len(order), self.c.batch):
-            x, y = self.train.batch(order[i:i + self.c.batch])
-            out, _ = self.model(x)
-            if self.c.targets == "last":
-                out, y = out[:, -1:], y[:, -1:]
-            loss, st = self.model.loss(out, y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.c.clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.c.clip)
-            self.opt.step()
-            self._add(tot, loss.detach(), st)  # summed on the device: no per-batch synchronisation
-        return self._summarise(tot, "train")
+        tot = _totals(self.device)
+        self._epoch, self._steps = epoch, 0
+        late = lambda: deadline is not None and time.perf_counter() > deadline  # noqa: E731
+        if self.c.mode == "windows":
+            order = torch.randperm(len(self.train), generator=g).to(self.device)
+            for i in range(0, len(order), self.c.batch):
+                x, y = self.train.batch(order[i:i + self.c.batch])
+                out, _ = self.model(x)
+                if self.c.targets == "last":
+                    out, y = out[:, -1:], y[:, -1:]
+                self._step(tot, *self.model.loss(out, y))
+                if late():
+                    break
+        else:
+            x, y, first = self.train.epoch(g)
+            state = None
+            for t in range(0, x.shape[1], self.c.window):
+                cut = slice(t, t + self.c.window)
+                out, state = forward_resetting(self.model, x[:, cut], first[:, cut], state)
+                self._step(tot, *self.model.loss(out, y[:, cut]))
+                state = detach_state(state)
+                if late():
+                    break
+        return {**summarise(tot, "train", self.c.task), "steps": self._steps}
+
+    def _step(self, tot: dict, loss: torch.Tensor, st: dict) -> None:
+        if self.c.lr_decay != 1.0:  # a function of the epoch and step alone: a resumed run gets the same rates
+            progress = self._epoch - 1 + self._steps / self.steps_per_epoch
+            for group in self.opt.param_groups:
+                group["lr"] = self.c.lr * self.c.lr_decay ** progress
+        self._steps += 1
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.c.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.c.clip)
+        self.opt.step()
+        _add(tot, loss.detach(), st)  # summed on the device: no per-batch synchronisation
 
     @torch.no_grad()
-    def evaluate(self, batch: int = 512) -> dict:
-        """Validation: the next token after every window of ``window`` tokens (stride 1)."""
-        self.model.eval()
-        tot = self._totals()
-        for i in range(0, len(self.val), batch):
-            x, y = self.val.batch(torch.arange(i, min(i + batch, len(self.val)), device=self.device))
-            out, _ = self.model(x)
-            loss, st = self.model.loss(out[:, -1:], y[:, -1:])
-            self._add(tot, loss, st)
-        return self._summarise(tot, "val")
+    def evaluate(self) -> dict:
+        """Both validation measures of the targets every token after the first ``val_window`` of a piece.
 
-    @staticmethod
-    def _add(tot: dict, loss: torch.Tensor, st: dict) -> None:
-        tot["loss"] += loss * st["n"]
-        for k, v in st.items():
-            tot[k] += v
-
-    def _summarise(self, tot: dict, prefix: str) -> dict:
-        t = {k: float(v) for k, v in tot.items()}
-        n = max(t["n"], 1)
-        row = {f"{prefix}_loss": t["loss"] / n, f"{prefix}_acc": t["correct"] / n}
-        if self.c.task == "regress":
-            row[f"{prefix}_mae"] = t["abs_err"] / n
-        return row
+        ``val_*``: the study's, each target after a window of ``val_window`` tokens
+        read from a zero state (on at most ``val_sample`` evenly spaced targets);
+        ``val_full_*``: every target, the state carried from the piece's start.
+        """
+        return {**summarise(score_windows(self.model, self.val), "val", self.c.task),
+                **summarise(score_full_context(self.model, self.val_arrays, self.val_window, self.device),
+                            "val_full", self.c.task)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -203,15 +416,22 @@ class TrainResult:
     seconds_per_epoch: float
     val_mae: float | None = None
     stopped: str = ""   # "", "patience", "budget" or "diverged"
+    val_full_loss: float | None = None   # the same targets, the state carried over whole pieces
+    val_full_acc: float | None = None
+    val_full_mae: float | None = None
 
     @classmethod
-    def from_rows(cls, run_dir: Path, rows: list[dict], parameters: int, stopped: str = "") -> "TrainResult":
-        best = best_row(rows)
+    def from_rows(cls, run_dir: Path, rows: list[dict], parameters: int, stopped: str = "",
+                  metric: str = "val_loss") -> "TrainResult":
+        """The summary at the best epoch by ``metric`` (:func:`pipeline.rundir.selection_metric`)."""
+        best = best_row(rows, metric)
+        opt = lambda k: float(best[k]) if k in best else None  # noqa: E731  absent from older runs
         return cls(run=str(run_dir), epochs=int(rows[-1]["epoch"]), best_epoch=int(best["epoch"]),
                    val_loss=float(best["val_loss"]), val_acc=float(best["val_acc"]), parameters=parameters,
                    seconds=float(sum(r["seconds"] for r in rows)),
                    seconds_per_epoch=float(np.mean([r["seconds"] for r in rows])),
-                   val_mae=float(best["val_mae"]) if "val_mae" in best else None, stopped=stopped)
+                   val_mae=opt("val_mae"), stopped=stopped, val_full_loss=opt("val_full_loss"),
+                   val_full_acc=opt("val_full_acc"), val_full_mae=opt("val_full_mae"))
 
 
 def _data_changes(saved: dict, now: dict) -> list[str]:
@@ -243,7 +463,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         limits = {k: v for k, v in (limits or {}).items() if k != "epochs" or v > saved.epochs}
         if ckpt.finished and "epochs" not in limits:
             ensure_run_curves(run_dir)
-            return TrainResult.from_rows(run_dir, ckpt.metrics, sum(t.numel() for t in ckpt.model.values()))
+            return TrainResult.from_rows(run_dir, ckpt.metrics, sum(t.numel() for t in ckpt.model.values()),
+                                         metric=selection_metric(saved))
         config = replace(saved, **{k: getattr(config, k) for k in EXECUTION}, **limits)
     elif resume and not (run_dir / "config.json").exists():
         raise RunError(f"cannot resume: {run_dir} is not a run folder (start it without --resume)")
@@ -257,15 +478,12 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     config.dataset = str(Path(config.dataset).resolve())  # the run works from any working directory
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     dev = resolve_device(config.device)
-    with dataset_read_lock(config.dataset):  # not while an extract swaps it: its files would not match
-        ds = load_dataset(config.dataset, config.encoding)
-    fingerprint = ds.fingerprint()
+    ds, fingerprint = training_data(config)
     if ckpt is not None and ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
         raise DatasetError(f"cannot resume {run_dir.name}: the dataset {config.dataset} changed since the run began "
                            f"({', '.join(_data_changes(ckpt.data_fingerprint, fingerprint))} differ); "
                            "train a new run with another --name")
-    if config.transpose:
-        ds = augment_transpositions(ds, config.transpose)
+    metric = selection_metric(config)
     _seed_everything(config.seed)
     model = SequenceModel(model_config(config, len(ds.vocab)))
     model.set_vocabulary(ds.vocab.tokens)
@@ -282,23 +500,36 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     else:
         # rendering needs the corpus rhythms and generation the held-out openings: keep both
         write_run_header(run_dir, config, extra={
-            "model": model.to_dict(), "parameters": model.n_parameters(), "train_windows": len(trainer.train),
-            "val_windows": len(trainer.val), "vocab_size": len(ds.vocab), "data_fingerprint": fingerprint},
+            "model": model.to_dict(), "parameters": model.n_parameters(),
+            **({"train_windows": len(trainer.train)} if config.mode == "windows" else
+               {"train_tokens": trainer.train.tokens}),
+            "train_steps": trainer.steps_per_epoch, "val_windows": trainer.val_windows,
+            "val_windows_scored": len(trainer.val), "val_window": trainer.val_window,
+            "vocab_size": len(ds.vocab), "selection_metric": metric, "data_fingerprint": fingerprint},
             timing=ds.timing, primers=ds.validation_openings(200))
 
     stopped = ""
     try:
+        budget = 60 * config.max_minutes
         for epoch in range(start_epoch, config.epochs + 1):
             t0 = time.perf_counter()
-            row = {"epoch": epoch, **trainer.train_epoch(epoch), **trainer.evaluate()}
+            # a budget is an upper bound: the epoch under way when it runs out stops early, leaving
+            # time for its validation (as long as the last one took), and ends the run
+            val_s = rows[-1].get("val_seconds", 0.0) if rows else 0.0
+            deadline = t0 + budget - sum(r["seconds"] for r in rows) - val_s if budget else None
+            row = {"epoch": epoch, **trainer.train_epoch(epoch, deadline)}
+            t1 = time.perf_counter()
+            row.update(trainer.evaluate())
+            row["val_seconds"] = round(time.perf_counter() - t1, 3)
             row["seconds"] = round(time.perf_counter() - t0, 3)
-            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+            if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_full_loss")):
                 stopped, diverged_at = "diverged", epoch
                 break  # keep the checkpoints of the last finite epoch
             rows.append(row)
-            improved = row["val_loss"] < best
-            best, bad = (row["val_loss"], 0) if improved else (best, bad + 1)
-            out_of_time = config.max_minutes > 0 and sum(r["seconds"] for r in rows) >= 60 * config.max_minutes
+            improved = row[metric] < best
+            best, bad = (row[metric], 0) if improved else (best, bad + 1)
+            out_of_time = bool(budget) and (row["steps"] < trainer.steps_per_epoch
+                                            or sum(r["seconds"] for r in rows) + row["val_seconds"] >= budget)
             stopped = "patience" if bad >= config.patience else "budget" if out_of_time else ""
             finished = bool(stopped) or epoch == config.epochs
             save_checkpoint(run_dir, Checkpoint(
@@ -315,10 +546,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         if rows:
             plot_curves(rows, run_dir / "curves.png", curves_title(config))
     if stopped == "diverged":
-        where = f"; best.pt keeps epoch {best_row(rows)['epoch']}" if rows else ""
+        where = f"; best.pt keeps epoch {best_row(rows, metric)['epoch']}" if rows else ""
         raise RunError(f"training diverged at epoch {diverged_at} (the loss is not a finite number){where}; "
                        "lower --lr")
-    return TrainResult.from_rows(run_dir, rows, model.n_parameters(), stopped)
+    return TrainResult.from_rows(run_dir, rows, model.n_parameters(), stopped, metric)
 
 
 # ----------------------------------------------------------------------- the command
@@ -339,8 +570,10 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
                   on_epoch: Callable[[dict], None] | None = None, limits: dict | None = None) -> TrainResult:
     """What ``cli.py train`` does: pick the dataset and run name, check a resume, train.
 
-    ``given`` names the options the user typed; on ``--resume`` any of them that
-    would change the model or data is refused (the run's own config wins).
+    ``given`` names the options the user typed; the others take their encoding's
+    defaults (:func:`pipeline.rundir.with_encoding_defaults`: chars models have
+    their own). On ``--resume`` any given option that would change the model or
+    data is refused (the run's own config wins).
     """
     if name and (Path(name).is_absolute() or ".." in Path(name).parts):
         raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
@@ -364,10 +597,11 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
         limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
         return _train_locked(config, run_dir, runs, resume=True, on_epoch=on_epoch, limits=limits)
     dataset, picked = resolve_dataset(config.dataset if "dataset" in given else None)
-    config = replace(config, dataset=dataset)
+    config = with_encoding_defaults(replace(config, dataset=dataset), given)
     config.validate()
     run_dir = run_dir or Path(runs) / run_name(config, dataset_prefix=True)
-    on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}")
+    ignored = " (--transpose does not apply to chars)" if "transpose" in given and config.encoding == "chars" else ""
+    on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}{ignored}")
     return _train_locked(config, run_dir, runs, resume=False, on_epoch=on_epoch)
 
 

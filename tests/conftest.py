@@ -64,7 +64,7 @@ def tiny_train_config(dataset: Path, **kw):
     from pipeline.rundir import TrainConfig
 
     base = dict(dataset=str(dataset), cell="gru", layers=1, hidden=16, embed=8, window=8, stride=4,
-                batch=16, epochs=3, patience=10, threads=1, seed=1)
+                batch=16, epochs=3, patience=10, threads=1, seed=1, transpose=0)
     base.update(kw)
     return TrainConfig(**base)
 

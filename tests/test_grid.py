@@ -148,7 +148,8 @@ def test_killed_and_stale_runs_are_resumed_or_restarted(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_run_does_not_stop_the_others(dataset, tmp_path):
-    configs, _ = expand_grid(tiny_values(dataset, cell=["rnn"], hidden=[8], window=[8, 500], epochs=[1]))
+    configs, _ = expand_grid(tiny_values(dataset, cell=["rnn"], hidden=[8], window=[8, 500], epochs=[1],
+                                         mode=["windows"]))
     res = run_grid(configs, GridConfig(name="f", runs=str(tmp_path), workers=2))
     assert res["counts"]["failed"] == 1 and res["counts"]["trained"] == 1
     failed = res["table"][res["table"]["status"] == "failed"].iloc[0]
@@ -203,7 +204,8 @@ def test_cli_grid_and_report(runner, dataset):
 
 def test_cli_grid_failures_and_errors(runner, dataset, monkeypatch):
     args = ["grid", "--data", str(dataset), "--cell", "rnn", "--layers", "1", "--hidden", "8", "--embed", "8",
-            "--window", "8,500", "--epochs", "1", "--threads", "1", "--workers", "1", "--name", "bad"]
+            "--window", "8,500", "--mode", "windows", "--epochs", "1", "--threads", "1", "--workers", "1",
+            "--name", "bad"]
     res = runner.invoke(main, args)
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "Error: 1 of 2 runs failed" in res.output and "no training window" in res.output.splitlines()[-1]

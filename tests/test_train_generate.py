@@ -49,9 +49,9 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
     pd.testing.assert_frame_equal(metrics(tmp_path / "a"), metrics(tmp_path / "b"))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru"])
-def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell):
-    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2)
+@pytest.mark.parametrize("cell,mode,decay", [("rnn", "windows", 1.0), ("gru", "tbptt", 0.5), ("lstm", "tbptt", 1.0)])
+def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, decay):
+    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2, mode=mode, lr_decay=decay)
     train(cfg, tmp_path / "full")
 
     def kill_after_two(row):
@@ -91,8 +91,11 @@ def test_early_stopping(tiny_dataset, tmp_path):
 
 
 def test_targets_last_stride_one(tiny_dataset, tmp_path):
-    s = train(tiny_train_config(tiny_dataset, targets="last", stride=1, epochs=1, optimizer="adagrad"), tmp_path / "l")
+    s = train(tiny_train_config(tiny_dataset, mode="windows", targets="last", stride=1, epochs=1,
+                                optimizer="adagrad"), tmp_path / "l")
     assert s.epochs == 1
+    with pytest.raises(ConfigError, match="--mode windows"):
+        tiny_train_config(tiny_dataset, targets="last").validate()
 
 
 def test_stateful_sampling_equals_full_refeed():
@@ -185,8 +188,8 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
     train(tiny_train_config(tiny_dataset, transpose=2, epochs=1), run)
     out = generate(run, GenerateConfig(count=1, length=5))
     assert len(out.samples[0]) == 5
-    with pytest.raises(ConfigError):
-        tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
+    # chars ignores transposition: the run's identity and config.json say 0
+    assert tiny_train_config(tiny_dataset, transpose=2, encoding="chars").transpose == 0
 
 
 @pytest.mark.slow
@@ -201,6 +204,7 @@ def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
     cli = str(Path(__file__).resolve().parents[1] / "cli.py")
     args = [sys.executable, cli, "train", "--data", str(tiny_dataset), "--hidden", "48", "--layers", "2",
             "--window", "8", "--stride", "1", "--epochs", "25", "--patience", "25", "--threads", "1",
+            "--mode", "windows", "--transpose", "0",
             "--runs", str(tmp_path)]
     subprocess.run(args + ["--name", "full"], check=True, capture_output=True)
     proc = subprocess.Popen(args + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,3 +230,135 @@ def test_generate_never_overwrites_samples_drawn_with_other_options(tiny_dataset
     assert str(b.folder) == str(a.folder) + "-2"
     assert len(json.loads((tmp_path / "run/samples/t1-s0/samples.json").read_text())["samples"]) == 2
     assert len(generate(run, GenerateConfig(count=2)).samples[0]) == 300  # note models: 300 by default
+
+
+# ------------------------------------------------------------------ truncated BPTT and the two validation measures
+
+def test_streams_cover_every_piece_once_per_epoch():
+    from pipeline.train import Streams
+    arrays = [torch.arange(0, 50), torch.arange(100, 130), torch.arange(200, 290)]
+    s = Streams(arrays, batch=4, chunk=7)
+    g = torch.Generator().manual_seed(3)
+    x, y, first = s.epoch(g)
+    assert x.shape == y.shape == first.shape and x.shape[0] == 4
+    # piece starts are marked where their first tokens sit
+    assert sorted(x[first].tolist()) == [t for t in (0, 100, 200) if t in x.reshape(-1).tolist()]
+    # each row is a contiguous stretch of the joined (shuffled) pieces; targets are the next tokens
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    assert torch.equal(flat_x[1:], flat_y[:-1])
+    assert len(set(flat_x.tolist())) == flat_x.numel() and flat_x.numel() >= 170 - 4 - 7
+    # the same generator seed gives the same epoch (exact resume), another seed another order
+    again = s.epoch(torch.Generator().manual_seed(3))
+    assert torch.equal(again[0], x)
+    assert not torch.equal(s.epoch(torch.Generator().manual_seed(4))[0][:, :5], x[:, :5])
+
+
+def test_forward_resetting_starts_each_piece_from_a_zero_state():
+    from pipeline.train import forward_resetting
+    torch.manual_seed(0)
+    for cell in ("gru", "lstm"):
+        model = SequenceModel(ModelConfig(vocab_size=7, cell=cell, layers=2, hidden=6, embed=3))
+        model.eval()
+        x = torch.randint(0, 7, (2, 9))
+        first = torch.zeros(2, 9, dtype=torch.bool)
+        first[0, 4] = first[1, 6] = True
+        with torch.no_grad():
+            _, warm = model(torch.randint(0, 7, (2, 5)))
+            out, _ = forward_resetting(model, x, first, warm)
+            alone0, _ = model(x[:1, 4:])            # row 0 from its piece start, zero state
+            alone1, _ = model(x[1:, 6:])
+            carried, _ = model(x[:1, :4], tuple(s[:, :1] for s in warm) if cell == "lstm" else warm[:, :1])
+        assert torch.allclose(out[0, 4:], alone0[0], atol=1e-6) and torch.allclose(out[1, 6:], alone1[0], atol=1e-6)
+        assert torch.allclose(out[0, :4], carried[0], atol=1e-6)
+
+
+def test_full_context_scores_the_same_targets_as_the_windows():
+    from pipeline.train import make_windows, score_full_context, score_windows, summarise
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(vocab_size=9, cell="lstm", layers=2, hidden=8, embed=4))
+    model.eval()
+    pieces = [np.random.default_rng(k).integers(0, 9, n) for k, n in enumerate((40, 6, 25, 11))]
+    w = 10
+    win = score_windows(model, make_windows(pieces, w, 1))
+    full = score_full_context(model, pieces, w, torch.device("cpu"), rows=3, chunk=7)
+    assert float(win["n"]) == float(full["n"]) == (40 - w) + (25 - w) + (11 - w)
+    # a piece of exactly window + 1 tokens: one target, the same context either way
+    one = [np.arange(w + 1) % 9]
+    a = summarise(score_windows(model, make_windows(one, w, 1)), "v", "classify")
+    b = summarise(score_full_context(model, one, w, torch.device("cpu")), "v", "classify")
+    assert a["v_loss"] == pytest.approx(b["v_loss"], abs=1e-5)
+    # full context equals one pass over the whole piece, scored from position w on
+    with torch.no_grad():
+        out, _ = model(torch.as_tensor(pieces[0])[None, :-1])
+        ref = torch.nn.functional.cross_entropy(out[0, w - 1:], torch.as_tensor(pieces[0])[w:], reduction="sum")
+    alone = score_full_context(model, pieces[:1], w, torch.device("cpu"), chunk=4)
+    assert float(alone["loss"]) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_tbptt_run_reports_both_measures_and_keeps_the_best_full_context_epoch(tiny_dataset, tmp_path):
+    run = tmp_path / "t"
+    s = train(tiny_train_config(tiny_dataset, epochs=4, lr=0.02), run)
+    m = pd.read_csv(run / "metrics.csv")
+    for col in ("val_loss", "val_acc", "val_full_loss", "val_full_acc"):
+        assert col in m and m[col].notna().all(), col
+    best = m.loc[m["val_full_loss"].idxmin()]
+    assert s.best_epoch == best["epoch"] and s.val_full_loss == pytest.approx(best["val_full_loss"])
+    assert s.val_loss == pytest.approx(best["val_loss"])
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["mode"] == "tbptt" and cfg["selection_metric"] == "val_full_loss" and cfg["val_window"] == 8
+    assert load_checkpoint(run, "best").epoch == s.best_epoch
+    w = train(tiny_train_config(tiny_dataset, epochs=2, mode="windows"), tmp_path / "w")
+    mw = pd.read_csv(tmp_path / "w" / "metrics.csv")
+    assert w.best_epoch == mw.loc[mw["val_loss"].idxmin(), "epoch"] and w.val_full_loss is not None
+
+
+def test_regression_reports_full_context_mae(tiny_dataset, tmp_path):
+    s = train(tiny_train_config(tiny_dataset, encoding="pitch", task="regress", epochs=1), tmp_path / "reg")
+    assert s.val_full_mae > 0 and s.val_mae > 0
+
+
+def test_runs_written_before_tbptt_read_as_windows_runs():
+    from pipeline.rundir import canonical_config, selection_metric
+    old = {k: v for k, v in TrainConfig(mode="windows", transpose=0).to_dict().items()
+           if k not in ("mode", "weight_decay", "transpose")}
+    assert TrainConfig.from_dict(old).mode == "windows" and TrainConfig.from_dict(old).transpose == 0
+    assert canonical_config(old) == canonical_config(TrainConfig(mode="windows", transpose=0))
+    assert selection_metric(old) == "val_loss" and selection_metric(TrainConfig()) == "val_full_loss"
+    assert TrainConfig().mode == "tbptt" and TrainConfig().transpose == 6
+
+
+def test_chars_defaults_apply_only_to_options_not_given():
+    from pipeline.rundir import ENCODING_DEFAULTS, with_encoding_defaults
+    chars = ENCODING_DEFAULTS["chars"]
+    cfg = with_encoding_defaults(TrainConfig(encoding="chars", seed=3), {"encoding", "seed"})
+    for k, v in chars.items():
+        assert getattr(cfg, k) == v, k
+    if chars:
+        key = next(iter(chars))
+        mine = with_encoding_defaults(TrainConfig(encoding="chars"), {"encoding", key})
+        assert getattr(mine, key) == getattr(TrainConfig(), key)
+    assert with_encoding_defaults(TrainConfig(encoding="pitch"), set()) == TrainConfig(encoding="pitch")
+
+
+def test_one_piece_dataset_transposes_its_training_head_only(tiny_midi_dir, tmp_path):
+    from pipeline.dataset import load_dataset
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.train import augment_transpositions
+    extract([tiny_midi_dir / "piece1.mid"], ExtractConfig(name="one", out=str(tmp_path / "p"), workers=1))
+    ds = load_dataset(tmp_path / "p" / "one", "pitch")
+    aug = augment_transpositions(ds, 2)
+    (piece,) = ds.split["train"]
+    head, tail = ds.side_sequences("train")[piece], ds.side_sequences("validation")[piece + ":tail"]
+    assert aug.side_sequences("validation") == {piece + ":tail": tail}
+    assert aug.side_sequences("train")[piece] == head and len(aug.split["train"]) == 5
+    assert all(len(s) == len(head) for s in aug.side_sequences("train").values())
+    s = train(tiny_train_config(tmp_path / "p" / "one", encoding="pitch", transpose=2, epochs=1, window=4,
+                                batch=4), tmp_path / "r")
+    assert s.epochs == 1
+
+
+def test_time_budget_cuts_the_epoch_under_way_short(tiny_dataset, tmp_path):
+    s = train(tiny_train_config(tiny_dataset, epochs=50, max_minutes=1e-6), tmp_path / "b")
+    m = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    assert s.stopped == "budget" and s.epochs == 1 and m["steps"].tolist() == [1]
+    assert json.loads((tmp_path / "b" / "status.json").read_text())["finished"]

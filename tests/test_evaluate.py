@@ -1,0 +1,122 @@
+"""`evaluate`: a run scored on another dataset, beside n-grams of its own training data."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import melody, tiny_train_config, write_pm
+from pipeline.encodings import Vocabulary
+from pipeline.errors import DatasetError
+from pipeline.evaluate import EvalConfig, evaluate_run, known_segments
+from pipeline.extract import ExtractConfig, extract
+from pipeline.rundir import read_eval, read_evals
+from pipeline.train import train
+
+UNKNOWN_AT = (10, 20, 45)  # onsets of the unseen piece played at a pitch no training piece has
+
+
+def unseen_piece(path):
+    """60 single notes of the training pieces' scale, three of them replaced by MIDI pitch 100."""
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    notes = [(100 if i in UNKNOWN_AT else scale[(3 * i) % 8], 0.5 * i, 0.5 * i + 0.4) for i in range(60)]
+    return write_pm(path, notes)
+
+
+@pytest.fixture
+def unseen_dataset(tmp_path):
+    unseen_piece(tmp_path / "unseen" / "a.mid")
+    extract([tmp_path / "unseen"], ExtractConfig(name="unseen", out=str(tmp_path / "processed"), workers=1))
+    return tmp_path / "processed" / "unseen"
+
+
+@pytest.fixture
+def names_run(tiny_dataset, tmp_path):
+    run = tmp_path / "runs" / "r"
+    train(tiny_train_config(tiny_dataset, epochs=1, hidden=8), run)
+    return run
+
+
+def test_known_segments_cut_at_unknown_tokens():
+    vocab = Vocabulary(["a", "b", "c"])
+    segments, unknown, examples = known_segments([["a", "x", "b", "b", "y", "y", "c"], ["z"], []], vocab)
+    assert [s.tolist() for s in segments] == [[0], [1, 1], [2]]
+    assert unknown == 4 and examples == ["y", "x", "z"]
+
+
+def test_evaluate_counts_unknown_tokens_and_scores_every_row_on_the_same_targets(names_run, unseen_dataset):
+    window = 5
+    res = evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=window), device="cpu")
+    assert res["unknown_tokens"] == len(UNKNOWN_AT) and res["unknown_examples"] == ["E7"]
+    # the piece is cut at each unknown onset: stretches of 10, 9, 24 and 14 known tokens
+    assert res["targets"] == sum(n - window for n in (10, 9, 24, 14))
+    assert res["pieces"] == 1 and res["tokens"] == 60
+    assert set(res["baselines"]) == {"1-gram", "2-gram", "3-gram", "5-gram"}
+    for value in (res["loss"], res["full_context_loss"], *res["baselines"].values()):
+        assert math.isfinite(value) and value > 0
+    assert 0 <= res["acc"] <= 1 and res["best_baseline"] in res["baselines"]
+    assert res["gain"] == pytest.approx(1 - res["loss"] / res["baselines"][res["best_baseline"]])
+    assert read_eval(names_run, "unseen") == json.loads((names_run / "eval" / "unseen.json").read_text())
+    assert set(read_evals(names_run)) == {"unseen"}
+
+
+def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset, tmp_path):
+    from pipeline.baseline import NGramModel
+    from pipeline.dataset import load_dataset
+    from pipeline.train import augment_transpositions, make_windows
+    run = tmp_path / "t"
+    cfg = tiny_train_config(tiny_dataset, encoding="pitch", transpose=2, epochs=1, hidden=8)
+    train(cfg, run)
+    res = evaluate_run(run, EvalConfig(dataset=str(tiny_dataset), window=6, orders=(2,)), device="cpu")
+    ds = augment_transpositions(load_dataset(tiny_dataset, "pitch"), 2)
+    whole = load_dataset(tiny_dataset, "pitch")
+    x, y = make_windows([ds.vocab.encode(s) for s in whole.sequences.values()], 6, 1).arrays()
+    want = NGramModel(2, len(ds.vocab)).fit(ds.piece_arrays("train")).evaluate(x, y[:, -1])
+    assert res["baselines"] == {"2-gram": pytest.approx(want["loss"])}
+    assert res["unknown_tokens"] == 0 and res["pieces"] == len(whole.sequences)
+
+
+def test_evaluate_refuses_what_it_cannot_score(names_run, unseen_dataset, tiny_dataset):
+    with pytest.raises(DatasetError, match="no piece has"):
+        evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=40), device="cpu")
+    with pytest.raises(DatasetError, match="chars"):
+        run = names_run.parent / "chars-run"
+        shutil.copytree(names_run, run)
+        ckpt_path = run / "best.pt"
+        import torch
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        ckpt["encoding"] = "chars"
+        torch.save(ckpt, ckpt_path)
+        evaluate_run(run, EvalConfig(dataset=str(unseen_dataset)), device="cpu")
+    shutil.rmtree(tiny_dataset)  # the baselines need the run's own training data
+    with pytest.raises(DatasetError):
+        evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
+
+
+def test_evaluate_through_the_cli(tmp_path, tiny_midi_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    unseen_piece(tmp_path / "other" / "a.mid")
+    for folder, name in ((tiny_midi_dir, "tiny"), (tmp_path / "other", "other")):
+        res = runner.invoke(main, ["extract", str(folder), "--name", name, "--workers", "1"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["train", "--data", "processed/tiny", "--hidden", "8", "--layers", "1", "--window", "8",
+                               "--epochs", "1", "--threads", "1", "--name", "r", "--transpose", "0"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["evaluate", "--run", "runs/r", "--data", "processed/other", "--window", "5",
+                               "--device", "cpu"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    for row in ("network, 5-token windows", "network, full context", "1-gram", "2-gram", "3-gram", "5-gram"):
+        assert row in res.output
+    assert res.output.strip().splitlines()[-1].endswith("-> runs/r/eval/other.json")
+    assert "3 unknown tokens" in res.output
+    res = runner.invoke(main, ["evaluate", "--run", "runs/r", "--data", "processed/none"])
+    assert res.exit_code != 0 and "Traceback" not in res.output and "not a processed dataset" in res.output
+    assert "Example" in runner.invoke(main, ["evaluate", "--help"]).output
+    assert np.isfinite(json.loads((tmp_path / "runs/r/eval/other.json").read_text())["full_context_loss"])
