@@ -125,7 +125,7 @@ def train_options(f):
         click.option("--data", "dataset", type=click.Path(path_type=Path),
                      help="A processed dataset folder, e.g. processed/nocturnes. Default: the most recently "
                           "extracted one under processed/ (named in the first output line)."),
-        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
+        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch, chars, tsd or remi (MidiTok, with rhythm)."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
         click.option("--cell", default=d["cell"], show_default=True, help="rnn, lstm or gru."),
