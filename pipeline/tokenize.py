@@ -248,6 +248,26 @@ def token_errors(tokens: Sequence[str], encoding: str) -> float:
     return float(tokenizer(encoding).tokens_errors(seq))
 
 
+def short_label(token: str) -> str:
+    """A few characters for a heatmap cell: ``C4``, ``d3/2`` (duration), ``+1/4`` (time shift),
+    ``|`` (bar), ``@5/2`` (position in beats); no ``.``, which would split the label into lines."""
+    from fractions import Fraction
+
+    kind, _, value = token.partition("_")
+    if kind == "Pitch":
+        import pretty_midi
+
+        return pretty_midi.note_number_to_name(int(value))
+    if kind in ("Duration", "TimeShift"):
+        b, st, r = (int(x) for x in value.split("."))
+        return ("d" if kind == "Duration" else "+") + str(Fraction(b) + Fraction(st, r))
+    if kind == "Bar":
+        return "|"
+    if kind == "Position":
+        return "@" + str(Fraction(int(value), max(BEAT_RES.values())))
+    return token[:6]
+
+
 def token_features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
     """What each token of a timed sequence is, for the heatmaps: name -> float (time,).
 
@@ -281,4 +301,5 @@ def token_features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 __all__ = ["TIMED_ENCODINGS", "tokenizer", "vocabulary", "encode", "decode", "decode_continuation", "pitches",
-           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "n_notes"]
+           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "short_label",
+           "n_notes"]
