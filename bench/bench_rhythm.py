@@ -12,7 +12,8 @@ when already finished in ``--work``, resumed when interrupted):
 1. the choice of tokenisation: a GRU 2×128 on MidiTok ``tsd`` and on ``remi``, same
    options; printed: vocabulary (whole and used), tokens per onset, validation loss per
    token and per onset (loss × the held-out piece's tokens per onset);
-2. RNN, LSTM and GRU 2×128 on the chosen encoding with ``--transpose``.
+2. RNN, LSTM and GRU 2×128 on the chosen encoding with ``--transpose`` (every training piece
+   also shifted by -N..+N semitones) and ``--stride`` (30 = every target once an epoch).
 
 Then, for the GRU at T = 1: the rhythm of ``--count`` samples continuing the held-out
 opening against the real held-out nocturne (onset-gap and duration histogram distances
@@ -67,9 +68,10 @@ def train_all(args) -> tuple[Path, dict[str, Path], dict[str, Path]]:
     choice = {enc: trained(args.work / "runs" / f"choice-{enc}", TrainConfig(
         encoding=enc, cell="gru", epochs=args.epochs, max_minutes=args.choice_minutes, **base))
         for enc in ("tsd", "remi")}
-    models = {cell: trained(args.work / "runs" / f"{args.encoding}-{cell}-{args.layers}x{args.hidden}", TrainConfig(
+    tag = f"{args.layers}x{args.hidden}-t{args.transpose}-s{args.stride}"
+    models = {cell: trained(args.work / "runs" / f"{args.encoding}-{cell}-{tag}", TrainConfig(
         encoding=args.encoding, cell=cell, epochs=args.epochs, max_minutes=args.max_minutes,
-        transpose=args.transpose, **base)) for cell in CELLS}
+        transpose=args.transpose, stride=args.stride, **base)) for cell in CELLS}
     return data, choice, models
 
 
@@ -96,36 +98,34 @@ def choice_table(data: Path, runs: dict[str, Path]) -> str:
 # ------------------------------------------------------------------ 2. the rhythm of samples
 
 def rhythm_check(data: Path, run: Path, encoding: str, count: int, length: int, seed: int) -> str:
-    from pipeline.encodings import tokens_to_pitches
+    from pipeline.compare import measure, training_reference
+    from pipeline.encodings import onset_tokens
     from pipeline.generate import GenerateConfig, generate
-    from pipeline.metrics import build_reference, longest_repeat_run, sample_metrics
+    from pipeline.metrics import longest_repeat_run
     from pipeline.tokenize import decode_continuation
 
     ds = load_dataset(data, encoding)
     train_pieces = ds.pieces("train")
     held = ds.pieces("validation")[0]
     notes = read_notes(data)
-    train_notes = notes[notes["piece"].isin(train_pieces)]
+    ref = training_reference(ds)
     seqs = [ds.sequences[p] for p in train_pieces]
-    ref = build_reference(seqs, [tokens_to_pitches(s, encoding) for s in seqs], training_notes=train_notes)
     rows = []
     for piece, table in notes.groupby("piece", sort=True):
-        toks = ds.sequences[piece]
-        m = sample_metrics(toks, tokens_to_pitches(toks, encoding), ref, notes=table)
+        m = measure(ds.sequences[piece], encoding, ref, table)
         rows.append({"what": f"{piece} ({'held out' if piece == held else 'training'})", **m})
     s = generate(run, GenerateConfig(count=count, length=length, temperature=1.0, seed=seed))
     for i, toks in enumerate(s.samples):
-        sample_notes = decode_continuation(s.primer, toks, encoding)
-        m = sample_metrics(toks, tokens_to_pitches(toks, encoding), ref, notes=sample_notes)
+        m = measure(toks, encoding, ref, decode_continuation(s.primer, toks, encoding))
         rows.append({"what": f"sample {i}", **m})
     t = pd.DataFrame(rows)
-    train_run = max(longest_repeat_run(s) for s in seqs)
+    train_run = max(longest_repeat_run(onset_tokens(s, encoding)) for s in seqs)
     real = t[t["what"].str.contains(r"\(")]
     samples = t[t["what"].str.startswith("sample")]
     held_row = t[t["what"].str.contains("held out")].iloc[0]
     cols = ["onset_gap_histogram_distance", "duration_histogram_distance", "polyphony", "polyphony_rate",
             "empty_beat_rate", "groove_consistency", "longest_repeat_run", "n_notes", "pitch_range",
-            "pitch_class_histogram_distance", "scale_consistency"]
+            "pitch_class_histogram_distance", "scale_consistency", "token_error_rate"]
     out = [t[["what", *cols]].to_markdown(index=False, floatfmt=".3f"), ""]
     for key in ("onset_gap_histogram_distance", "duration_histogram_distance"):
         mean = samples[key].mean()
@@ -136,8 +136,10 @@ def rhythm_check(data: Path, run: Path, encoding: str, count: int, length: int, 
     out.append(f"polyphony: real pieces {lo:.2f}..{hi:.2f}; samples {samples['polyphony'].min():.2f}.."
                f"{samples['polyphony'].max():.2f} (mean {samples['polyphony'].mean():.2f}), "
                f"{inside}/{len(samples)} inside the real range")
-    out.append(f"longest repeated-token run: training data {train_run}, samples max "
-               f"{int(samples['longest_repeat_run'].max())} (collapse: none if <= training)")
+    out.append(f"longest run of one repeated onset (note or chord): training pieces {train_run}, samples max "
+               f"{int(samples['longest_repeat_run'].max())} (no collapse if <= training)")
+    out.append(f"tokens out of MidiTok's grammar: samples {samples['token_error_rate'].mean():.3%} "
+               f"(max {samples['token_error_rate'].max():.3%}), real pieces {real['token_error_rate'].max():.3%}")
     return "\n".join(out)
 
 
@@ -153,8 +155,10 @@ def page_table(runs: list[Path], out: Path, count: int, length: int, temperature
     summary["temperature"] = [("–" if t != t else f"{t:g}") for t in summary["temperature"]]
     keep = ["model", "temperature", "samples", "collapse", "copies", *[k for k in SHOWN if k in summary]]
     summary = summary[keep].rename(columns={k: v[0] for k, v in SHOWN.items()})
+    losses = "; ".join(f"{c['name']}: {c.get('val_loss', c.get('ngram_val_loss')):.3f}" for c in res["columns"])
     return (summary.to_markdown(index=False, floatfmt=".2f")
-            + f"\n\npage: {res['page']} ({time.perf_counter() - t0:.0f} s)")
+            + f"\n\nvalidation loss per token (networks: best epoch; n-gram: the order chosen): {losses}"
+            + f"\npage: {res['page']} ({time.perf_counter() - t0:.0f} s)")
 
 
 def main() -> None:
@@ -164,7 +168,8 @@ def main() -> None:
     ap.add_argument("--encoding", default="tsd")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--transpose", type=int, default=2)
+    ap.add_argument("--transpose", type=int, default=5)
+    ap.add_argument("--stride", type=int, default=30, help="of the RNN/LSTM/GRU runs (the choice runs use 5)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--max-minutes", type=float, default=7.0)
     ap.add_argument("--choice-minutes", type=float, default=4.0)

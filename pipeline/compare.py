@@ -39,7 +39,8 @@ import pandas as pd
 
 from .config import StageConfig
 from .dataset import Dataset, load_dataset, read_notes
-from .encodings import NOTE_ENCODINGS, Vocabulary, groups_to_tokens, is_timed, onset_groups, tokens_to_pitches
+from .encodings import (NOTE_ENCODINGS, Vocabulary, groups_to_tokens, is_timed, onset_groups, onset_tokens,
+                        tokens_to_pitches)
 from .errors import ConfigError, DatasetError, RunError
 from .fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
 from .generate import GenerateConfig, generate
@@ -68,6 +69,7 @@ SHOWN = {
     "groove_consistency": ("groove consist.", "{:.2f}"),
     "onset_gap_histogram_distance": ("onset-gap dist.", "{:.2f}"),
     "duration_histogram_distance": ("duration dist.", "{:.2f}"),
+    "token_error_rate": ("token errors", "{:.3f}"),   # timed encodings only
 }
 NGRAM_ORDERS = range(2, 7)   # the orders the n-gram column chooses from, by validation loss
 NGRAM_VALIDATION_TARGETS = 2000  # at most this many held-out targets decide the order
@@ -175,14 +177,31 @@ def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _training_reference(ds: Dataset):
+def training_reference(ds: Dataset):
     """Pitch, copy and rhythm statistics of the training pieces (rhythm from their real note tables)."""
     seqs = ds.side_sequences("train")
     pieces = [ds.locate(p)[0] for p in seqs]
     notes = read_notes(ds.folder)
     tables = [notes[notes["piece"] == p] for p in pieces]
     values = list(seqs.values())
-    return build_reference(values, [tokens_to_pitches(s, ds.encoding) for s in values], training_notes=tables)
+    return build_reference([onset_tokens(s, ds.encoding) for s in values],
+                           [tokens_to_pitches(s, ds.encoding) for s in values], training_notes=tables)
+
+
+def measure(tokens: list[str], encoding: str, reference, notes: pd.DataFrame) -> dict:
+    """Every metric of one sample (or the real continuation): pitch, repetition and copying, rhythm.
+
+    Repetition and copying count onsets for a timed encoding (:func:`onset_tokens`); such
+    an encoding also gets ``token_error_rate``, the share of tokens MidiTok finds out of
+    grammar (a Pitch with no Duration, say), which play no note.
+    """
+    m = sample_metrics(onset_tokens(tokens, encoding), tokens_to_pitches(tokens, encoding), reference, notes=notes)
+    if is_timed(encoding):
+        from .tokenize import token_errors
+
+        m["n_tokens"] = float(len(tokens))
+        m["token_error_rate"] = token_errors(tokens, encoding)
+    return m
 
 
 # ------------------------------------------------------------------------ the n-gram column
@@ -276,7 +295,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     base, offset = ds.locate(piece)
     if ds.sequences[base][offset:offset + n_primer] != primer:
         raise DatasetError(f"{ds.folder} no longer holds the opening saved with {runs[0].name}; extract it again")
-    reference = _training_reference(ds)
+    reference = training_reference(ds)
     real_tokens = ds.sequences[base][offset + n_primer:offset + n_primer + config.length]
     timed = is_timed(encoding)
 
@@ -319,7 +338,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         if real_tokens:
             notes = (tokens_to_notes(real_tokens, encoding, timing, context=primer) if timed
                      else real_notes(ds, base, offset + n_primer, offset + n_primer + len(real_tokens)))
-            m = sample_metrics(real_tokens, tokens_to_pitches(real_tokens, encoding), reference, notes=notes)
+            m = measure(real_tokens, encoding, reference, notes)
             real = {"files": render(notes, assets / "real", qpm), "metrics": m, "flags": flags(m)}
             rows.append({"column": "real", "run": "", "temperature": np.nan, "sample": 0, **m,
                          "flags": " ".join(real["flags"])})
@@ -343,7 +362,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
                 tokens.setdefault(col["letter"], {})[f"{t:g}"] = samples
                 for i, toks in enumerate(samples):
                     notes = tokens_to_notes(toks, encoding, timing, seed=config.seed * 1000 + i, context=primer)
-                    m = sample_metrics(toks, tokens_to_pitches(toks, encoding), reference, notes=notes)
+                    m = measure(toks, encoding, reference, notes)
                     cell = {"files": render(notes, assets / f"{col['letter']}_t{t:g}_{i}", timing.qpm),
                             "metrics": m, "flags": flags(m)}
                     cells[col["letter"], t, i] = cell
@@ -390,7 +409,7 @@ def _rhythm_note(info: dict) -> str:
     if info.get("timed"):
         return (f"The {html.escape(info['encoding'])} tokens carry their rhythm: every sample plays the timing its "
                 f"model wrote, and the real continuation ({info['real_tokens']} tokens) is its tokens decoded the "
-                "same way.")
+                "same way. Repetition, runs and copying count onsets (the notes that start together), not tokens.")
     return (f"Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only; "
             f"the real continuation ({info['real_tokens']} tokens) keeps its own timing.")
 
@@ -410,7 +429,8 @@ def _cell(cell: dict, alt: str, show_metrics: bool) -> str:
     if show_metrics:
         out += "".join(f'<span class="flag">{html.escape(f)}</span>' for f in cell["flags"])
         out += '<div class="m">' + "".join(
-            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items())
+            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items()
+            if k in cell["metrics"])
         out += "</div>"
     return out
 

@@ -170,6 +170,19 @@ def tokens_to_pitches(tokens: Iterable[str], encoding: str) -> list[int]:
     return [p for g in tokens_to_groups(tokens, encoding) for p in g]
 
 
+def onset_tokens(tokens: Sequence[str], encoding: str) -> list[str]:
+    """The tokens the repetition and copy metrics count: one per onset where the encoding has onsets.
+
+    Timed tokens become the ``names`` token of each onset (``C4.E4.G4``), so a
+    repeated chord is a repeated token whatever its rhythm, and an 8-gram spans 8
+    onsets as it does for ``names``, not two notes' worth of pitch and duration
+    tokens. Other encodings are returned as they are.
+    """
+    if is_timed(encoding):
+        return groups_to_tokens(tokens_to_groups(tokens, encoding), "names")
+    return list(tokens)
+
+
 # --------------------------------------------------------------------------- chars
 
 def encode_chars(tune_text: str) -> list[str]:
