@@ -30,10 +30,10 @@ venv: $(STAMP)
 # rolls; and a listening page beside the n-gram sampler and the real continuation.
 demo: system venv
 	$(BIN)/python cli.py extract --name demo
-	$(BIN)/python cli.py train --data processed/demo --encoding tsd --transpose 1 --stride 10 --cell gru --layers 2 --hidden 128 --epochs 6 --max-minutes 3 --name demo-gru --resume
-	$(BIN)/python cli.py generate --run runs/demo-gru --count 4 --length 400 --temperature 0.8,1
-	$(BIN)/python cli.py render runs/demo-gru/samples/t0.8-s0 runs/demo-gru/samples/t1-s0
-	$(BIN)/python cli.py compare runs/demo-gru --temperature 0.8,1 --count 2 --length 400 --out runs/demo-compare
+	$(BIN)/python cli.py train --data processed/demo --encoding tsd --transpose 1 --stride 30 --cell gru --layers 2 --hidden 128 --epochs 10 --max-minutes 4 --name demo-tsd-gru --resume
+	$(BIN)/python cli.py generate --run runs/demo-tsd-gru --count 4 --length 400 --temperature 0.8,1
+	$(BIN)/python cli.py render runs/demo-tsd-gru/samples/t0.8-s0 runs/demo-tsd-gru/samples/t1-s0
+	$(BIN)/python cli.py compare runs/demo-tsd-gru --temperature 0.8,1 --count 2 --length 400 --out runs/demo-compare
 
 test: system venv
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 
 Usage (after ``make demo``)::
 
-    PYTHONPATH=$PWD .venv/bin/python bench/readme_figures.py --run runs/demo-gru --out docs/img
+    PYTHONPATH=$PWD .venv/bin/python bench/readme_figures.py --run runs/demo-tsd-gru --out docs/img
 
 Draws ``demo_sample_pianoroll.png`` (sample 0 of ``--temperature``, continuing the opening of the
 first held-out chorale, with the rhythm the model wrote) and ``demo_real_pianoroll.png`` (the real
@@ -25,7 +25,7 @@ from pipeline.rundir import read_run_config, read_timing  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/demo-gru"))
+    ap.add_argument("--run", type=Path, default=Path("runs/demo-tsd-gru"))
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--length", type=int, default=400)
