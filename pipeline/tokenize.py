@@ -127,11 +127,6 @@ def decode(tokens: Sequence[str], encoding: str, *, qpm: float = 120.0, velocity
         "start": start * spb, "end": end * spb, "start_beat": start, "end_beat": end}))
 
 
-def n_notes(tokens: Sequence[str]) -> int:
-    """Number of ``Pitch`` tokens (each starts one note)."""
-    return sum(t.startswith("Pitch_") for t in tokens)
-
-
 def decode_continuation(context: Sequence[str], tokens: Sequence[str], encoding: str, *, qpm: float = 120.0,
                         velocity: int = DEFAULT_VELOCITY, piece: str = "sample") -> pd.DataFrame:
     """The notes of ``tokens`` as they sound after ``context`` (e.g. a sample after its primer).
@@ -142,11 +137,8 @@ def decode_continuation(context: Sequence[str], tokens: Sequence[str], encoding:
     so the continuation starts in its first bar with its beat phase kept.
     """
     notes = decode([*context, *tokens], encoding, qpm=qpm, velocity=velocity, piece=piece)
-    # notes come out in token order within an onset but sorted by time overall: MidiTok writes
-    # onsets in time order, so the first n_notes(context) notes by (start, token order) are the context's
-    k = n_notes(context)
-    order = _token_order(notes, [*context, *tokens])
-    out = notes.iloc[order[k:]] if k else notes
+    made_by = _pitch_token_of(notes, [*context, *tokens])
+    out = notes[made_by >= len(context)]
     if out.empty:
         return empty_note_table()
     shift = np.floor(out["start_beat"].min() / BEATS_PER_BAR) * BEATS_PER_BAR
@@ -156,25 +148,26 @@ def decode_continuation(context: Sequence[str], tokens: Sequence[str], encoding:
     return normalise_note_table(out)
 
 
-def _token_order(notes: pd.DataFrame, tokens: Sequence[str]) -> np.ndarray:
-    """Row indices of ``notes`` (decoded from ``tokens``) in the order their ``Pitch`` tokens appear.
+def _pitch_token_of(notes: pd.DataFrame, tokens: Sequence[str]) -> np.ndarray:
+    """For each row of ``notes`` (decoded from ``tokens``), the index of the ``Pitch`` token that made it.
 
-    Decoding sorts notes by time then pitch; the tokens of one onset are low to
-    high already, so matching each Pitch token to the next unused note of that
-    pitch at the current time recovers the token order.
+    A note is matched to the first unmatched Pitch token of its pitch at its onset
+    (:func:`token_times`), so a Pitch that made no note (no Duration after it) takes none.
+
+    Returns
+    -------
+    index : int64 (n_notes,); -1 where no token matches (never for MidiTok's own decoding).
     """
-    times = token_times(tokens)
-    pending: dict[tuple[float, int], list[int]] = {}
-    for i, (b, p) in enumerate(zip(notes["start_beat"].to_numpy(), notes["pitch"].to_numpy())):
-        pending.setdefault((round(float(b), 6), int(p)), []).append(i)
-    order = []
-    for tok, t in zip(tokens, times):
+    waiting: dict[tuple[float, int], list[int]] = {}
+    for i, (tok, t) in enumerate(zip(tokens, token_times(tokens))):
         if tok.startswith("Pitch_"):
-            rows = pending.get((round(t, 6), int(tok.split("_")[1])))
-            if rows:
-                order.append(rows.pop(0))
-    return np.array(order, dtype=np.int64)
-
+            waiting.setdefault((round(t, 6), int(tok[6:])), []).append(i)
+    out = np.full(len(notes), -1, dtype=np.int64)
+    for row, (b, p) in enumerate(zip(notes["start_beat"].to_numpy(), notes["pitch"].to_numpy())):
+        found = waiting.get((round(float(b), 6), int(p)))
+        if found:
+            out[row] = found.pop(0)
+    return out
 
 # ------------------------------------------------------------------ token arithmetic
 
@@ -301,5 +294,4 @@ def token_features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 __all__ = ["TIMED_ENCODINGS", "tokenizer", "vocabulary", "encode", "decode", "decode_continuation", "pitches",
-           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "short_label",
-           "n_notes"]
+           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "short_label"]

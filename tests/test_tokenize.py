@@ -103,6 +103,10 @@ def test_continuation_drops_its_context_and_keeps_the_bar_phase():
     # 64 has no Duration (67's comes after it), so only 67 sounds, at beat 5.5 = bar 2, beat 1.5
     assert out["pitch"].tolist() == [67]
     assert out["start_beat"].tolist() == [1.5] and out["start"].tolist() == [1.5]
+    # a Pitch of the context that made no note (no Duration after it) takes no note of the continuation
+    out = tokenize.decode_continuation(["Pitch_50", "TimeShift_1.0.12", "Pitch_60", "Duration_1.0.12"],
+                                       ["TimeShift_1.0.12", "Pitch_62", "Duration_1.0.12"], "tsd")
+    assert out["pitch"].tolist() == [62] and out["start_beat"].tolist() == [2.0]
 
 
 def test_rendering_uses_the_tokens_own_timing(tmp_path):
