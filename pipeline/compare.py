@@ -209,8 +209,9 @@ def measure(tokens: list[str], encoding: str, reference, notes: pd.DataFrame) ->
 def fit_ngram(ds: Dataset, transpose: int, vocab: Vocabulary, order: int = 0):
     """An n-gram model on the training pieces (with the runs' transpositions), ids of ``vocab``.
 
-    ``order`` 0 picks the order in :data:`NGRAM_ORDERS` with the lowest loss on the
-    next token after every window of the held-out pieces, as early stopping picks
+    ``order`` 0 picks the order in :data:`NGRAM_ORDERS` with the lowest mean loss
+    (nats per token) on the held-out pieces' tokens (at most
+    :data:`NGRAM_VALIDATION_TARGETS` of them, evenly spaced), as early stopping picks
     the networks' checkpoints. Returns ``(model, order, validation loss or nan)``.
     """
     from .baseline import NGramModel
