@@ -25,11 +25,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo: Bach chorales in MidiTok's TSD tokens (the model writes the rhythm, chords sound as chords),
+# trained on every chorale also transposed a semitone up and down; samples, their audio and piano
+# rolls; and a listening page beside the n-gram sampler and the real continuation.
 demo: system venv
 	$(BIN)/python cli.py extract --name demo
-	$(BIN)/python cli.py train --data processed/demo --encoding pitch --cell gru --layers 2 --hidden 128 --epochs 8 --name demo-gru --resume
-	$(BIN)/python cli.py generate --run runs/demo-gru --count 4 --length 200 --temperature 0.8,1.2
-	$(BIN)/python cli.py render runs/demo-gru/samples/t0.8-s0 runs/demo-gru/samples/t1.2-s0
+	$(BIN)/python cli.py train --data processed/demo --encoding tsd --transpose 1 --stride 30 --cell gru --layers 2 --hidden 128 --epochs 10 --max-minutes 4 --name demo-tsd-gru --resume
+	$(BIN)/python cli.py generate --run runs/demo-tsd-gru --count 4 --length 400 --temperature 0.8,1
+	$(BIN)/python cli.py render runs/demo-tsd-gru/samples/t0.8-s0 runs/demo-tsd-gru/samples/t1-s0
+	$(BIN)/python cli.py compare runs/demo-tsd-gru --temperature 0.8,1 --count 2 --length 400 --out runs/demo-compare
 
 test: system venv
 	$(BIN)/python -m pytest

@@ -137,7 +137,7 @@ def train_options(f):
         click.option("--data", "dataset", type=click.Path(path_type=Path),
                      help="A processed dataset folder, e.g. processed/nocturnes. Default: the most recently "
                           "extracted one under processed/ (named in the first output line)."),
-        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch or chars."),
+        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch, chars, tsd or remi (MidiTok, with rhythm)."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
         click.option("--mode", default=d["mode"], show_default=True,
@@ -601,16 +601,22 @@ def report(folder):
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--blind", is_flag=True, help="Shuffle the models behind letters A, B, C… and hide names and "
                                             "metrics; the key goes to key.json beside the page.")
+@click.option("--ngram/--no-ngram", default=True, show_default=True,
+              help="Add a column sampled from an n-gram model fitted on the same training pieces.")
+@click.option("--ngram-order", default=0, show_default=True,
+              help="The n-gram's order; 0 = the order 2-6 with the lowest validation loss.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Page folder. Default: runs/compare-<id of the runs and options>.")
 @device_option
-def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_length, checkpoint, blind, out, device):
+def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_length, checkpoint, blind, ngram,
+                ngram_order, out, device):
     """A side-by-side listening page: every model continues the same held-out opening.
 
     RUNS are run folders, or folders of runs such as a grid's. Each cell has an audio
-    player, a piano roll and the sample's metrics (collapse and copying flagged); the
-    real continuation of the piece and a summary table sit beside them. Open
-    <out>/index.html in a browser (works offline).
+    player, a piano roll and the sample's pitch and rhythm metrics (collapse and copying
+    flagged); an n-gram sampler fitted on the same training pieces gets a column too (in
+    --blind mode it hides behind a letter like the models); the real continuation of the
+    piece and a summary table sit beside them. Open <out>/index.html in a browser (works offline).
 
     \b
     Without RUNS, every finished run trained on the most recently extracted dataset.
@@ -625,13 +631,13 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
 
     config = CompareConfig(temperatures=tuple(floats(temperature, "--temperature")), count=count, length=length,
                            seed=seed, primer_piece=primer_piece, primer_length=primer_length, blind=blind,
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, ngram=ngram, ngram_order=ngram_order)
     with known_errors("interrupted; no page was written (an earlier page in that folder is unchanged)"), \
             Progress(unit="sample") as bar:
         res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
                               progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""
-    click.echo(f"compared {len(res['columns'])} runs × {len(config.temperatures)} temperatures × {count} samples "
+    click.echo(f"compared {len(res['columns'])} columns × {len(config.temperatures)} temperatures × {count} samples "
                f"with the real continuation of {res['piece']}{key} -> {res['page']}")
 
 

@@ -2,10 +2,12 @@
 
 Every model continues the same opening of the same held-out piece; each
 sample is rendered to MIDI, WAV (FluidSynth) and a piano roll and measured
-with :mod:`pipeline.metrics`. The real continuation of that piece (its own
-notes and timing, from the dataset's ``notes.parquet``) sits beside them as
-the reference. The page is plain HTML with relative links, so it works
-offline from ``file://``::
+with :mod:`pipeline.metrics`, pitch and rhythm. Beside the networks, an n-gram
+sampler (:class:`pipeline.baseline.NGramModel`, fitted on the same training
+pieces with the first run's augmentation) continues the same opening: the
+baseline a network has to beat by ear. The real continuation of that piece
+sits beside them as the reference. The page is plain HTML with relative links,
+so it works offline from ``file://``::
 
     <out>/index.html     the page
     <out>/assets/        .mid .wav .png per sample, the primer and the real continuation
@@ -14,8 +16,11 @@ offline from ``file://``::
     <out>/samples.json   the generated tokens, by column letter
     <out>/key.json       blind mode only: letter -> run, with each column's metrics
 
-Sample ``i`` of every model and temperature draws its rhythm with the same
-seed, so the cells of one row differ in pitch only.
+Rhythm: samples of a timed encoding (``tsd``, ``remi``) carry their own, and
+the real continuation is its tokens decoded the same way. Samples of ``names``
+and ``pitch`` draw theirs from the corpus (:class:`pipeline.render.TimingModel`),
+sample ``i`` of every column with the same seed, so the cells of one row differ
+in pitch only; the real continuation then keeps its own notes and timing.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ import pandas as pd
 
 from .config import StageConfig
 from .dataset import Dataset, load_dataset, read_notes
-from .encodings import NOTE_ENCODINGS, groups_to_tokens, onset_groups, tokens_to_pitches
+from .encodings import (NOTE_ENCODINGS, Vocabulary, groups_to_tokens, is_timed, onset_groups, onset_tokens,
+                        tokens_to_pitches)
 from .errors import ConfigError, DatasetError, RunError
 from .fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
 from .generate import GenerateConfig, generate
@@ -57,7 +63,16 @@ SHOWN = {
     "repetition_rate": ("repetition", "{:.2f}"),
     "ngram_copy_rate": ("8-gram copy", "{:.2f}"),
     "pitch_entropy": ("pitch entropy", "{:.2f}"),
+    "polyphony": ("polyphony", "{:.2f}"),
+    "polyphony_rate": ("polyphony rate", "{:.2f}"),
+    "empty_beat_rate": ("empty beats", "{:.2f}"),
+    "groove_consistency": ("groove consist.", "{:.2f}"),
+    "onset_gap_histogram_distance": ("onset-gap dist.", "{:.2f}"),
+    "duration_histogram_distance": ("duration dist.", "{:.2f}"),
+    "token_error_rate": ("token errors", "{:.3f}"),   # timed encodings only
 }
+NGRAM_ORDERS = range(2, 7)   # the orders the n-gram column chooses from, by validation loss
+NGRAM_VALIDATION_TARGETS = 2000  # at most this many held-out targets decide the order
 
 
 @dataclass
@@ -72,9 +87,13 @@ class CompareConfig(StageConfig):
     primer_length: int = 0     # 0 = the first run's window
     blind: bool = False
     checkpoint: str = "best"
+    ngram: bool = True         # add the n-gram sampler's column
+    ngram_order: int = 0       # 0 = the order of NGRAM_ORDERS with the lowest validation loss
 
     def validate(self) -> None:
         super().validate()
+        if self.ngram_order < 0:
+            raise ConfigError("--ngram-order must be >= 1 (0 = chosen by validation loss)")
         if not self.temperatures or any(not t >= 0 for t in self.temperatures):
             raise ConfigError("--temperature needs one or more numbers >= 0")
         if self.count < 1 or self.length < 1 or self.primer_length < 0:
@@ -158,9 +177,67 @@ def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _training_reference(ds: Dataset):
-    seqs = list(ds.side_sequences("train").values())
-    return build_reference(seqs, [tokens_to_pitches(s, ds.encoding) for s in seqs])
+def training_reference(ds: Dataset):
+    """Pitch, copy and rhythm statistics of the training pieces (rhythm from their real note tables)."""
+    seqs = ds.side_sequences("train")
+    pieces = [ds.locate(p)[0] for p in seqs]
+    notes = read_notes(ds.folder)
+    tables = [notes[notes["piece"] == p] for p in pieces]
+    values = list(seqs.values())
+    return build_reference([onset_tokens(s, ds.encoding) for s in values],
+                           [tokens_to_pitches(s, ds.encoding) for s in values], training_notes=tables)
+
+
+def measure(tokens: list[str], encoding: str, reference, notes: pd.DataFrame) -> dict:
+    """Every metric of one sample (or the real continuation): pitch, repetition and copying, rhythm.
+
+    Repetition and copying count onsets for a timed encoding (:func:`onset_tokens`); such
+    an encoding also gets ``token_error_rate``, the share of tokens MidiTok finds out of
+    grammar (a Pitch with no Duration, say), which play no note.
+    """
+    m = sample_metrics(onset_tokens(tokens, encoding), tokens_to_pitches(tokens, encoding), reference, notes=notes)
+    if is_timed(encoding):
+        from .tokenize import token_errors
+
+        m["n_tokens"] = float(len(tokens))
+        m["token_error_rate"] = token_errors(tokens, encoding)
+    return m
+
+
+# ------------------------------------------------------------------------ the n-gram column
+
+def fit_ngram(ds: Dataset, transpose: int, vocab: Vocabulary, order: int = 0):
+    """An n-gram model on the training pieces (with the runs' transpositions), ids of ``vocab``.
+
+    ``order`` 0 picks the order in :data:`NGRAM_ORDERS` with the lowest mean loss
+    (nats per token) on the held-out pieces' tokens (at most
+    :data:`NGRAM_VALIDATION_TARGETS` of them, evenly spaced), as early stopping picks
+    the networks' checkpoints. Returns ``(model, order, validation loss or nan)``.
+    """
+    from .baseline import NGramModel
+    from .train import augment_transpositions
+
+    train_ds = augment_transpositions(ds, transpose) if transpose else ds
+    arrays = [vocab.encode(s) for s in train_ds.side_sequences("train").values()]
+    if order:
+        return NGramModel(order, len(vocab)).fit(arrays), order, float("nan")
+    val = [vocab.encode(s) for s in ds.side_sequences("validation").values()]
+    targets = [(a, i) for a in val for i in range(1, len(a))]
+    pick = np.linspace(0, len(targets) - 1, min(len(targets), NGRAM_VALIDATION_TARGETS)).astype(int)
+    best = None
+    for n in NGRAM_ORDERS:
+        model = NGramModel(n, len(vocab)).fit(arrays)
+        loss = float(np.mean([-np.log(model.prob(list(a[max(0, i - n + 1):i]), int(a[i])))
+                              for a, i in (targets[k] for k in pick)])) if len(pick) else float("nan")
+        if best is None or loss < best[2]:
+            best = (model, n, loss)
+    return best
+
+
+def ngram_label(order: int, loss: float, sequences: int) -> dict:
+    """The page's description of the n-gram column (a column of its own, like a run's)."""
+    return {"run": "", "name": f"{order}-gram", "cell": "ngram", "order": order, "ngram_val_loss": loss,
+            "sequences": sequences}
 
 
 # ------------------------------------------------------------------------ compare
@@ -219,14 +296,24 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     base, offset = ds.locate(piece)
     if ds.sequences[base][offset:offset + n_primer] != primer:
         raise DatasetError(f"{ds.folder} no longer holds the opening saved with {runs[0].name}; extract it again")
-    reference = _training_reference(ds)
+    reference = training_reference(ds)
     real_tokens = ds.sequences[base][offset + n_primer:offset + n_primer + config.length]
+    timed = is_timed(encoding)
 
-    order = list(range(len(runs)))
+    entries = list(labels)
+    ngram = None
+    if config.ngram:
+        vocab = Vocabulary(ckpts[0].vocab)
+        transpose = int(ckpts[0].train_config.get("transpose", 0))
+        ngram, n, loss = fit_ngram(ds, transpose, vocab, config.ngram_order)
+        n_seqs = len(ds.side_sequences("train")) * (1 + 2 * transpose)
+        entries.append({**ngram_label(n, loss, n_seqs), "transpose": transpose})
+    order = list(range(len(entries)))
     if config.blind:
         random.Random(config.seed).shuffle(order)
-    letters = {i: string.ascii_uppercase[k] for k, i in enumerate(order)}
-    columns = [{"letter": letters[i], **labels[i]} for i in order]
+    if len(entries) > len(string.ascii_uppercase):
+        raise ConfigError(f"compare shows at most {len(string.ascii_uppercase)} columns, not {len(entries)}")
+    columns = [{"letter": string.ascii_uppercase[k], **entries[i]} for k, i in enumerate(order)]
     clock = {"render": 0.0, "audio": 0.0}
 
     def render(notes: pd.DataFrame, stem: Path, qpm: float) -> dict:
@@ -244,27 +331,39 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         assets = tmp / "assets"
         assets.mkdir()
         qpm = float(ds.timing.get("qpm", 120.0))
-        opening = {"files": render(real_notes(ds, base, offset, offset + n_primer), assets / "primer", qpm)}
+        timing = TimingModel.from_stats(ds.timing)
+        primer_notes = (tokens_to_notes(primer, encoding, timing) if timed
+                        else real_notes(ds, base, offset, offset + n_primer))
+        opening = {"files": render(primer_notes, assets / "primer", qpm)}
         real = None
         if real_tokens:
-            m = sample_metrics(real_tokens, tokens_to_pitches(real_tokens, encoding), reference)
-            notes = real_notes(ds, base, offset + n_primer, offset + n_primer + len(real_tokens))
+            notes = (tokens_to_notes(real_tokens, encoding, timing, context=primer) if timed
+                     else real_notes(ds, base, offset + n_primer, offset + n_primer + len(real_tokens)))
+            m = measure(real_tokens, encoding, reference, notes)
             real = {"files": render(notes, assets / "real", qpm), "metrics": m, "flags": flags(m)}
             rows.append({"column": "real", "run": "", "temperature": np.nan, "sample": 0, **m,
                          "flags": " ".join(real["flags"])})
         else:
             notice(f"{piece} ends within the primer: there is no real continuation to compare with")
-        for col in columns:
-            run = Path(col["run"])
-            timing = TimingModel.from_stats(read_timing(run))
+        for k, col in enumerate(columns):
+            run = Path(col["run"]) if col["run"] else None
+            # the n-gram column renders as the first run does
+            timing = TimingModel.from_stats(read_timing(run or runs[0]))
             for t in config.temperatures:
-                gc = GenerateConfig(count=config.count, length=config.length, temperature=t, seed=config.seed,
-                                    primer="tokens", primer_tokens=tuple(primer), checkpoint=config.checkpoint)
-                res = generate(run, gc, out_dir=Path(scratch) / f"{col['letter']}-t{t:g}", device=device)
-                tokens.setdefault(col["letter"], {})[f"{t:g}"] = res.samples
-                for i, toks in enumerate(res.samples):
-                    notes = tokens_to_notes(toks, encoding, timing, seed=config.seed * 1000 + i)
-                    m = sample_metrics(toks, tokens_to_pitches(toks, encoding), reference)
+                if run is None:
+                    ids = Vocabulary(ckpts[0].vocab)
+                    drawn = ngram.sample(ids.encode(primer), config.length, t,
+                                         np.random.default_rng([config.seed, k, int(t * 1000)]), count=config.count)
+                    samples = [ids.decode(x) for x in drawn]
+                else:
+                    gc = GenerateConfig(count=config.count, length=config.length, temperature=t, seed=config.seed,
+                                        primer="tokens", primer_tokens=tuple(primer), checkpoint=config.checkpoint)
+                    samples = generate(run, gc, out_dir=Path(scratch) / f"{col['letter']}-t{t:g}",
+                                       device=device).samples
+                tokens.setdefault(col["letter"], {})[f"{t:g}"] = samples
+                for i, toks in enumerate(samples):
+                    notes = tokens_to_notes(toks, encoding, timing, seed=config.seed * 1000 + i, context=primer)
+                    m = measure(toks, encoding, reference, notes)
                     cell = {"files": render(notes, assets / f"{col['letter']}_t{t:g}_{i}", timing.qpm),
                             "metrics": m, "flags": flags(m)}
                     cells[col["letter"], t, i] = cell
@@ -275,7 +374,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
             table = table.drop(columns="run")
         summary = summarise(table)
         info = {"piece": piece, "n_primer": n_primer, "length": config.length, "encoding": encoding,
-                "dataset": labels[0]["dataset"], "real_tokens": len(real_tokens)}
+                "dataset": labels[0]["dataset"], "real_tokens": len(real_tokens), "timed": timed}
         atomic_write_text(tmp / "index.html", page_html(columns, config, info, opening, real, cells, summary))
         atomic_write_text(tmp / "metrics.csv", table.to_csv(index=False))
         atomic_write_json(tmp / "samples.json", {"piece": piece, "primer": primer, "real": real_tokens,
@@ -307,6 +406,15 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------ page
 
+def _rhythm_note(info: dict) -> str:
+    if info.get("timed"):
+        return (f"The {html.escape(info['encoding'])} tokens carry their rhythm: every sample plays the timing its "
+                f"model wrote, and the real continuation ({info['real_tokens']} tokens) is its tokens decoded the "
+                "same way. Repetition, runs and copying count onsets (the notes that start together), not tokens.")
+    return (f"Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only; "
+            f"the real continuation ({info['real_tokens']} tokens) keeps its own timing.")
+
+
 def _fmt(key: str, v) -> str:
     return "–" if v is None or pd.isna(v) else SHOWN[key][1].format(v)
 
@@ -322,7 +430,8 @@ def _cell(cell: dict, alt: str, show_metrics: bool) -> str:
     if show_metrics:
         out += "".join(f'<span class="flag">{html.escape(f)}</span>' for f in cell["flags"])
         out += '<div class="m">' + "".join(
-            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items())
+            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items()
+            if k in cell["metrics"])
         out += "</div>"
     return out
 
@@ -330,6 +439,13 @@ def _cell(cell: dict, alt: str, show_metrics: bool) -> str:
 def _column_label(col: dict, blind: bool) -> str:
     if blind:
         return f"Model {col['letter']}"
+    if col["cell"] == "ngram":
+        loss = col.get("ngram_val_loss")
+        parts = [f"Witten-Bell, on the {col['sequences']} training sequences"
+                 + (f" (±{col['transpose']} semitones)" if col.get("transpose") else ""),
+                 f"order chosen by val loss {loss:.3f}" if loss == loss and loss is not None else "order given"]
+        return (f"{col['letter']} · n-gram sampler ({col['order']}-gram)<br><small>"
+                + "<br>".join(html.escape(p) for p in parts) + "</small>")
     size = f"{col['layers']}×{col['hidden']}"
     parts = [f"{col['cell'].upper()} {size}", f"{col['parameters']:,} params" if col.get("parameters") else ""]
     if "val_loss" in col:
@@ -398,8 +514,7 @@ table.summary {{border-collapse: collapse}} .summary td, .summary th {{border: 1
 <h1>{title}</h1>
 <p>Every model continues the opening of the held-out piece <b>{e(info['piece'])}</b> ({info['n_primer']}
 {e(info['encoding'])} tokens) with {config.length} new tokens; samples per temperature: {config.count}; seed
-{config.seed}. Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only;
-the real continuation ({info['real_tokens']} tokens) keeps its own timing.
+{config.seed}. {_rhythm_note(info)}
 Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times in a row or one pitch only;
 <span class="flag">copies training</span> {COPY_FLAG:.0%}+ of its 8-grams occur in the training pieces.</p>
 <h2>The opening every model continues</h2>
@@ -454,5 +569,5 @@ def compare_command(runs: Sequence[str | Path], config: CompareConfig, out: str 
         on_start(f"comparing the {len(run_dirs)} finished runs trained on the latest dataset, {latest}: "
                  + ", ".join(r.name for r in run_dirs))
     out = Path(out) if out else default_out_dir(run_dirs, config)
-    on_total(len(run_dirs) * len(config.temperatures) * config.count + 2, "compare")
+    on_total((len(run_dirs) + config.ngram) * len(config.temperatures) * config.count + 2, "compare")
     return compare(run_dirs, config, out, progress=progress, notice=notice, device=device)

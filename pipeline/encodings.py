@@ -5,6 +5,10 @@
 ``pitch``  the integer MIDI pitch of every note in onset order (chord notes low
            to high), as the strings ``"0"`` … ``"127"`` so every encoding is a
            list of strings; the vocabulary is fixed so class index == pitch.
+``tsd``, ``remi``
+           MidiTok's TSD and REMI tokenisations (:mod:`pipeline.tokenize`):
+           pitch, duration and time-shift (or bar and position) tokens, so the
+           tokens carry the rhythm and a chord's notes sound together.
 ``chars``  ABC text character by character, each tune framed by the
            ``<start>``/``<end>`` markers (:func:`encode_chars` /
            :func:`decode_chars`; :func:`split_generated` cuts a sampled stream
@@ -28,8 +32,9 @@ import pretty_midi
 
 from .notes import sort_order
 
-ENCODINGS = ("names", "pitch", "chars")
-NOTE_ENCODINGS = ("names", "pitch")
+TIMED_ENCODINGS = ("tsd", "remi")   # MidiTok tokenisations with their own timing (pipeline.tokenize)
+ENCODINGS = ("names", "pitch", "chars", *TIMED_ENCODINGS)
+NOTE_ENCODINGS = ("names", "pitch", *TIMED_ENCODINGS)
 CHORD_SEP = "."
 START = "<start>"  # the chars markers: one token each, never characters of a tune
 END = "<end>"
@@ -166,6 +171,11 @@ def _name_pitches() -> dict[str, int]:
     return {name: p for p, name in enumerate(_pitch_names())}
 
 
+def is_timed(encoding: str) -> bool:
+    """Whether the encoding's tokens carry their own timing (``tsd``, ``remi``)."""
+    return encoding in TIMED_ENCODINGS
+
+
 def groups_to_tokens(groups: Sequence[Sequence[int]], encoding: str) -> list[str]:
     """Pitch groups (onset order) -> tokens of ``names`` or ``pitch``."""
     if encoding == "names":
@@ -178,9 +188,13 @@ def groups_to_tokens(groups: Sequence[Sequence[int]], encoding: str) -> list[str
 def tokens_to_groups(tokens: Iterable[str], encoding: str) -> list[list[int]]:
     """Inverse of :func:`groups_to_tokens`: tokens -> pitch groups.
 
-    ``pitch`` tokens carry no chord information, so each becomes its own group.
-    Unknown tokens raise ``ValueError``.
+    ``pitch`` tokens carry no chord information, so each becomes its own group;
+    timed tokens give the pitches of each onset. Unknown tokens raise ``ValueError``.
     """
+    if is_timed(encoding):
+        from . import tokenize
+
+        return tokenize.onset_groups(tokens)
     if encoding == "names":
         return [[name_to_pitch(n) for n in tok.split(CHORD_SEP)] for tok in tokens]
     if encoding == "pitch":
@@ -214,7 +228,14 @@ def grouped_tokens(groups: GroupedNotes, encoding: str) -> dict[str, list[str]]:
 
 
 def encode_notes(notes: pd.DataFrame, encoding: str, tolerance: float = 0.02) -> list[str]:
-    """One piece's note table -> tokens of a note encoding (as :func:`groups_to_tokens` of its onset groups)."""
+    """One piece's note table -> tokens of a note encoding.
+
+    Timed encodings quantise onsets to their beat grid instead of using ``tolerance``.
+    """
+    if is_timed(encoding):
+        from . import tokenize
+
+        return tokenize.encode(notes, encoding)
     by_piece = grouped_tokens(group_onsets(notes, tolerance), encoding)
     return next(iter(by_piece.values()), [])
 
@@ -227,8 +248,13 @@ def _pitch_names() -> list[str]:
 def transpose_tokens(tokens: Sequence[str], encoding: str, shift: int) -> list[str] | None:
     """The same tokens ``shift`` semitones higher (lower if negative).
 
-    Returns None when a pitch would leave 0..127, so callers can skip that key.
+    Returns None when a pitch would leave 0..127 (a timed encoding: the piano's
+    range), so callers can skip that key. Timed tokens keep their timing tokens.
     """
+    if is_timed(encoding):
+        from . import tokenize
+
+        return tokenize.transpose(tokens, shift)
     groups = tokens_to_groups(tokens, encoding)
     if any(not 0 <= p + shift <= 127 for g in groups for p in g):
         return None
@@ -239,7 +265,24 @@ def tokens_to_pitches(tokens: Iterable[str], encoding: str) -> list[int]:
     """Flatten tokens to pitches in onset order (chords low to high); chars give []."""
     if encoding == "chars":
         return []
+    if is_timed(encoding):
+        from . import tokenize
+
+        return tokenize.pitches(tokens)
     return [p for g in tokens_to_groups(tokens, encoding) for p in g]
+
+
+def onset_tokens(tokens: Sequence[str], encoding: str) -> list[str]:
+    """The tokens the repetition and copy metrics count: one per onset where the encoding has onsets.
+
+    Timed tokens become the ``names`` token of each onset (``C4.E4.G4``), so a
+    repeated chord is a repeated token whatever its rhythm, and an 8-gram spans 8
+    onsets as it does for ``names``, not two notes' worth of pitch and duration
+    tokens. Other encodings are returned as they are.
+    """
+    if is_timed(encoding):
+        return groups_to_tokens(tokens_to_groups(tokens, encoding), "names")
+    return list(tokens)
 
 
 # --------------------------------------------------------------------------- chars
@@ -318,9 +361,14 @@ class Vocabulary:
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]], encoding: str) -> "Vocabulary":
-        """Vocabulary of a dataset; ``pitch`` is fixed to the 128 MIDI pitches."""
+        """Vocabulary of a dataset; ``pitch`` is fixed to the 128 MIDI pitches, a timed
+        encoding to its tokenizer's whole vocabulary (every transposition and duration)."""
         if encoding == "pitch":
             return cls([str(p) for p in range(128)])
+        if is_timed(encoding):
+            from . import tokenize
+
+            return cls(tokenize.vocabulary(encoding))
         seen = set()
         for seq in sequences:
             seen.update(seq)
@@ -341,52 +389,3 @@ class Vocabulary:
     def load(cls, path: Path) -> "Vocabulary":
         return cls(json.loads(Path(path).read_text()))
 
-
-# --------------------------------------------------------------------------- chars
-
-def encode_chars(tune_text: str) -> list[str]:
-    """``[START, c1, c2, ..., cn, END]``: one token per character of the tune text.
-
-    The markers are single tokens, so a tune that contains the text ``<start>``
-    still encodes to its seven characters and decodes back unchanged.
-    """
-    return [START, *tune_text, END]
-
-
-def decode_chars(tokens: list[str]) -> str:
-    """Inverse of :func:`encode_chars`: the text up to the first END, markers removed."""
-    out = []
-    for tok in tokens:
-        if tok == END:
-            break
-        if tok != START:
-            out.append(tok)
-    return "".join(out)
-
-
-def split_generated(tokens: list[str]) -> list[str]:
-    """Cut a sampled token stream holding several ``START ... END`` tunes into tune texts.
-
-    Each ``START ... END`` pair gives one text (``''`` for ``START END``), and a
-    tune cut off by the length limit (a START with no END) is kept as it is.
-    Text outside any pair, such as a sample continued from a text primer, is a
-    tune too unless it is blank. So ``split_generated(encode_chars(a) +
-    encode_chars(b)) == [a, b]``.
-    """
-    tunes: list[str] = []
-    current: list[str] = []
-    inside = False  # between a START and its END
-
-    def flush() -> None:
-        text = "".join(current)
-        if inside or text.strip():
-            tunes.append(text)
-
-    for tok in tokens:
-        if tok == START or tok == END:
-            flush()
-            current, inside = [], tok == START
-        else:
-            current.append(tok)
-    flush()
-    return tunes

@@ -22,7 +22,7 @@ from . import midi_io
 from .config import StageConfig
 from .dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
                       read_previous, write_dataset)
-from .encodings import NOTE_ENCODINGS, encode_chars, group_onsets, grouped_tokens
+from .encodings import NOTE_ENCODINGS, encode_chars, encode_notes, group_onsets, grouped_tokens, is_timed
 from .errors import ConfigError, NoUsableInputError, PipelineError
 from .fsutil import atomic_dir, folder_lock, sha256_file
 from .notes import empty_note_table, normalise_note_table, note_table_bytes
@@ -380,7 +380,11 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     texts = {k: v for r in ok for k, v in r.texts.items()}
     piece_names = sorted(notes["piece"].unique())
     groups = group_onsets(notes, config.onset_tolerance)  # every piece in one pass
-    sequences = {enc: grouped_tokens(groups, enc) for enc in NOTE_ENCODINGS}
+    sequences = {enc: grouped_tokens(groups, enc) for enc in NOTE_ENCODINGS if not is_timed(enc)}
+    if any(map(is_timed, NOTE_ENCODINGS)):  # MidiTok's encodings quantise on their own beat grid
+        by_piece = dict(tuple(notes.groupby("piece", sort=True)))
+        for enc in filter(is_timed, NOTE_ENCODINGS):
+            sequences[enc] = {p: encode_notes(by_piece[p], enc) for p in piece_names}
     lengths = {p: min(len(sequences[enc][p]) for enc in NOTE_ENCODINGS) for p in piece_names}
     split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
     if texts:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes,
+from .encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes, is_timed,
                         tokens_to_groups)
 from .config import StageConfig
 from .errors import ConfigError, RunError
@@ -131,6 +131,8 @@ def _lstm_cells(rnn: nn.LSTM, k: int, x: torch.Tensor, h: torch.Tensor) -> torch
 CHAR_FEATURES = ("in_header", "in_title", "marker", "bar_line", "space", "newline", "digit", "upper_case",
                  "colon", "in_quotes", "in_chord", "line_position")
 NOTE_FEATURES = ("is_chord", "n_notes", "pitch", "high_register", "low_register", "repeated")
+TIMED_FEATURES = ("is_pitch", "is_duration", "is_time", "is_bar", "pitch", "high_register", "low_register",
+                  "duration", "beat_in_bar", "chord_note")  # pipeline.tokenize.token_features
 _HEADER_LINE = re.compile(r"^([A-Za-z]:|%)")
 
 
@@ -224,6 +226,11 @@ def sequence_features(tokens: Sequence[str], encoding: str) -> dict[str, np.ndar
         continuous), ``high_register`` (mean pitch >= 72, C5), ``low_register``
         (mean pitch < 48, C3), ``repeated`` (same token as the one before).
         ``pitch`` tokens are single notes, so they have no ``is_chord``/``n_notes``.
+    tsd / remi (MidiTok tokens, :func:`pipeline.tokenize.token_features`):
+        ``is_pitch``, ``is_duration``, ``is_time`` (TimeShift, Bar or Position), ``is_bar``,
+        ``pitch`` and ``duration`` (beats) of the latest note (carried forward),
+        ``high_register``/``low_register``, ``beat_in_bar``, ``chord_note`` (a pitch at an
+        onset that already has one).
 
     Returns
     -------
@@ -232,6 +239,10 @@ def sequence_features(tokens: Sequence[str], encoding: str) -> dict[str, np.ndar
     """
     if encoding == "chars":
         return _char_features(tokens)
+    if is_timed(encoding):
+        from .tokenize import token_features
+
+        return token_features(tokens)
     if encoding in NOTE_ENCODINGS:
         return _note_features(tokens, encoding)
     raise ConfigError(f"unknown encoding {encoding!r}")
@@ -540,8 +551,14 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
         jobs = [(f"heatmap_{r.feature}_unit{r.unit}.png", int(r.unit),
                  f"unit {r.unit} ~ {r.feature} (r={r.corr:+.2f})") for r in best.itertuples() if r.score > 0]
     pictures = []
+    if is_timed(ckpt.encoding):  # C4, d1/2, +1/4, | rather than Pitch_60, Duration_0.6.12, ...
+        from .tokenize import short_label
+
+        shown = [short_label(t) for t in tokens]
+    else:
+        shown = tokens
     for name, u, label in jobs:
-        heatmap_png(tokens, acts[:, u], out / name, title=f"{label} · {where}", columns=columns, limit=limit,
+        heatmap_png(shown, acts[:, u], out / name, title=f"{label} · {where}", columns=columns, limit=limit,
                     chars=ckpt.encoding == "chars")
         pictures.append(name)
         if progress:

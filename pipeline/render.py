@@ -1,10 +1,14 @@
 """Stage 4: token sequences -> MIDI, audio and piano rolls.
 
-Note tokens carry pitch only. Timing comes from the training corpus: each
-onset draws an (inter-onset interval, duration) pair, in beats, from the
-pairs observed in the dataset (``timing.json``), played at the corpus's median
-tempo. So generated music moves in the corpus's rhythms instead of a
-metronomic stream of equal notes; ``fixed`` timing is there for those who want it.
+Tokens of a timed encoding (``tsd``, ``remi``: :mod:`pipeline.tokenize`) carry
+their own rhythm: they decode to notes at the times and with the durations the
+model wrote, played at the corpus's median tempo (``timing.json``).
+
+``names`` and ``pitch`` tokens carry pitch only. Their timing comes from the
+training corpus: each onset draws an (inter-onset interval, duration) pair, in
+beats, from the pairs observed in the dataset, at the corpus's median tempo. So
+such music moves in the corpus's rhythms, drawn at random rather than learnt;
+``fixed`` timing is there for those who want a metronomic rendering.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .config import StageConfig
-from .encodings import END, START, tokens_to_groups
+from .encodings import END, START, is_timed, tokens_to_groups
 from .errors import ConfigError, PipelineError, RunError
 from .midi_io import MIDI_SUFFIXES, notes_to_midi_file
 from .notes import normalise_note_table
@@ -69,9 +73,23 @@ def groups_to_notes(groups: list[list[int]], timing: TimingModel, rng: np.random
         "piece", "track", "program", "pitch", "velocity", "start", "end", "start_beat", "end_beat"]))
 
 
-def tokens_to_notes(tokens: list[str], encoding: str, timing: TimingModel, seed: int = 0) -> pd.DataFrame:
-    """Note tokens -> note table; markers and unknown tokens are an error, never silently dropped."""
+def tokens_to_notes(tokens: list[str], encoding: str, timing: TimingModel, seed: int = 0,
+                    context: Sequence[str] = ()) -> pd.DataFrame:
+    """Note tokens -> note table; markers and unknown tokens are an error, never silently dropped.
+
+    Timed encodings decode with their own timing at ``timing.qpm`` (``timing.fixed_beats``
+    and ``seed`` do not apply); ``context`` is what the tokens follow (a sample's primer),
+    decoded with them and then left out (:func:`pipeline.tokenize.decode_continuation`).
+    Other encodings draw their timing from ``timing`` with ``seed`` and ignore ``context``.
+    """
     tokens = [t for t in tokens if t not in (START, END)]
+    if is_timed(encoding):
+        from .tokenize import decode_continuation
+
+        try:
+            return decode_continuation(context, tokens, encoding, qpm=timing.qpm, velocity=timing.velocity)
+        except ValueError as exc:
+            raise ConfigError(f"cannot render token: {exc}") from None
     try:
         groups = tokens_to_groups(tokens, encoding)
     except ValueError as exc:
@@ -135,9 +153,12 @@ def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
             raise RunError(f"{data.folder} was drawn from {data.run}, which is gone or has no timing.json; "
                            "render needs the run folder the samples came from") from None
         timing = TimingModel.from_stats(stats, config.fixed_beats)
+        if config.fixed_beats and is_timed(data.encoding):
+            notice(f"--fixed-beats is ignored: {data.encoding} samples carry their own rhythm")
         seqs = [(data.primer if config.include_primer else []) + s for s in data.samples]
+        context = [] if config.include_primer else data.primer
         make_midi = lambda i, path: notes_to_midi_file(  # noqa: E731
-            tokens_to_notes(seqs[i], data.encoding, timing, seed=i), path, tempo=timing.qpm)
+            tokens_to_notes(seqs[i], data.encoding, timing, seed=i, context=context), path, tempo=timing.qpm)
     result = RenderResult(folder=str(data.folder))
     for i in range(len(data.samples)):
         files = {}

@@ -1,5 +1,6 @@
 """The comparison page: contents, blind mode, errors, the CLI, and the page in headless Chromium."""
 import json
+import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -38,8 +39,9 @@ def tiny_set(folder: Path, name: str, shift: int = 0) -> Path:
 
 
 def tiny_run(dataset: Path, run: Path, cell: str, **kw) -> Path:
-    train(TrainConfig(dataset=str(dataset), cell=cell, layers=1, hidden=8, embed=8, window=8, stride=4, batch=32,
-                      epochs=1, threads=1, seed=1, **kw), run)
+    opts = dict(dataset=str(dataset), cell=cell, layers=1, hidden=8, embed=8, window=8, stride=4, batch=32,
+                epochs=1, threads=1, seed=1)
+    train(TrainConfig(**{**opts, **kw}), run)
     return run
 
 
@@ -75,21 +77,56 @@ def test_flags_mark_collapse_and_copying():
 def test_page_has_every_sample_the_reference_and_the_metrics(runs, page):
     folder = Path(page["folder"])
     html = (folder / "index.html").read_text()
-    assert [c["name"] for c in page["columns"]] == ["rnn", "gru"] and "rnn" in html and "GRU 1×8" in html
-    assert html.count("<audio") == 2 * 2 * 1 + 2  # models × temperatures × count + primer + real
+    names = [c["name"] for c in page["columns"]]
+    assert names[:2] == ["rnn", "gru"] and "rnn" in html and "GRU 1×8" in html
+    # the n-gram sampler is a column of its own, its order chosen by validation loss
+    ngram = page["columns"][2]
+    assert ngram["cell"] == "ngram" and names[2] == f"{ngram['order']}-gram" and "n-gram sampler" in html
+    assert ngram["order"] in range(2, 7) and ngram["ngram_val_loss"] > 0
+    assert html.count("<audio") == 3 * 2 * 1 + 2  # (models + n-gram) × temperatures × count + primer + real
     assert "Real continuation" in html and "Summary" in html and "http" not in html
     for ref in (folder / "assets").iterdir():
         assert f"assets/{ref.name}" in html
     table = pd.read_csv(folder / "metrics.csv")
-    assert len(table) == 5 and set(table["column"]) == {"A", "B", "real"}
+    assert len(table) == 7 and set(table["column"]) == {"A", "B", "C", "real"}
+    rhythm = ("polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency",
+              "onset_gap_histogram_distance", "duration_histogram_distance")
     for key in ("pitch_range", "n_pitch_classes_used", "pitch_class_histogram_distance",
                 "interval_distribution_distance", "scale_consistency", "longest_repeat_run", "repetition_rate",
-                "ngram_copy_rate"):
+                "ngram_copy_rate", *rhythm):
         assert key in table
+    for key in rhythm:  # every column, the real continuation too, and in the summary table on the page
+        assert table[key].notna().all(), key
+    assert "onset-gap dist." in html and "polyphony" in html and "groove consist." in html
     samples = json.loads((folder / "samples.json").read_text())
     primer = json.loads((runs / "rnn" / "primers.json").read_text())[page["piece"]][:8]
     assert samples["primer"] == primer and len(samples["real"]) == 16
-    assert page["summary"]["column"].tolist() == ["A", "A", "B", "B", "real"]
+    assert page["summary"]["column"].tolist() == ["A", "A", "B", "B", "C", "C", "real"]
+    assert len(samples["samples"]["C"]["1"][0]) == 16  # the n-gram's tokens are kept like the models'
+
+
+def test_timed_encoding_page_plays_learned_rhythm(runs, tmp_path):
+    """A tsd run: samples decode with their own timing, chords sound together, the n-gram speaks tsd."""
+    import mido
+
+    data = runs.parent / "processed" / "tiny"
+    run = tiny_run(data, tmp_path / "tsd", "gru", encoding="tsd", window=16)
+    res = compare([run], replace(TINY, temperatures=(1.0,), length=40), tmp_path / "page")
+    folder = Path(res["folder"])
+    table = pd.read_csv(folder / "metrics.csv")
+    assert set(table["column"]) == {"A", "B", "real"} and res["columns"][1]["cell"] == "ngram"
+    assert table["onset_gap_histogram_distance"].notna().all()
+    samples = json.loads((folder / "samples.json").read_text())
+    assert all(t.split("_")[0] in ("Pitch", "Duration", "TimeShift") for t in samples["samples"]["B"]["1"][0])
+    # the real continuation decodes to the real chords: a bass note under every 5th onset
+    real = mido.MidiFile(folder / "assets" / "real.mid")
+    onsets, now = {}, 0
+    for msg in real.merged_tracks[0] if hasattr(real, "merged_tracks") else mido.merge_tracks(real.tracks):
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity:
+            onsets.setdefault(now, []).append(msg.note)
+    assert any(len(v) == 2 for v in onsets.values())
+    assert "carry their rhythm" in (folder / "index.html").read_text()
 
 
 def test_blind_page_hides_the_runs_and_the_key_names_them(runs, tmp_path, monkeypatch):
@@ -102,9 +139,13 @@ def test_blind_page_hides_the_runs_and_the_key_names_them(runs, tmp_path, monkey
     page = (out / "index.html").read_text()
     for secret in ("rnn", "gru", "RNN", "GRU", "val loss", "pitch range", str(runs)):
         assert secret not in page, secret
-    assert "Model A" in page and "Model B" in page
+    assert "Model A" in page and "Model B" in page and "Model C" in page
+    for secret in ("n-gram", "-gram sampler", "Witten"):  # the n-gram column hides behind a letter too
+        assert secret not in page, secret
     key = json.loads((out / "key.json").read_text())
-    assert sorted(Path(v["run"]).name for v in key.values()) == ["gru", "rnn"] and set(key) == {"A", "B"}
+    assert set(key) == {"A", "B", "C"}
+    assert sorted(Path(v["run"]).name for v in key.values() if v["run"]) == ["gru", "rnn"]
+    assert [v["cell"] for v in key.values()].count("ngram") == 1
     assert not any("key" in p.name for p in (out / "assets").iterdir()) and "key.json" not in page
     assert "run" not in pd.read_csv(out / "metrics.csv")
 
@@ -176,13 +217,15 @@ def test_page_plays_and_shows_in_headless_chromium(page, tmp_path):
         report = browser_check(Path(page["page"]), shot)
     except ImportError:
         report = browser_check_without_playwright(Path(page["page"]), shot)
-    assert len(report["audio"]) == 6 and len(report["img"]) == 6
+    assert len(report["audio"]) == 8 and len(report["img"]) == 8  # primer, real, 3 columns × 2 temperatures
+    assert any("C_t1_0" in a["src"] for a in report["audio"])  # the n-gram column plays
     for a in report["audio"]:
         assert a["error"] is None and a["duration"] > 0, a
     for i in report["img"]:
         assert i["width"] > 0, i
-    # keep the screenshot where a person can look at it after the run (git-ignored)
-    keep = Path(__file__).resolve().parents[1] / "test-artifacts"
-    keep.mkdir(exist_ok=True)
-    shutil.copy(shot, keep / "compare_screenshot.png")
     assert shot.stat().st_size > 10_000
+    # MUSICRNN_ARTIFACTS=<folder> keeps the screenshot where a person can look at it after the run
+    keep = os.environ.get("MUSICRNN_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "compare_screenshot.png")
