@@ -6,7 +6,9 @@ carrying model arguments and vocabulary, as nanoGPT's do), ``curves.png``.
 
 Windows are never materialised: the training pieces are one token array, and a
 window is a start offset into it, so memory grows with the corpus, not with
-``window / stride`` (nor with ``--transpose`` beyond the extra tokens).
+``window / stride``; a transposed piece is the stored one read through an id map
+(:class:`Transpositions`), so ``--transpose`` adds one small index per window,
+not a copy of the corpus per key (see ``bench/bench_train_scale.py``).
 """
 from __future__ import annotations
 
@@ -42,77 +44,138 @@ def model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
 
 # --------------------------------------------------------------------------- data
 
-def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
-    """Add every training piece transposed by -max_shift..+max_shift semitones.
+@dataclass
+class Transpositions:
+    """Every training piece in other keys, as id maps over the stored tokens (never copied per key).
 
-    Small corpora rarely cover every key; a held-out piece in a new key is
-    otherwise full of unseen tokens. Validation pieces are never transposed.
-    New tokens are appended to the vocabulary, so existing ids keep their meaning.
+    vocab : the dataset's vocabulary plus every token the shifts create, appended in
+        order of first appearance (pieces in split order, shifts -N..+N), so existing
+        ids keep their meaning.
+    key_map : int64 (2 * max_shift + 1, len(dataset vocabulary)); row ``max_shift + k``
+        holds the id of each token moved by ``k`` semitones, -1 where a pitch would
+        leave 0..127 (or the token does not occur in that key).
+    views : ``(piece, row)`` per training sequence: index into the dataset's training
+        pieces and the ``key_map`` row they are read through; every piece as stored
+        first, then each piece in each key its pitches allow.
+    names : ``piece`` or ``piece@+k`` per view.
+    """
+
+    vocab: Vocabulary
+    key_map: np.ndarray
+    views: list[tuple[int, int]]
+    names: list[str]
+
+    def arrays(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
+        """Each view as its own id array (copies; for code that needs whole transposed pieces)."""
+        return [self.key_map[row][pieces[i]] for i, row in self.views]
+
+
+def transpositions(ds: Dataset, max_shift: int) -> Transpositions:
+    """Every training piece also shifted by -max_shift..+max_shift semitones (``--transpose``).
+
+    Small corpora rarely cover every key; a held-out piece in a new key is otherwise
+    full of unseen tokens. Validation pieces are never transposed. A shift is done
+    once per vocabulary token (:func:`pipeline.encodings.transpose_tokens`), not per
+    token of the corpus, and a piece in another key is a row of ``key_map`` to read
+    its stored ids through, so memory does not grow with the number of keys.
     """
     from .encodings import transpose_tokens
     if ds.tail_fraction:
         raise ConfigError("--transpose needs a dataset of at least two pieces")
-    seqs, train, extra = dict(ds.sequences), list(ds.split["train"]), []
-    for p in ds.pieces("train"):
-        for k in range(-max_shift, max_shift + 1):
-            moved = transpose_tokens(ds.sequences[p], ds.encoding, k) if k else None
-            if moved is not None:
-                seqs[f"{p}@{k:+d}"] = moved
-                train.append(f"{p}@{k:+d}")
-                extra.extend(t for t in moved if t not in ds.vocab.index)
-    vocab = Vocabulary(ds.vocab.tokens + sorted(set(extra), key=extra.index))
-    return replace(ds, sequences=seqs, vocab=vocab, split={**ds.split, "train": train})
+    base, n_keys = ds.vocab.tokens, 2 * max_shift + 1
+    # the token each vocabulary entry becomes in each key (None: leaves the piano's range)
+    moved = [[None if k == 0 else transpose_tokens([t], ds.encoding, k) for t in base]
+             for k in range(-max_shift, max_shift + 1)]
+    possible = np.array([[m is not None for m in row] for row in moved])
+    possible[max_shift] = True
+    tokens, index = list(base), dict(ds.vocab.index)
+    key_map = np.full((n_keys, len(base)), -1, np.int64)
+    key_map[max_shift] = np.arange(len(base))
+    arrays, names = ds.piece_arrays("train"), ds.pieces("train")
+    views, view_names, shifted = [(i, max_shift) for i in range(len(arrays))], list(names), []
+    for i, (piece, arr) in enumerate(zip(names, arrays)):
+        ids, first = np.unique(arr, return_index=True)
+        ids = ids[np.argsort(first)]  # in order of first appearance: new tokens are numbered as met
+        for row in range(n_keys):
+            if row == max_shift or not possible[row, ids].all():
+                continue
+            for t in ids[key_map[row, ids] < 0]:
+                (token,) = moved[row][t]
+                if token not in index:
+                    index[token] = len(tokens)
+                    tokens.append(token)
+                key_map[row, t] = index[token]
+            shifted.append((i, row))
+            view_names.append(f"{piece}@{row - max_shift:+d}")
+    return Transpositions(Vocabulary(tokens), key_map, views + shifted, view_names)
 
 
 @dataclass
 class Windows:
-    """Windows as offsets into one token array.
+    """Windows as offsets into one token array, optionally read in another key.
 
     tokens : int64 (n_tokens,), every piece one after another.
     starts : int64 (n_windows,), where each window begins; window ``i`` is
         ``tokens[starts[i]:starts[i] + window]`` and its targets are the same
         positions shifted by one. Windows never cross a piece boundary.
+    keys, key_map : with ``--transpose``, int8 (n_windows,) and int64 (n_keys, vocab):
+        window ``i`` reads its ids through ``key_map[keys[i]]`` (see :class:`Transpositions`).
     """
 
     tokens: torch.Tensor
     starts: torch.Tensor
     window: int
+    keys: torch.Tensor | None = None
+    key_map: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # inputs and targets are one gather of window + 1 tokens, split in two views
+        self.span = torch.arange(self.window + 1, device=self.tokens.device)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of windows ``idx``, each int64 (len(idx), window)."""
-        pos = self.starts[idx][:, None] + self.offsets
-        return self.tokens[pos], self.tokens[pos + 1]
+        ids = self.tokens[self.starts[idx][:, None] + self.span]
+        if self.key_map is not None:
+            ids = self.key_map[self.keys[idx].long()[:, None], ids]
+        return ids[:, :-1], ids[:, 1:]
 
     def to(self, device: torch.device) -> "Windows":
-        return Windows(self.tokens.to(device), self.starts.to(device), self.window)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Windows(move(self.tokens), move(self.starts), self.window, move(self.keys), move(self.key_map))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Every window materialised: inputs and targets, int64 (n_windows, window) each (small data only)."""
         x, y = self.batch(torch.arange(len(self)))
         return x.cpu().numpy(), y.cpu().numpy()
 
-    @property
-    def offsets(self) -> torch.Tensor:
-        return torch.arange(self.window, device=self.tokens.device)
 
-
-def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> Windows:
+def make_windows(arrays: list[np.ndarray], window: int, stride: int,
+                 keys: Transpositions | None = None) -> Windows:
     """Index the windows of ``window`` tokens (plus the next one) of each piece, every ``stride`` tokens.
 
-    Pieces shorter than ``window + 1`` tokens give no window.
+    Pieces shorter than ``window + 1`` tokens give no window. With ``keys``, the
+    pieces are ``keys.views`` (each stored piece read in each of its keys), and the
+    token array still holds each stored piece once.
     """
-    starts, offset = [], 0
-    for arr in arrays:
-        n = len(arr) - window
-        if n >= 1:
-            starts.append(offset + np.arange(0, n, stride))
-        offset += len(arr)
+    views = keys.views if keys is not None else [(i, 0) for i in range(len(arrays))]
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+    counts = [len(range(0, max(len(arrays[i]) - window, 0), stride)) for i, _ in views]
+    starts = np.empty(sum(counts), np.int64)  # filled in place: no second copy of a large index
+    rows = np.empty(len(starts), np.int8) if keys is not None else None
+    at = 0
+    for (i, row), n in zip(views, counts):
+        starts[at:at + n] = offsets[i] + np.arange(0, n * stride, stride)
+        if rows is not None:
+            rows[at:at + n] = row
+        at += n
     tokens = np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
-    return Windows(torch.from_numpy(tokens), torch.from_numpy(np.concatenate(starts) if starts
-                                                              else np.zeros(0, np.int64)), window)
+    if keys is None:
+        return Windows(torch.from_numpy(tokens), torch.from_numpy(starts), window)
+    return Windows(torch.from_numpy(tokens), torch.from_numpy(starts), window, torch.from_numpy(rows),
+                   torch.from_numpy(keys.key_map))
 
 
 # ----------------------------------------------------------------------- training
@@ -120,10 +183,11 @@ def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> Windows:
 class Trainer:
     """Runs epochs over windows; the model owns the loss, the trainer the loop."""
 
-    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device):
+    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device,
+                 keys: Transpositions | None = None):
         self.c, self.model, self.device = config, model, device
         self.opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr)
-        self.train = make_windows(ds.piece_arrays("train"), config.window, config.stride).to(device)
+        self.train = make_windows(ds.piece_arrays("train"), config.window, config.stride, keys).to(device)
         self.val = make_windows(ds.piece_arrays("validation"), config.window, 1).to(device)
         if len(self.train) == 0:
             raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
@@ -135,12 +199,14 @@ class Trainer:
         z = lambda: torch.zeros((), device=self.device, dtype=torch.float64)  # noqa: E731
         return {"loss": z(), "n": z(), "correct": z(), "abs_err": z()}
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int, max_batches: int | None = None) -> dict:
+        """One pass over the training windows in a seeded order (``max_batches``: stop early; benchmarks)."""
         self.model.train()
         g = torch.Generator().manual_seed(self.c.seed * 100_003 + epoch)  # same order after a resume
         order = torch.randperm(len(self.train), generator=g).to(self.device)
         tot = self._totals()
-        for i in range(0, len(order), self.c.batch):
+        end = len(order) if max_batches is None else min(len(order), max_batches * self.c.batch)
+        for i in range(0, end, self.c.batch):
             x, y = self.train.batch(order[i:i + self.c.batch])
             out, _ = self.model(x)
             if self.c.targets == "last":
@@ -278,15 +344,16 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         raise DatasetError(f"cannot resume {run_dir.name}: the dataset {config.dataset} changed since the run began "
                            f"({', '.join(_data_changes(ckpt.data_fingerprint, fingerprint))} differ); "
                            "train a new run with another --name")
-    if config.transpose:
-        ds = augment_transpositions(ds, config.transpose)
+    keys = transpositions(ds, config.transpose) if config.transpose else None
+    if keys is not None:
+        ds = replace(ds, vocab=keys.vocab)  # the stored pieces keep their ids; new keys' tokens are appended
     _seed_everything(config.seed)
     model = SequenceModel(model_config(config, len(ds.vocab)))
     model.set_vocabulary(ds.vocab.tokens)
     if ckpt is not None:
         model.load_state_dict(ckpt.model)
     model.to(dev)
-    trainer = Trainer(config, ds, model, dev)
+    trainer = Trainer(config, ds, model, dev, keys)
     rows: list[dict] = []
     best, bad, start_epoch = math.inf, 0, 1
     if ckpt is not None:

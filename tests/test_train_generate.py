@@ -12,7 +12,7 @@ from pipeline.generate import GenerateConfig, generate, sample_refeed
 from pipeline.model import ModelConfig, SequenceModel
 from pipeline.render import RenderConfig, render_samples
 from pipeline.rundir import TrainConfig, load_checkpoint
-from pipeline.train import make_windows, train
+from pipeline.train import make_windows, train, transpositions
 
 METRIC_COLS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 
@@ -174,19 +174,45 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
 def test_transpose_augmentation(tiny_dataset, tmp_path):
     from pipeline.encodings import transpose_tokens
     from pipeline.dataset import load_dataset
-    from pipeline.train import augment_transpositions
     assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
     assert transpose_tokens(["127"], "pitch", 1) is None
     ds = load_dataset(tiny_dataset, "names")
-    aug = augment_transpositions(ds, 2)
-    assert len(aug.split["train"]) == 5 * len(ds.split["train"]) and aug.split["validation"] == ds.split["validation"]
-    assert aug.vocab.tokens[:len(ds.vocab)] == ds.vocab.tokens  # old ids keep their meaning
+    keys = transpositions(ds, 2)
+    assert len(keys.views) == 5 * len(ds.split["train"])
+    assert keys.vocab.tokens[:len(ds.vocab)] == ds.vocab.tokens  # old ids keep their meaning
     run = tmp_path / "t"
     train(tiny_train_config(tiny_dataset, transpose=2, epochs=1), run)
+    assert json.loads((run / "config.json").read_text())["vocab_size"] == len(keys.vocab)
     out = generate(run, GenerateConfig(count=1, length=5))
     assert len(out.samples[0]) == 5
     with pytest.raises(ConfigError):
         tiny_train_config(tiny_dataset, transpose=2, encoding="chars").validate()
+
+
+def test_transpositions_read_the_stored_pieces_in_every_key(tiny_dataset):
+    """The id maps give exactly the pieces moved token by token, and windows that never copy the corpus."""
+    from pipeline.dataset import Dataset, load_dataset
+    from pipeline.encodings import Vocabulary, transpose_tokens
+    ds = load_dataset(tiny_dataset, "names")
+    keys = transpositions(ds, 3)
+    want, new = {}, []
+    for p in ds.pieces("train"):  # the reference: every piece moved as strings, new tokens numbered as met
+        for k in range(-3, 4):
+            moved = transpose_tokens(ds.sequences[p], "names", k)
+            if moved is not None:
+                want[p if k == 0 else f"{p}@{k:+d}"] = moved
+                new += [t for t in moved if t not in ds.vocab.index]
+    assert keys.vocab.tokens == ds.vocab.tokens + sorted(set(new), key=new.index)
+    stored = ds.piece_arrays("train")
+    assert {n: keys.vocab.decode(a) for n, a in zip(keys.names, keys.arrays(stored))} == want
+    windows, copied = make_windows(stored, 8, 3, keys), make_windows(keys.arrays(stored), 8, 3)
+    assert len(windows.tokens) == sum(map(len, stored)) and len(copied.tokens) == 7 * len(windows.tokens)
+    for a, b in zip(windows.arrays(), copied.arrays()):
+        np.testing.assert_array_equal(a, b)
+    # a key that would push a pitch past 127 (or below 0) is left out for that piece only
+    pitch = Dataset(tiny_dataset, "pitch", {"a": ["60", "127"], "b": ["0", "64"], "c": ["5", "6"], "v": ["60"]},
+                    Vocabulary([str(p) for p in range(128)]), {"train": ["a", "b", "c"], "validation": ["v"]}, {})
+    assert transpositions(pitch, 1).names == ["a", "b", "c", "a@-1", "b@+1", "c@-1", "c@+1"]
 
 
 def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
