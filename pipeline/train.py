@@ -265,6 +265,20 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     atomic_write_figure(path, fig)
 
 
+def _device_rng(dev: torch.device, saved: dict | None = None) -> dict | None:
+    """``{"device", "state"}`` of an accelerator's generator (dropout masks there come from it);
+    with ``saved`` from a run on the same kind of device, restore it first. None on the CPU."""
+    if dev.type == "cuda":
+        if saved and saved.get("device") == "cuda":
+            torch.cuda.set_rng_state(saved["state"], dev)
+        return {"device": "cuda", "state": torch.cuda.get_rng_state(dev)}
+    if dev.type == "mps":
+        if saved and saved.get("device") == "mps":
+            torch.mps.set_rng_state(saved["state"])
+        return {"device": "mps", "state": torch.mps.get_rng_state()}
+    return None
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -359,6 +373,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if ckpt is not None:
         trainer.opt.load_state_dict(ckpt.optimizer)
         torch.set_rng_state(ckpt.torch_rng)
+        _device_rng(dev, ckpt.device_rng)
         rows, best, bad, start_epoch = ckpt.metrics, ckpt.best_val, ckpt.bad_epochs, ckpt.epoch + 1
     else:
         # rendering needs the corpus rhythms and generation the held-out openings: keep both
@@ -386,7 +401,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                 model={k: v.cpu() for k, v in model.state_dict().items()}, model_args=model.to_dict(),
                 train_config=config.to_dict(), vocab=ds.vocab.to_json(), encoding=config.encoding,
                 task=config.task, epoch=epoch, best_val=best, bad_epochs=bad, metrics=rows, finished=finished,
-                optimizer=trainer.opt.state_dict(), torch_rng=torch.get_rng_state(),
+                optimizer=trainer.opt.state_dict(), torch_rng=torch.get_rng_state(), device_rng=_device_rng(dev),
                 data_fingerprint=fingerprint), best=improved)
             if on_epoch:
                 on_epoch(row)
@@ -424,6 +439,7 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
     ``given`` names the options the user typed; on ``--resume`` any of them that
     would change the model or data is refused (the run's own config wins).
     """
+    resolve_device(config.device)  # an absent --device is the one line, before anything is announced
     run_dir = Path(runs) / name if name else None
     if resume and run_dir is None:
         raise ConfigError("--resume needs --name: the run folder to continue")

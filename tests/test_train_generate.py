@@ -95,9 +95,10 @@ def test_targets_last_stride_one(tiny_dataset, tmp_path):
     assert s.epochs == 1
 
 
-def test_stateful_sampling_equals_full_refeed():
+@pytest.mark.parametrize("cell,embed", [("lstm", 5), ("gru", 0), ("rnn", 5)])
+def test_stateful_sampling_equals_full_refeed(cell, embed):
     torch.manual_seed(0)
-    model = SequenceModel(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=12, embed=5))
+    model = SequenceModel(ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=12, embed=embed))
     primer = torch.randint(0, 11, (3, 6))
     g = torch.Generator().manual_seed(0)
     greedy = model.generate(primer, 15, 0.0, g)
