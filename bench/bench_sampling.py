@@ -2,8 +2,9 @@
 
 One GRU 4x128 (random weights: speed does not depend on them), one process, one torch
 thread by default; ``--count`` samples of ``--length`` new tokens at temperature 1 after
-a 30-token primer. Cases, each timed ``--repeat`` times in turn (round robin, so a busy
-shared machine slows them alike) and reported by the median:
+a 30-token primer. Cases, each timed ``--repeat`` times in turn (round robin) and
+reported by the best of this process's CPU times (``time.process_time``, one torch
+thread), which other work on a shared machine disturbs far less than wall-clock time:
 
 * ``refeed``: :func:`pipeline.generate.sample_refeed`, the whole model over the last
   30 tokens for every new token (how window-trained models are usually sampled): the baseline;
@@ -19,7 +20,6 @@ Figures only, as ratios against the baseline measured in the same run::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -74,22 +74,22 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(a.repeat):
         for name, fn in cases.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(time.process_time() - t0)
     same = model.generate(primer, 50, 1.0, g()) == model.generate(primer, 50, 1.0, g())
     tokens = a.count * a.length
-    rate = {k: tokens / statistics.median(v) for k, v in times.items()}
+    rate = {k: tokens / min(v) for k, v in times.items()}
     print(f"{a.cell.upper()} {a.layers}x{a.hidden}, vocabulary {a.vocab}, {a.count} samples x {a.length:,} tokens, "
-          f"{a.threads} thread(s), median of {a.repeat}; same seed, same samples: {same}\n")
-    print("| method | seconds | tokens/s | vs re-feed |")
+          f"{a.threads} thread(s), best CPU time of {a.repeat}; same seed, same samples: {same}\n")
+    print("| method | CPU seconds | tokens/s | vs re-feed |")
     print("|---|---|---|---|")
     labels = {"refeed": f"re-feed the last {a.window} tokens per new token (`sample_refeed`)",
               "before": "carried state, before (full forward + `torch.multinomial` a step)",
               "one at a time": "carried state, one sample at a time (`generate`)",
               "batched": f"carried state, all {a.count} samples in one batch (`generate`)"}
     for k, label in labels.items():
-        print(f"| {label} | {statistics.median(times[k]):.2f} | {rate[k]:,.0f} | {rate[k] / rate['refeed']:.1f}x |")
+        print(f"| {label} | {min(times[k]):.2f} | {rate[k]:,.0f} | {rate[k] / rate['refeed']:.1f}x |")
     print(f"\nbatched vs one at a time: {rate['batched'] / rate['one at a time']:.1f}x; "
           f"batched vs before: {rate['batched'] / rate['before']:.2f}x")
 

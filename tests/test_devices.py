@@ -23,16 +23,10 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the messag
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A tiny trained run (its dataset beside it)."""
-    from conftest import melody, write_pm
-    from pipeline.extract import ExtractConfig, extract
+    """A tiny trained GRU (its dataset beside it)."""
+    from conftest import tiny_run
 
-    tmp = tmp_path_factory.mktemp("devices")
-    for k in range(4):
-        write_pm(tmp / "midi" / f"piece{k}.mid", melody(60, k))
-    extract([tmp / "midi"], ExtractConfig(name="tiny", out=str(tmp / "processed"), workers=1))
-    train(tiny_train_config(tmp / "processed" / "tiny", epochs=1), tmp / "runs" / "r")
-    return tmp / "runs" / "r"
+    return tiny_run(tmp_path_factory.mktemp("devices"))
 
 
 def test_resolve_device():
@@ -156,3 +150,18 @@ def test_same_seed_same_samples_and_batches_are_independent_draws():
     assert a == b and model.generate(primer, 70, 1.0, g(4)) != a
     assert len({tuple(r) for r in a}) == 4  # one primer, four different continuations
     assert all(len(r) == 70 for r in a)  # 70: not a multiple of the 32-step chunks
+
+
+def test_regression_sampling_takes_the_nearest_pitch_plus_noise():
+    model = SequenceModel(ModelConfig(vocab_size=128, cell="gru", layers=1, hidden=4, embed=3, task="regress"))
+    model.set_vocabulary([str(p) for p in range(128)])
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_((64.4 - 60) / 12)  # always predicts pitch 64.4
+    primer = torch.zeros(3, 2, dtype=torch.long)
+    assert model.generate(primer, 5, 0.0) == [[64] * 5] * 3  # no noise: the nearest pitch
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    noisy = model.generate(primer, 300, 1.0, g(), noise=2.0)
+    flat = torch.tensor(noisy, dtype=torch.float64)
+    assert abs(flat.mean() - 64.4) < 0.3 and 1.6 < flat.std() < 2.4  # N(64.4, 2) rounded to a pitch
+    assert noisy == model.generate(primer, 300, 1.0, g(), noise=2.0)
