@@ -46,6 +46,7 @@ from .fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
 from .generate import GenerateConfig, generate
 from .metrics import build_reference, sample_metrics
 from .midi_io import notes_to_midi_file
+from .model import resolve_device
 from .render import TimingModel, render_media, tokens_to_notes
 from .rundir import is_run, load_checkpoint, read_metrics, read_primers, read_run_config, read_timing
 
@@ -257,6 +258,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     and the music it rendered).
     """
     config.validate()
+    resolve_device(device)  # an absent --device fails before any sampling or rendering
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compare.json").exists():
         # atomic_dir replaces the folder: never let a typo in --out swap a run folder away

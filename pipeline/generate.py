@@ -197,6 +197,7 @@ def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Se
     from .rundir import read_run_config
 
     run_dir = Path(run_dir)
+    resolve_device(device)  # an absent --device is one line now, not after loading the run
     chars = read_run_config(run_dir).get("encoding") == "chars"
     primer = base.primer or ("tokens" if primer_text else "start" if chars else "validation")
     if chars:

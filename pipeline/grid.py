@@ -13,17 +13,23 @@ first checkpoint is cleared and trained from the start. One run failing does not
 stop the others; its error is kept in ``grid.json`` and the summary.
 
 Small recurrent models use a CPU core poorly, so the local executor trains one
-run per core, each with one torch thread (see ``bench/bench_grid.py``).
+run per core, each with one torch thread (see ``bench/bench_grid.py``). Where
+CUDA GPUs are present, runs that may use one (``--device auto`` or ``cuda``)
+share them: the local executor deals them round robin over the GPUs
+(:func:`spread_over_gpus`, :data:`RUNS_PER_GPU` at a time per GPU by default),
+and a Ray task asks for a fraction of a GPU (:func:`gpu_share`).
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -42,6 +48,9 @@ from .rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name, wit
 
 EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# Runs sharing one GPU by default: a small recurrent model keeps a GPU busy only a fraction of
+# the time (each step is a handful of small kernels), so several runs fill the gaps.
+RUNS_PER_GPU = 4
 
 
 @dataclass
@@ -174,8 +183,8 @@ def run_one(config: dict, run_dir: str, cwd: str = "") -> dict:
     ``{"status": "finished", **train's summary}`` or ``{"status": "failed", "error",
     "traceback"}`` (the traceback only for errors that are not the user's).
     """
-    if cwd and os.getcwd() != cwd:
-        os.chdir(cwd)  # a Ray worker may start elsewhere; dataset paths are relative to the grid's
+    if cwd and os.getcwd() != cwd and os.path.isdir(cwd):
+        os.chdir(cwd)  # a Ray worker may start elsewhere; the grid passes absolute paths, this is for the rest
     from .train import train  # torch is imported in the worker, not by the grid's own process
 
     t0 = time.perf_counter()
@@ -215,6 +224,53 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
     with folder_lock(run_dir, what=" (training it)"):
         shutil.rmtree(run_dir)
     return "restart"
+
+
+# ------------------------------------------------------------------ GPUs
+
+def _wants_gpu(device: str) -> bool:
+    return device == "auto" or device.startswith("cuda")
+
+
+def local_gpus(configs: Sequence[TrainConfig]) -> int:
+    """CUDA devices this machine gives the runs that may use one (``--device auto`` or ``cuda``).
+
+    Raises the one-line ConfigError of :func:`pipeline.model.resolve_device` when a run
+    asks for a device that is absent. Torch is imported only where a GPU may be present.
+    """
+    asked = {c.device for c in configs if c.device != "cpu"}
+    maybe_gpu = any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()  # NVIDIA, or ROCm
+    if not (asked - {"auto"}) and not (asked and maybe_gpu):
+        return 0  # CPU runs, or "auto" with no GPU driver: no need to load torch in this process
+    import torch
+
+    from .model import resolve_device
+    for device in sorted(asked):
+        resolve_device(device)
+    return torch.cuda.device_count() if any(_wants_gpu(d) for d in asked) else 0
+
+
+def spread_over_gpus(devices: Sequence[str], gpus: int) -> list[str]:
+    """Each run's device, with runs that may use a GPU dealt round robin over ``cuda:0..gpus-1``.
+
+    ``devices`` in the order runs start (biggest first), so each GPU gets a similar
+    load; an explicit ``cuda:N`` or ``cpu`` is kept.
+    """
+    out, k = [], 0
+    for d in devices:
+        if gpus and d in ("auto", "cuda"):
+            out.append(f"cuda:{k % gpus}")
+            k += 1
+        else:
+            out.append(d)
+    return out
+
+
+def gpu_share(workers: int, gpus: float) -> float:
+    """The share of one GPU a Ray task asks for (``num_gpus``): ``workers`` runs spread over
+    ``gpus`` GPUs, or :data:`RUNS_PER_GPU` to a GPU with no ``--workers`` limit; at most 1."""
+    per_gpu = math.ceil(workers / gpus) if workers else RUNS_PER_GPU
+    return 1.0 / max(1, per_gpu)
 
 
 # ------------------------------------------------------------------ executors
@@ -268,6 +324,14 @@ def _import_ray():
     return ray
 
 
+def _answers(host: str, port: int, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _run_ray(jobs: list[Job], workers: int, address: str, cwd: str) -> Iterator[tuple[str, dict]]:
     ray = _import_ray()
     started = not ray.is_initialized()
@@ -275,16 +339,38 @@ def _run_ray(jobs: list[Job], workers: int, address: str, cwd: str) -> Iterator[
         # workers import this package by name: make it importable wherever they start
         root = str(Path(__file__).resolve().parents[1])
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(address=address or None, num_cpus=None if address else (workers or cpu_count()),
-                 include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        host, _, port = address.rpartition(":")
+        if port.isdigit() and not _answers(host, int(port)):  # else ray.init retries for many minutes
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: nothing answers there "
+                              "(is it running? `ray status` on its head node)")
+        try:
+            ray.init(address=address or None, num_cpus=None if address else (workers or cpu_count()),
+                     include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        except ConnectionError as exc:
+            if not address:
+                raise
+            # Ray's own message is a chain of tracebacks; say what to do in one line
+            auth = isinstance(exc.__cause__, getattr(ray.exceptions, "AuthenticationError", ()))
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: " + (
+                "it uses token authentication (`ray start` turns it on where ~/.ray/auth_token exists); "
+                "run the grid with RAY_AUTH_MODE=token and that token, or start the cluster with RAY_AUTH_MODE=disabled"
+                if auth else "is it running? (`ray status` on its head node)")) from None
     task = ray.remote(num_cpus=1, max_retries=0)(run_one)
     queue, running = list(jobs), {}
     try:
+        # a share of a GPU per run where the cluster has GPUs; Ray sets each task's CUDA_VISIBLE_DEVICES
+        gpus = ray.cluster_resources().get("GPU", 0)
+        asked = sorted({c["device"] for _, c, _ in jobs if c["device"].startswith("cuda")})
+        if asked and not gpus:
+            raise ConfigError(f"--device {asked[0]}: the Ray cluster{' at ' + address if address else ''} "
+                              "has no GPU; use --device auto or cpu")
+        share = gpu_share(workers, gpus) if gpus else 0.0
         while queue or running:
             while queue and (not workers or len(running) < workers):
                 rid, config, run_dir = queue.pop(0)
-                running[task.remote(config, run_dir, cwd)] = rid
+                gpu = share if _wants_gpu(config["device"]) else 0.0
+                running[task.options(num_gpus=gpu).remote(config, run_dir, cwd)] = rid
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 rid = running.pop(ref)
@@ -342,7 +428,9 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
 def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequence[dict],
               progress: Callable[[str, dict], None] | None) -> dict:
     folder = grid.folder
-    n_workers = grid.workers or (cpu_count() if grid.executor == "local" else 0)
+    gpus = local_gpus(configs) if grid.executor == "local" else 0
+    n_workers = grid.workers or (min(cpu_count(), RUNS_PER_GPU * gpus) if gpus else
+                                 cpu_count() if grid.executor == "local" else 0)
 
     # grid.json describes this invocation; runs of earlier ones stay in their folders (and the report)
     entries: dict[str, dict] = {}
@@ -366,8 +454,11 @@ def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequenc
         todo.append((rid, config, run_dir))
     # one torch thread per run when runs fill the cores; more when fewer runs remain than cores
     threads = 1 if grid.executor == "ray" else max(1, cpu_count() // max(1, min(n_workers, len(todo))))
-    jobs = sorted(((rid, replace(c, threads=c.threads or threads).to_dict(), str(d)) for rid, c, d in todo),
-                  key=lambda job: -_cost(TrainConfig.from_dict(job[1])))
+    # absolute paths: a Ray worker on another node (or in another folder) finds the same files
+    jobs = sorted(((rid, replace(c, threads=c.threads or threads, dataset=os.path.abspath(c.dataset)).to_dict(),
+                    os.path.abspath(d)) for rid, c, d in todo), key=lambda job: -_cost(TrainConfig.from_dict(job[1])))
+    for job, device in zip(jobs, spread_over_gpus([c["device"] for _, c, _ in jobs], gpus)):
+        job[1]["device"] = device  # an execution setting: the run's id and folder stay the same
 
     def record(rid: str, result: dict) -> None:
         result["action"] = actions[rid]
@@ -421,6 +512,8 @@ def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *, given: set
     values["dataset"] = [dataset]
     grid = replace(grid, name=grid.name or f"{Path(dataset).name}-grid")
     configs, skipped = expand_grid(values, given)
+    if grid.executor == "local":
+        local_gpus(configs)  # an absent --device is the one line, before the grid is announced
     reasons: dict[str, int] = {}
     for s in skipped:
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1

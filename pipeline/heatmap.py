@@ -26,7 +26,7 @@ from .config import StageConfig
 from .errors import ConfigError, RunError
 from .figures import atomic_write_figure, new_figure
 from .fsutil import atomic_write_json, atomic_write_text
-from .model import SequenceModel
+from .model import SequenceModel, resolve_device
 from .rundir import Checkpoint, load_checkpoint, model_from_checkpoint
 
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
@@ -509,8 +509,9 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a run folder (no such folder)")
     config.validate()
-    ckpt = load_checkpoint(run_dir, config.checkpoint)
-    model = model_from_checkpoint(ckpt)
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(run_dir, config.checkpoint)  # on the CPU, whatever device trained it
+    model = model_from_checkpoint(ckpt).to(dev)
     layer = _check_layer(model, config.layer, config.state)
     bad = [u for u in config.units if not 0 <= u < model.rnn.hidden_size]
     if bad:

@@ -41,6 +41,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError("--device mps: Apple's Metal backend is not available here; use --device cpu")
     return torch.device(name)
 
+
+STOP_CHECK = 32  # sampling steps between checks that every row has stopped (one host sync each)
 # Regression targets are pitches scaled as (pitch - CENTER) / SCALE: octaves around middle C.
 PITCH_CENTER, PITCH_SCALE = 60.0, 12.0
 
@@ -124,18 +126,55 @@ class SequenceModel(nn.Module):
         Returns
         -------
         loss : cross-entropy (classify) or MSE on scaled pitches (regress).
-        stats : tensors ``n`` (targets), ``correct`` (argmax, or rounded pitch, equals the
-            target) and, for regression, ``abs_err`` (sum of absolute errors in semitones).
+        stats : tensors ``n`` (targets), ``correct`` (the target has the largest logit, or the
+            rounded pitch equals it) and, for regression, ``abs_err`` (sum of absolute errors in
+            semitones).
         """
-        n = torch.tensor(y.numel(), device=y.device)
+        n = torch.full((), y.numel(), device=y.device)  # filled on the device: torch.tensor would copy, and sync
         if self.config.task == "classify":
             loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-            return loss, {"n": n, "correct": (out.detach().argmax(-1) == y).sum()}
+            out = out.detach()
+            # the target's logit is the largest: as argmax == target but for exact ties, and 6x cheaper on a CPU
+            correct = (out.gather(-1, y[..., None]) >= out.amax(-1, keepdim=True)).sum()
+            return loss, {"n": n, "correct": correct}
         target = self.values[y]
         loss = nn.functional.mse_loss(out, target)
         pred = out.detach() * PITCH_SCALE + PITCH_CENTER
         true = target * PITCH_SCALE + PITCH_CENTER
         return loss, {"n": n, "correct": (pred.round() == true.round()).sum(), "abs_err": (pred - true).abs().sum()}
+
+    # ------------------------------------------------------------------ sampling
+
+    def _pitch_values(self) -> torch.Tensor | None:
+        """Regression: the pitch in semitones of every vocabulary id, (vocab,); None for classification."""
+        return self.values * PITCH_SCALE + PITCH_CENTER if self.config.task == "regress" else None
+
+    def _draws(self, steps: int, batch: int, temperature: float, generator: torch.Generator | None,
+               device: torch.device, noise: float) -> torch.Tensor | None:
+        """The randomness of ``steps`` draws at once: uniforms (steps, batch, 1) for classification,
+        standard normals (steps, batch) for regression; None where a draw needs none."""
+        if temperature <= 0 or (self.config.task == "regress" and noise <= 0):
+            return None
+        if self.config.task == "classify":  # in (0, 1]: see _pick
+            return 1.0 - torch.rand((steps, batch, 1), generator=generator, device=device)
+        return torch.randn((steps, batch), generator=generator, device=device)
+
+    def _pick(self, last: torch.Tensor, draw: torch.Tensor | None, spread: float,
+              values: torch.Tensor | None) -> torch.Tensor:
+        """One id per row. Classification: ``last`` are logits already divided by the temperature,
+        sampled by inverting the softmax's cumulative sum at a uniform ``draw`` in (0, 1] (argmax
+        without one); regression: the vocabulary pitch nearest to the prediction plus ``draw * spread``."""
+        if values is None:
+            if draw is None:
+                return last.argmax(-1)
+            cdf = torch.softmax(last.float(), -1).cumsum_(-1)
+            # the first id whose cumulative probability reaches draw * total: as 0 < draw * total <= total,
+            # always an id, and never one of probability 0 (its cumulative sum equals the one before)
+            return torch.searchsorted(cdf, draw * cdf[:, -1:]).squeeze(1)
+        semis = last * PITCH_SCALE + PITCH_CENTER
+        if draw is not None:
+            semis = semis + draw * spread
+        return (semis[:, None] - values).abs().argmin(-1)
 
     def next_ids(self, last: torch.Tensor, temperature: float, generator: torch.Generator | None,
                  noise: float = 0.0) -> torch.Tensor:
@@ -143,17 +182,40 @@ class SequenceModel(nn.Module):
 
         Classification samples the softmax at ``temperature`` (0 = argmax). Regression
         adds Gaussian noise of ``noise * temperature`` semitones to the predicted pitch
-        and takes the nearest vocabulary entry.
+        and takes the nearest vocabulary entry. :meth:`generate` draws the same way.
         """
-        if self.config.task == "classify":
-            if temperature <= 0:
-                return last.argmax(-1)
-            probs = torch.softmax(last.float() / temperature, -1)
-            return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        semis = last * PITCH_SCALE + PITCH_CENTER
-        if temperature > 0 and noise > 0:
-            semis = semis + torch.randn(semis.shape, generator=generator, device=semis.device) * noise * temperature
-        return (semis[:, None] - (self.values[None, :] * PITCH_SCALE + PITCH_CENTER)).abs().argmin(-1)
+        scaled = last / temperature if self.config.task == "classify" and temperature > 0 else last
+        draws = self._draws(1, last.shape[0], temperature, generator, last.device, noise)
+        return self._pick(scaled, None if draws is None else draws[0], noise * temperature, self._pitch_values())
+
+    def _cells(self) -> tuple[Callable, list[tuple[torch.Tensor, ...]]]:
+        """The stack as one cell function and each layer's weights, for stepping layer by layer.
+
+        The functions are the kernels ``nn.GRUCell``/``LSTMCell``/``RNNCell`` call, on the
+        stack's own parameters: one step gives exactly what ``self.rnn`` gives, without the
+        sequence machinery around a one-token sequence (a third of the time of a step).
+        """
+        r = self.rnn
+        cell = {"gru": torch.gru_cell, "lstm": torch.lstm_cell}.get(
+            self.config.cell, torch.rnn_tanh_cell if getattr(r, "nonlinearity", "tanh") == "tanh" else torch.rnn_relu_cell)
+        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if r.bias else ())
+        return cell, [tuple(getattr(r, f"{n}_l{k}") for n in names) for k in range(r.num_layers)]
+
+    def _step(self, ids: torch.Tensor, state: list, weight: torch.Tensor, bias: torch.Tensor,
+              cells: tuple[Callable, list]) -> torch.Tensor:
+        """One token per row through the stack, (batch,) -> the head's output (batch, vocab) or (batch,).
+
+        ``state`` holds each layer's state (h, or an LSTM's (h, c)), each (batch, hidden),
+        and is updated in place. What :meth:`forward` does for one step in evaluation.
+        """
+        x = (nn.functional.embedding(ids, self.embed.weight) if self.embed is not None
+             else nn.functional.one_hot(ids, self.config.vocab_size).float())
+        cell, layers = cells
+        for k, weights in enumerate(layers):
+            state[k] = cell(x, state[k], *weights)
+            x = state[k][0] if isinstance(state[k], tuple) else state[k]
+        out = nn.functional.linear(x, weight, bias)
+        return out.squeeze(-1) if self.config.task == "regress" else out
 
     @torch.inference_mode()
     def generate(self, primer_ids: torch.Tensor, length: int, temperature: float,
@@ -165,6 +227,9 @@ class SequenceModel(nn.Module):
         ----------
         primer_ids : int64 (batch, primer_len), on the model's device.
         length : new tokens per row, at most.
+        temperature : softmax temperature (0 = always the most likely token).
+        generator : the source of randomness, on the model's device: the same seed
+            gives the same samples for the same batch size and device.
         stop_id : an id that ends a row (kept in its output), e.g. ``<end>``; rows that
             stopped are cut there, and sampling ends when every row has stopped.
         progress : called with the number of new steps, every 32 steps and at the end.
@@ -172,27 +237,41 @@ class SequenceModel(nn.Module):
         Returns
         -------
         ids : one list of new token ids per row (primer excluded).
+
+        Nothing is copied to the host inside the loop but one check every
+        ``STOP_CHECK`` steps (with a ``stop_id``); randomness is drawn for that many
+        steps at once, and the temperature is folded into the head's weights.
         """
         self.eval()
-        batch = primer_ids.shape[0]
-        out_ids = torch.empty((batch, length), dtype=torch.long, device=primer_ids.device)
+        batch, device = primer_ids.shape[0], primer_ids.device
+        scale = 1.0 / temperature if self.config.task == "classify" and temperature > 0 else 1.0
+        weight, bias = self.head.weight * scale, self.head.bias * scale
+        values, spread = self._pitch_values(), noise * temperature
         out, state = self(primer_ids)
-        last, steps = out[:, -1], 0
-        check_every = 32  # how often to ask the device whether every row has stopped
-        for i in range(length):
-            nxt = self.next_ids(last, temperature, generator, noise)
-            out_ids[:, i] = nxt
-            steps = i + 1
-            if steps % check_every == 0:
-                if progress:
-                    progress(check_every)
-                if stop_id is not None and bool((out_ids[:, :steps] == stop_id).any(1).all()):
+        last = out[:, -1] * scale
+        cells = self._cells()
+        # each layer's state on its own: (layers, batch, hidden) -> a list over layers
+        state = list(zip(*(s.unbind(0) for s in state))) if isinstance(state, tuple) else list(state.unbind(0))
+        chunks: list[torch.Tensor] = []
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        for at in range(0, length, STOP_CHECK):
+            n = min(STOP_CHECK, length - at)
+            draws = self._draws(n, batch, temperature, generator, device, noise)
+            draws = [None] * n if draws is None else draws.unbind(0)  # views, taken once a chunk
+            picked = []
+            for j in range(n):
+                nxt = self._pick(last, draws[j], spread, values)
+                picked.append(nxt)
+                if at + j + 1 < length:
+                    last = self._step(nxt, state, weight, bias, cells)
+            chunks.append(torch.stack(picked))
+            if progress:
+                progress(n)
+            if stop_id is not None:
+                done |= (chunks[-1] == stop_id).any(0)
+                if bool(done.all()):
                     break
-            out, state = self(nxt[:, None], state)
-            last = out[:, -1]
-        if progress and steps % check_every:
-            progress(steps % check_every)
-        rows = out_ids[:, :steps].tolist()
+        rows = torch.cat(chunks).T.tolist() if chunks else [[] for _ in range(batch)]
         if stop_id is not None:
             rows = [r[:r.index(stop_id) + 1] if stop_id in r else r for r in rows]
         return rows

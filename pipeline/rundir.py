@@ -334,6 +334,7 @@ class Checkpoint:
     finished: bool = False
     optimizer: dict | None = None
     torch_rng: Any = None
+    device_rng: dict | None = None   # {device, state} of the CUDA/MPS generator (dropout there); None on the CPU
     data_fingerprint: dict = field(default_factory=dict)
 
     @classmethod

@@ -575,6 +575,7 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
     their own). On ``--resume`` any given option that would change the model or
     data is refused (the run's own config wins).
     """
+    resolve_device(config.device)  # an absent accelerator is the one line, before anything is announced
     if name and (Path(name).is_absolute() or ".." in Path(name).parts):
         raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
                           f"not {name!r}")

@@ -84,3 +84,19 @@ def type0_file(path: Path) -> Path:
     tr.append(mido.MetaMessage("end_of_track", time=0))
     mid.save(str(path))
     return path
+
+
+def tiny_run(root: Path, pieces: int = 4, notes: int = 60, **kw) -> Path:
+    """``root/runs/<cell>``: a model trained on ``pieces`` tiny melodies extracted into ``root/processed/tiny``.
+
+    ``kw`` are TrainConfig options over those of :func:`tiny_train_config` (one epoch).
+    """
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.train import train
+
+    for k in range(pieces):
+        write_pm(root / "midi" / f"p{k}.mid", melody(notes, k))
+    extract([root / "midi"], ExtractConfig(name="tiny", out=str(root / "processed"), workers=1))
+    config = tiny_train_config(root / "processed" / "tiny", **{"epochs": 1, **kw})
+    train(config, root / "runs" / config.cell)
+    return root / "runs" / config.cell

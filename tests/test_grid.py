@@ -1,8 +1,14 @@
 """Grids: expansion, stable run ids, parallel training, resume, failures, report, Ray, CLI."""
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +185,99 @@ def test_ray_executor_gives_the_same_table(grid2x2, tmp_path):
     assert sorted(a.index) == sorted(b.index)
     np.testing.assert_allclose(b.loc[a.index, "val_loss"], a["val_loss"], rtol=0, atol=1e-6)
     assert (b.loc[a.index, "val_acc"] == a["val_acc"]).all()
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+@contextlib.contextmanager
+def ray_cluster(num_cpus: int = 2):
+    """A real Ray cluster on this machine (`ray start --head`), stopped however the test ends.
+
+    Its address file and sockets live in its own temporary folder (not /tmp/ray), so no
+    other Ray user on the machine finds or connects to it; it is stopped by ending the
+    `ray start --block` process and its process group, never with `ray stop`, which
+    would also stop every other Ray instance on the machine. Token authentication is
+    off for this loopback-only cluster and its one client.
+    """
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray is None:
+        pytest.skip("the `ray` command is not installed")
+    port, *more = free_ports(5)
+    # under /tmp with a short name: Ray's socket paths must stay under 108 characters
+    temp = tempfile.mkdtemp(prefix="musicrnn-ray-")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cmd = [ray, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
+           "--disable-usage-stats", "--include-dashboard=false", "--node-ip-address=127.0.0.1",
+           f"--dashboard-agent-listen-port={more[0]}", f"--dashboard-agent-grpc-port={more[1]}",
+           f"--runtime-env-agent-port={more[2]}", f"--metrics-export-port={more[3]}", f"--temp-dir={temp}"]
+    log = open(Path(temp) / "ray-start.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (Path(temp) / "ray_current_cluster").exists():  # written once the head node is up
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("ray start failed: " + (Path(temp) / "ray-start.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        proc.terminate()  # ray start --block stops its cluster on SIGTERM
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group outlived it
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow  # about 45 s: a cluster start, two trainings and a stop
+def test_grid_on_a_real_ray_cluster_matches_the_local_executor(dataset, tmp_path):
+    """`ray start --head`, then `cli.py grid --executor ray --address`: the same runs, ids and results.
+
+    The grid runs in another folder than the dataset and is given a relative dataset
+    path: the paths it hands to the cluster are absolute.
+    """
+    pytest.importorskip("ray")
+    work = tmp_path / "here"
+    work.mkdir()
+    rel = os.path.relpath(dataset, work)
+    args = ["grid", "--cell", "rnn,gru", "--layers", "1", "--hidden", "8", "--embed", "8", "--window", "8",
+            "--stride", "4", "--batch", "16", "--epochs", "2", "--threads", "1", "--seed", "1", "--name", "g"]
+    local = CliRunner().invoke(main, args + ["--data", str(dataset), "--runs", str(tmp_path / "local"),
+                                             "--workers", "2"], catch_exceptions=False)
+    assert local.exit_code == 0, local.output
+    with ray_cluster() as (address, env):
+        res = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args, "--data", rel, "--runs", "runs",
+                              "--executor", "ray", "--address", address], cwd=work, capture_output=True, text=True,
+                             env={**env, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("grid g: 2 runs (2 trained")
+    a = pd.read_csv(tmp_path / "local" / "g" / "summary.csv").set_index("run")
+    b = pd.read_csv(work / "runs" / "g" / "summary.csv").set_index("run")
+    assert sorted(a.index) == sorted(b.index) == sorted(p.name for p in (work / "runs" / "g").iterdir() if p.is_dir())
+    np.testing.assert_allclose(b.loc[a.index, "val_loss"], a["val_loss"], rtol=0, atol=1e-6)
+    for rid in a.index:  # every run stores its dataset as an absolute path
+        assert json.loads((work / "runs" / "g" / rid / "config.json").read_text())["dataset"] == str(dataset.resolve())
+
+
+def test_grid_on_an_unreachable_ray_cluster_is_one_line(dataset, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    port, = free_ports(1)
+    res = CliRunner().invoke(main, ["grid", "--data", str(dataset), "--hidden", "8", "--epochs", "1",
+                                    "--executor", "ray", "--address", f"127.0.0.1:{port}", "--name", "x"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"Error: cannot connect to the Ray cluster at 127.0.0.1:{port}")
 
 
 # ------------------------------------------------------------------ CLI

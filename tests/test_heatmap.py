@@ -223,18 +223,9 @@ def test_config_round_trip():
 @pytest.fixture(scope="module")
 def note_run(tmp_path_factory) -> Path:
     """A 2-layer LSTM trained one epoch on four tiny MIDI pieces."""
-    from conftest import melody, write_pm
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.rundir import TrainConfig
-    from pipeline.train import train
+    from conftest import tiny_run
 
-    root = tmp_path_factory.mktemp("heat")
-    for k in range(4):
-        write_pm(root / "midi" / f"p{k}.mid", melody(40, k))
-    extract([root / "midi"], ExtractConfig(name="tiny", out=str(root / "processed"), workers=1))
-    train(TrainConfig(dataset=str(root / "processed" / "tiny"), cell="lstm", layers=2, hidden=8, embed=4,
-                      window=8, stride=4, batch=16, epochs=1, threads=1), root / "runs" / "lstm")
-    return root / "runs" / "lstm"
+    return tiny_run(tmp_path_factory.mktemp("heat"), notes=40, cell="lstm", layers=2, hidden=8, embed=4, seed=0)
 
 
 def chars_run(folder: Path, cell: str = "gru") -> Path:

@@ -98,9 +98,10 @@ def test_targets_last_stride_one(tiny_dataset, tmp_path):
         tiny_train_config(tiny_dataset, targets="last").validate()
 
 
-def test_stateful_sampling_equals_full_refeed():
+@pytest.mark.parametrize("cell,embed", [("lstm", 5), ("gru", 0), ("rnn", 5)])
+def test_stateful_sampling_equals_full_refeed(cell, embed):
     torch.manual_seed(0)
-    model = SequenceModel(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=12, embed=5))
+    model = SequenceModel(ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=12, embed=embed))
     primer = torch.randint(0, 11, (3, 6))
     g = torch.Generator().manual_seed(0)
     greedy = model.generate(primer, 15, 0.0, g)
@@ -177,15 +178,16 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
 def test_transpose_augmentation(tiny_dataset, tmp_path):
     from pipeline.encodings import transpose_tokens
     from pipeline.dataset import load_dataset
-    from pipeline.train import augment_transpositions
     assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
     assert transpose_tokens(["127"], "pitch", 1) is None
+    from pipeline.train import augment_transpositions
     ds = load_dataset(tiny_dataset, "names")
     aug = augment_transpositions(ds, 2)
     assert len(aug.split["train"]) == 5 * len(ds.split["train"]) and aug.split["validation"] == ds.split["validation"]
     assert aug.vocab.tokens[:len(ds.vocab)] == ds.vocab.tokens  # old ids keep their meaning
     run = tmp_path / "t"
     train(tiny_train_config(tiny_dataset, transpose=2, epochs=1), run)
+    assert json.loads((run / "config.json").read_text())["vocab_size"] == len(aug.vocab)
     out = generate(run, GenerateConfig(count=1, length=5))
     assert len(out.samples[0]) == 5
     # chars ignores transposition: the run's identity and config.json say 0

@@ -1,0 +1,102 @@
+"""Trainer overhead: ``Trainer.train_epoch`` against a bare torch loop over the same batches.
+
+The bare loop is what any training script does and nothing more: the same model
+(an identical copy), the same ``Windows`` batches in the same order, the same
+optimizer, cross-entropy, ``backward``, gradient clipping (the run's ``--clip``)
+and ``step`` — no accuracy, no running sums, no bookkeeping. The Trainer adds its
+statistics (summed on the device, read once an epoch). Epochs alternate between
+the two and the best of each is reported, in this process's CPU time
+(``time.process_time``, one torch thread), which other work on a shared machine
+disturbs far less than wall-clock time.
+
+Two models on the five shared nocturnes (``names`` encoding, window 30, stride 5,
+batch 64): the README's GRU 4x128, and a GRU 1x32 whose small steps make any
+per-batch overhead show. Usage::
+
+    PYTHONPATH=$PWD python bench/bench_trainer.py --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.dataset import is_dataset, load_dataset  # noqa: E402
+from pipeline.model import SequenceModel  # noqa: E402
+from pipeline.rundir import TrainConfig  # noqa: E402
+from pipeline.train import OPTIMIZERS, Trainer, model_config  # noqa: E402
+
+NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
+
+
+def bare_epoch(model: SequenceModel, opt: torch.optim.Optimizer, trainer: Trainer, epoch: int) -> None:
+    """One epoch over the Trainer's windows, in the Trainer's order, with nothing but the optimisation."""
+    c = trainer.c
+    model.train()
+    order = torch.randperm(len(trainer.train), generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch))
+    for i in range(0, len(order), c.batch):
+        x, y = trainer.train.batch(order[i:i + c.batch])
+        out, _ = model(x)
+        loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), c.clip)
+        opt.step()
+
+
+def compare(data: Path, layers: int, hidden: int, epochs: int, threads: int) -> dict:
+    config = TrainConfig(dataset=str(data), cell="gru", layers=layers, hidden=hidden, threads=threads, seed=0)
+    ds = load_dataset(data, config.encoding)
+    torch.manual_seed(0)
+    model = SequenceModel(model_config(config, len(ds.vocab)))
+    twin = copy.deepcopy(model)
+    trainer = Trainer(config, ds, model, torch.device("cpu"))
+    opt = OPTIMIZERS[config.optimizer](twin.parameters(), lr=config.lr)
+    bare_epoch(twin, opt, trainer, 0)  # warm-up, both
+    trainer.train_epoch(0)
+    times = {"bare": [], "trainer": []}
+    for e in range(1, epochs + 1):
+        t0 = time.process_time()
+        bare_epoch(twin, opt, trainer, e)
+        times["bare"].append(time.process_time() - t0)
+        t0 = time.process_time()
+        trainer.train_epoch(e)
+        times["trainer"].append(time.process_time() - t0)
+    n = len(trainer.train)
+    rate = {k: n / min(v) for k, v in times.items()}
+    return {"model": f"GRU {layers}x{hidden}", "windows": n, **{f"{k}_windows_per_s": v for k, v in rate.items()},
+            "ratio": rate["trainer"] / rate["bare"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=str(ROOT / "bench" / "out" / "trainer"))
+    ap.add_argument("--epochs", type=int, default=5, help="timed epochs of each, alternating")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    work = Path(a.work)
+    data = work / "nocturnes"
+    if not is_dataset(data):
+        from pipeline.extract import ExtractConfig, extract
+        extract([NOCTURNES], ExtractConfig(name="nocturnes", out=str(work), workers=1))
+    rows = [compare(data, layers, hidden, a.epochs, a.threads) for layers, hidden in ((4, 128), (1, 32))]
+    print(f"nocturnes, names encoding, window 30, stride 5, batch 64, Adam, clip 1; {a.threads} thread(s); "
+          f"best of {a.epochs} alternating epochs, per CPU second\n")
+    print("| model | windows/epoch | bare loop windows/s | Trainer windows/s | Trainer / bare |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['windows']:,} | {r['bare_windows_per_s']:,.0f} | {r['trainer_windows_per_s']:,.0f} "
+              f"| {r['ratio']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
