@@ -637,8 +637,9 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
         res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
                               progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""
-    click.echo(f"compared {len(res['columns'])} columns × {len(config.temperatures)} temperatures × {count} samples "
-               f"with the real continuation of {res['piece']}{key} -> {res['page']}")
+    n_cols = len(res["columns"])
+    click.echo(f"compared {n_cols} column{'s' * (n_cols != 1)} × {len(config.temperatures)} temperatures × "
+               f"{count} samples with the real continuation of {res['piece']}{key} -> {res['page']}")
 
 
 if __name__ == "__main__":

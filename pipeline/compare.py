@@ -353,10 +353,9 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
             timing = TimingModel.from_stats(read_timing(run or runs[0]))
             for t in config.temperatures:
                 if run is None:
-                    ids = Vocabulary(ckpts[0].vocab)
-                    drawn = ngram.sample(ids.encode(primer), config.length, t,
+                    drawn = ngram.sample(vocab.encode(primer), config.length, t,
                                          np.random.default_rng([config.seed, k, int(t * 1000)]), count=config.count)
-                    samples = [ids.decode(x) for x in drawn]
+                    samples = [vocab.decode(x) for x in drawn]
                 else:
                     gc = GenerateConfig(count=config.count, length=config.length, temperature=t, seed=config.seed,
                                         primer="tokens", primer_tokens=tuple(primer), checkpoint=config.checkpoint)

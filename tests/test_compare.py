@@ -229,3 +229,15 @@ def test_page_plays_and_shows_in_headless_chromium(page, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "compare_screenshot.png")
+
+
+def test_ngram_column_can_be_left_out_or_given_an_order(runs, tmp_path):
+    res = CliRunner().invoke(main, ["compare", str(runs / "rnn"), "--temperature", "1", "--count", "1",
+                                    "--length", "8", "--no-ngram", "--out", str(tmp_path / "none")])
+    assert res.exit_code == 0, res.output
+    assert "compared 1 column ×" in res.output
+    assert set(pd.read_csv(tmp_path / "none" / "metrics.csv")["column"]) == {"A", "real"}
+    page = compare([runs / "rnn"], replace(TINY, temperatures=(1.0,), ngram_order=4), tmp_path / "four")
+    assert page["columns"][1]["name"] == "4-gram" and "order given" in (tmp_path / "four" / "index.html").read_text()
+    with pytest.raises(ConfigError, match="ngram-order"):
+        CompareConfig(ngram_order=-1).validate()
