@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import abc_io
+from pipeline import abc_io, corpus
 from pipeline.abc_io import AbcTune, tune_to_notes_symusic
 from pipeline.errors import AbcParseError
 from pipeline.notes import COLUMNS
@@ -65,6 +65,6 @@ def test_unreadable_tunes_raise_one_line(capfd):
 
 
 def test_a_bundled_tune_reads():
-    (tune,) = abc_io.bundled_corpus_tunes("oneills1850", limit=1)
+    (tune,) = corpus.bundled_corpus_tunes("oneills1850", limit=1)
     fast = tune_to_notes_symusic(tune, "oneills-1")
     assert len(fast) > 50 and fast["end"].gt(fast["start"]).all()
