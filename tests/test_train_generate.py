@@ -1,5 +1,6 @@
 """Training (resume, determinism, tasks), sampling and rendering."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -364,3 +365,21 @@ def test_time_budget_cuts_the_epoch_under_way_short(tiny_dataset, tmp_path):
     m = pd.read_csv(tmp_path / "b" / "metrics.csv")
     assert s.stopped == "budget" and s.epochs == 1 and m["steps"].tolist() == [1]
     assert json.loads((tmp_path / "b" / "status.json").read_text())["finished"]
+
+
+def test_a_samples_folder_renders_from_any_working_directory(tiny_dataset, tmp_path, monkeypatch):
+    """samples.json stores its run relative to itself: a moved project, or another cwd, still renders."""
+    import shutil
+    project = tmp_path / "project"
+    train(tiny_train_config(tiny_dataset, epochs=1), project / "runs" / "r")
+    monkeypatch.chdir(project)
+    folder = generate(Path("runs/r"), GenerateConfig(count=2, length=10)).folder  # drawn with a relative path
+    assert not Path(json.loads((folder / "samples.json").read_text())["run"]).is_absolute()
+    moved = tmp_path / "moved"
+    shutil.move(str(project), str(moved))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = render_samples(moved / "runs" / "r" / "samples" / folder.name, RenderConfig(audio="none", piano_roll=False))
+    assert [f["midi"] for f in out.files] == ["sample_000.mid", "sample_001.mid"]
+    assert (moved / "runs" / "r" / "samples" / folder.name / "render.json").exists()
