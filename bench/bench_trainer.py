@@ -53,7 +53,8 @@ def bare_epoch(model: SequenceModel, opt: torch.optim.Optimizer, trainer: Traine
 
 
 def compare(data: Path, layers: int, hidden: int, epochs: int, threads: int) -> dict:
-    config = TrainConfig(dataset=str(data), cell="gru", layers=layers, hidden=hidden, threads=threads, seed=0)
+    config = TrainConfig(dataset=str(data), cell="gru", layers=layers, hidden=hidden, threads=threads, seed=0,
+                         mode="windows", transpose=0)  # the study's windows: the same batches for both loops
     ds = load_dataset(data, config.encoding)
     torch.manual_seed(0)
     model = SequenceModel(model_config(config, len(ds.vocab)))
