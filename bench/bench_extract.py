@@ -6,8 +6,8 @@ Run:  .venv/bin/python bench/bench_extract.py [--part piano|abc|all] [--abc-samp
            (each transposed by -4..+4 semitones and played 0.8-1.2 times as fast),
            written with symusic into a temporary folder. ``python cli.py extract``
            as a subprocess, the whole command from start-up to its last line, cold
-           (a new output folder), against music21 ``converter.parse(path,
-           forceSource=True, storePickle=False)`` over the same 45 files, also as
+           (a new output folder), against music21 (cold: forceSource=True,
+           storePickle=False) parsing the same 45 files, also as
            a subprocess with its start-up. Then the stage alone, in this process
            with its imports done: ``pipeline.extract.extract`` (one worker)
            against pretty_midi and symusic parsing alone.
