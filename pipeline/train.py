@@ -340,14 +340,18 @@ class Trainer:
     def train_epoch(self, epoch: int, deadline: float | None = None) -> dict:
         """One epoch; with a ``deadline`` (``time.perf_counter()`` value) it stops early when that passes.
 
-        Returns the training loss and accuracy and ``steps`` (optimizer steps taken,
-        fewer than :attr:`steps_per_epoch` when the deadline cut the epoch short).
+        Returns the training loss and accuracy and ``steps`` (optimizer steps taken);
+        :attr:`cut_short` says whether the deadline ended the epoch early.
         """
         self.model.train()
         g = torch.Generator().manual_seed(self.c.seed * 100_003 + epoch)  # same order after a resume
         tot = _totals(self.device)
         self._epoch, self._steps = epoch, 0
-        late = lambda: deadline is not None and time.perf_counter() > deadline  # noqa: E731
+        self.cut_short = False
+
+        def late() -> bool:
+            self.cut_short = deadline is not None and time.perf_counter() > deadline
+            return self.cut_short
         if self.c.mode == "windows":
             order = torch.randperm(len(self.train), generator=g).to(self.device)
             for i in range(0, len(order), self.c.batch):
@@ -528,7 +532,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             rows.append(row)
             improved = row[metric] < best
             best, bad = (row[metric], 0) if improved else (best, bad + 1)
-            out_of_time = bool(budget) and (row["steps"] < trainer.steps_per_epoch
+            out_of_time = bool(budget) and (trainer.cut_short
                                             or sum(r["seconds"] for r in rows) + row["val_seconds"] >= budget)
             stopped = "patience" if bad >= config.patience else "budget" if out_of_time else ""
             finished = bool(stopped) or epoch == config.epochs

@@ -120,3 +120,16 @@ def test_evaluate_through_the_cli(tmp_path, tiny_midi_dir, monkeypatch):
     assert res.exit_code != 0 and "Traceback" not in res.output and "not a processed dataset" in res.output
     assert "Example" in runner.invoke(main, ["evaluate", "--help"]).output
     assert np.isfinite(json.loads((tmp_path / "runs/r/eval/other.json").read_text())["full_context_loss"])
+
+
+def test_evaluate_one_side_of_the_split(names_run, tiny_dataset):
+    res = evaluate_run(names_run, EvalConfig(dataset=str(tiny_dataset), side="validation", window=8), device="cpu")
+    split = json.loads((tiny_dataset / "split.json").read_text())
+    assert res["pieces"] == len(split["validation"]) and res["unknown_tokens"] == 0
+    assert res["file"].endswith("eval/tiny-validation.json")
+    # the run's own validation measure scored every held-out target the same way
+    cfg = json.loads((names_run / "config.json").read_text())
+    assert res["targets"] == cfg["val_windows"]
+    best = __import__("pandas").read_csv(names_run / "metrics.csv").iloc[0]
+    assert res["full_context_loss"] == pytest.approx(best["val_full_loss"], rel=1e-5)
+    assert res["loss"] == pytest.approx(best["val_loss"], rel=1e-5)

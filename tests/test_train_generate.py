@@ -383,3 +383,17 @@ def test_a_samples_folder_renders_from_any_working_directory(tiny_dataset, tmp_p
     out = render_samples(moved / "runs" / "r" / "samples" / folder.name, RenderConfig(audio="none", piano_roll=False))
     assert [f["midi"] for f in out.files] == ["sample_000.mid", "sample_001.mid"]
     assert (moved / "runs" / "r" / "samples" / folder.name / "render.json").exists()
+
+
+def test_report_shows_both_measures_at_each_runs_best_epoch(tiny_dataset, tmp_path):
+    from pipeline.report import write_report
+    folder = tmp_path / "runs"
+    a = train(tiny_train_config(tiny_dataset, epochs=2), folder / "a")
+    b = train(tiny_train_config(tiny_dataset, epochs=2, mode="windows", hidden=8), folder / "b")
+    res = write_report(folder)
+    t = res["table"].set_index("run")
+    for name, s in (("a", a), ("b", b)):
+        assert t.loc[name, "val_full_loss"] == pytest.approx(s.val_full_loss)
+        assert t.loc[name, "val_loss"] == pytest.approx(s.val_loss) and t.loc[name, "best_epoch"] == s.best_epoch
+    assert list(res["table"]["val_full_loss"]) == sorted(res["table"]["val_full_loss"])
+    assert "val_full_acc" in (folder / "summary.md").read_text()
