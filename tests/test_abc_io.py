@@ -200,6 +200,7 @@ def test_engrave_svg(tmp_path):
         engrave.engrave(CHORDS, tmp_path / "x.svg", engine="pen")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("lilypond") is None, reason="lilypond not installed")
 def test_engrave_lilypond_fallback(tmp_path):
     out = engrave.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")

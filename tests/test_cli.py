@@ -113,6 +113,7 @@ def check_the_four_lines(runner, tmp_path, train_extra):
     assert Path(page).name == "index.html" and Path(page).exists()
 
 
+@pytest.mark.slow
 def test_the_users_four_commands(runner, tmp_path):
     """extract raw_midi/, train, render, compare: as the user types them, with two epochs to stay quick."""
     check_the_four_lines(runner, tmp_path, ["--epochs", "2", "--threads", "1"])
@@ -123,6 +124,7 @@ def test_the_users_four_commands_exactly_as_written(runner, tmp_path):
     check_the_four_lines(runner, tmp_path, [])
 
 
+@pytest.mark.slow
 def test_defaults_pick_the_latest_and_say_so(runner, tmp_path):
     """No --data / --run: the latest dataset or run, named in the first line; with none, one line saying what to do."""
     for args in (["train"], ["grid", "--cell", "gru,rnn"]):

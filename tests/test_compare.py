@@ -105,6 +105,7 @@ def test_page_has_every_sample_the_reference_and_the_metrics(runs, page):
     assert len(samples["samples"]["C"]["1"][0]) == 16  # the n-gram's tokens are kept like the models'
 
 
+@pytest.mark.slow
 def test_timed_encoding_page_plays_learned_rhythm(runs, tmp_path):
     """A tsd run: samples decode with their own timing, chords sound together, the n-gram speaks tsd."""
     import mido
@@ -231,6 +232,7 @@ def test_page_plays_and_shows_in_headless_chromium(page, tmp_path):
         shutil.copy(shot, Path(keep) / "compare_screenshot.png")
 
 
+@pytest.mark.slow
 def test_ngram_column_can_be_left_out_or_given_an_order(runs, tmp_path):
     res = CliRunner().invoke(main, ["compare", str(runs / "rnn"), "--temperature", "1", "--count", "1",
                                     "--length", "8", "--no-ngram", "--out", str(tmp_path / "none")])

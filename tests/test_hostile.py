@@ -179,6 +179,7 @@ def test_outputs_stay_where_they_belong(runner, tmp_path):
     assert (tmp_path / "afile").read_text() == "x"
 
 
+@pytest.mark.slow
 def test_compare_out_never_replaces_a_folder_it_did_not_write(runner, tiny_run, tmp_path):
     """compare --out is swapped in whole too: only an earlier comparison page may be replaced."""
     base = ["compare", tiny_run, "--temperature", "1", "--count", "1", "--length", "8"]
@@ -263,6 +264,7 @@ def test_an_unreadable_input_is_reported_and_skipped(runner, tmp_path):
 
 # ------------------------------------------------------------------ 5. a diverging run
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_at_the_first_bad_epoch_and_keeps_the_best(runner, tiny_dataset, tmp_path):
     """Was: NaN losses trained on to the last epoch and wrote NaN checkpoints; `--lr inf` was accepted."""
     fails(runner, ["train", "--data", tiny_dataset, "--lr", "inf"], "--lr must be a finite number")
@@ -327,6 +329,7 @@ def start_long_grid(tmp_path: Path, dataset: Path) -> tuple[subprocess.Popen, li
     return proc, sorted(p.parent for p in runs.glob("*/last.pt"))
 
 
+@pytest.mark.slow
 def test_two_grids_on_one_folder(tmp_path, tiny_dataset):
     """Was: a second `grid` on the same folder took the first's live runs for killed ones, deleted
     and retrained them. Now it is refused at once and the first grid's runs carry on untouched."""
@@ -349,6 +352,7 @@ def test_two_grids_on_one_folder(tmp_path, tiny_dataset):
 
 # ------------------------------------------------------------------ 7. kills and SIGTERM
 
+@pytest.mark.slow
 def test_sigterm_stops_a_grid_and_its_workers(tmp_path, tiny_dataset):
     """Was: SIGTERM killed the grid process alone: its workers trained on, grid.json said "pending"."""
     proc, runs = start_long_grid(tmp_path, tiny_dataset)
@@ -365,6 +369,7 @@ def test_sigterm_stops_a_grid_and_its_workers(tmp_path, tiny_dataset):
         assert read_status(run).epoch >= 1 and (run / "curves.png").exists()
 
 
+@pytest.mark.slow
 def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(runner, tmp_path):
     """Was: `kill -9` of extract left its pool workers running and `.<name>.tmp-*` folders of tens
     of MB behind, which no later run removed."""
@@ -527,6 +532,7 @@ def test_a_full_disk_is_one_line_and_keeps_earlier_outputs(runner, tmp_path, tin
 
 # ------------------------------------------------------------------ 13. generate: a cap, a progress bar, Ctrl-C
 
+@pytest.mark.slow
 def test_generate_has_a_cap_a_progress_bar_and_its_own_interrupt_message(tiny_run, tmp_path):
     """Was: `generate --length 1000000` ran with no cap and no progress bar, and Ctrl-C said
     "finished epochs ... are kept"."""
@@ -566,6 +572,7 @@ def test_generate_has_a_cap_a_progress_bar_and_its_own_interrupt_message(tiny_ru
 
 # ------------------------------------------------------------------ 14. curves of runs finished at an interrupt
 
+@pytest.mark.slow
 def test_a_run_that_finished_as_its_grid_was_interrupted_gets_its_curves(tmp_path, tiny_dataset, runner):
     """Was: a run whose last epoch was saved just before Ctrl-C stopped its plotting never got
     curves.png: re-running the grid skipped it as finished."""
@@ -580,6 +587,7 @@ def test_a_run_that_finished_as_its_grid_was_interrupted_gets_its_curves(tmp_pat
 
 # ------------------------------------------------------------------ 15. messages
 
+@pytest.mark.slow
 def test_messages_say_what_is_wrong(runner, tmp_path, tiny_dataset, monkeypatch):
     """Was: "EOFError: EOFError", "no pitched notes" for a drum file, silence about vanished inputs,
     a whole configuration dict for one bad grid option, and "set $MUSICRNN_SOUNDFONT" when

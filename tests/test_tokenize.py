@@ -127,6 +127,7 @@ def test_extract_writes_the_timed_encodings(tiny_dataset):
                 encode_notes(notes[notes["piece"] == piece], "pitch"), "pitch")
 
 
+@pytest.mark.slow
 def test_train_generate_render_heatmap_on_tsd(tiny_dataset, tmp_path):
     from pipeline.generate import GenerateConfig, generate_command
     from pipeline.heatmap import TIMED_FEATURES, HeatmapConfig, heatmap, sequence_features
