@@ -34,7 +34,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, field_value, one_line, parse_abc, pitched_notes, time_limit
+from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, field_value, parse_abc, pitched_notes, time_limit
+from .errors import one_line
 from .encodings import END, START, decode_chars
 from .engrave import abc_to_midi_file, available_engraver, engrave, score_to_midi_file
 from .errors import AbcParseError, ConfigError, EngraveError, PipelineError

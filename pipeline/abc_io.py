@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import AbcParseError
+from .errors import AbcParseError, one_line
 from .notes import normalise_note_table
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
@@ -142,14 +142,6 @@ def read_abc_file(path: str | Path) -> list[AbcTune]:
 
 
 # --------------------------------------------------------------------------- parsing with music21
-
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    """``Type: message`` on one line, at most ``limit`` characters of message."""
-    text = " ".join(str(exc).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
 
 class ParseTimeout(BaseException):
     """Raised by SIGALRM inside music21. A BaseException, so that music21's own

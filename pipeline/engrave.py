@@ -22,7 +22,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .abc_io import PARSE_TIMEOUT_S, X_LINE, ParseTimeout, one_line, parse_abc, time_limit
+from .abc_io import PARSE_TIMEOUT_S, X_LINE, ParseTimeout, parse_abc, time_limit
+from .errors import one_line
 from .errors import AbcParseError, ConfigError, EngraveError
 
 TOOL_TIMEOUT_S = 60.0

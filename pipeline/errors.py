@@ -47,3 +47,11 @@ class FolderInUseError(PipelineError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, re-raised by a stage that can say what was kept and how to go on."""
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: message`` of an exception on one line, at most ``limit`` characters of message."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import pandas as pd
 
-from .errors import MidiReadError
+from .errors import MidiReadError, one_line
 from .notes import COLUMNS, empty_note_table, normalise_note_table
 
 if TYPE_CHECKING:
@@ -63,11 +63,6 @@ class MidiReadReport:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]
-
-
 def _label(source: object) -> str:
     """How error messages name a source: the file name, or what kind of object it is."""
     if isinstance(source, (str, Path)):
@@ -83,7 +78,7 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as exc:
-        raise MidiReadError(f"{_label(source)}: cannot read the file ({_one_line(exc)})") from None
+        raise MidiReadError(f"{_label(source)}: cannot read the file ({one_line(exc)})") from None
 
 
 def _structure_problem(data: bytes) -> str | None:
@@ -132,7 +127,7 @@ def read_score(source: str | Path | bytes) -> "symusic.Score":
         try:
             score = symusic.Score.from_midi(data)
         except Exception as exc:  # noqa: BLE001 - symusic raises RuntimeError with minimidi's reason
-            problem = f"corrupt MIDI data ({_one_line(exc)})"
+            problem = f"corrupt MIDI data ({one_line(exc)})"
         else:
             if score.ticks_per_quarter <= 0:
                 problem = "SMPTE time division is not supported (no ticks per quarter note)"
@@ -171,7 +166,7 @@ def read_midi(source: MidiSource) -> "pretty_midi.PrettyMIDI":
             warnings.simplefilter("ignore")
             return pretty_midi.PrettyMIDI(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - see docstring
-        raise MidiReadError(f"{label}: not a readable MIDI file ({_one_line(exc)})") from None
+        raise MidiReadError(f"{label}: not a readable MIDI file ({one_line(exc)})") from None
 
 
 def ticks_to_seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: int) -> np.ndarray:
