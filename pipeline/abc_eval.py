@@ -35,10 +35,9 @@ import numpy as np
 import pandas as pd
 
 from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, field_value, parse_abc, pitched_notes, time_limit
-from .errors import one_line
 from .encodings import END, START, decode_chars
 from .engrave import abc_to_midi_file, available_engraver, engrave, score_to_midi_file
-from .errors import AbcParseError, ConfigError, EngraveError, PipelineError
+from .errors import AbcParseError, ConfigError, EngraveError, PipelineError, one_line
 from .fsutil import atomic_write_text
 from .samples import Samples, read_samples
 from .midi_io import read_midi

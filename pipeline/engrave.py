@@ -23,8 +23,7 @@ import tempfile
 from pathlib import Path
 
 from .abc_io import PARSE_TIMEOUT_S, X_LINE, ParseTimeout, parse_abc, time_limit
-from .errors import one_line
-from .errors import AbcParseError, ConfigError, EngraveError
+from .errors import AbcParseError, ConfigError, EngraveError, one_line
 
 TOOL_TIMEOUT_S = 60.0
 
