@@ -104,7 +104,10 @@ def main(ctx):
               help="Share of whole pieces held out for validation (at least one).")
 @click.option("--split-seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=0, show_default=True, help="Parallel parsers; 0 = one per core.")
-def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction, split_seed, workers):
+@click.option("--abc-header", type=click.Choice(["music", "full"]), default="music", show_default=True,
+              help="ABC text for the chars encoding: 'music' keeps the R: M: L: K: fields and the notes "
+                   "(titles, numbers, sources dropped); 'full' keeps each tune as written.")
+def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction, split_seed, workers, abc_header):
     """Parse MIDI/ABC files or folders (recursively) into processed/<name>/.
 
     With no PATH and no --corpus, the embedded default corpus is used: Bach chorales
@@ -118,7 +121,8 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
     from pipeline.extract import ExtractConfig, extract_command
 
     config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
-                           val_fraction=val_fraction, split_seed=split_seed, workers=workers)
+                           val_fraction=val_fraction, split_seed=split_seed, workers=workers,
+                           abc_header=abc_header)
     with known_errors("interrupted; nothing was written (an earlier dataset of that name is unchanged)"), \
             Progress() as bar:
         s = extract_command(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,

@@ -28,7 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.generate import sample_refeed  # noqa: E402
-from pipeline.model import ModelConfig, SequenceModel  # noqa: E402
+from pipeline.model import ModelConfig, SequenceModel, resolve_device  # noqa: E402
+
+
+def synchronize(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 @torch.inference_mode()
@@ -36,7 +41,7 @@ def generate_before(model: SequenceModel, primer: torch.Tensor, length: int, tem
                     generator: torch.Generator) -> list[list[int]]:
     """The stateful loop before this change, kept here as a reference point."""
     model.eval()
-    out_ids = torch.empty((primer.shape[0], length), dtype=torch.long)
+    out_ids = torch.empty((primer.shape[0], length), dtype=torch.long, device=primer.device)
     out, state = model(primer)
     last = out[:, -1]
     for i in range(length):
@@ -59,12 +64,15 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or mps (timed by the wall clock off the CPU)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = SequenceModel(ModelConfig(vocab_size=a.vocab, cell=a.cell, layers=a.layers, hidden=a.hidden)).eval()
-    primer = torch.randint(0, a.vocab, (a.count, a.window))
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    dev = resolve_device(a.device)
+    model = SequenceModel(ModelConfig(vocab_size=a.vocab, cell=a.cell, layers=a.layers, hidden=a.hidden)).eval().to(dev)
+    primer = torch.randint(0, a.vocab, (a.count, a.window)).to(dev)
+    g = lambda: torch.Generator(dev).manual_seed(0)  # noqa: E731
+    clock = time.process_time if dev.type == "cpu" else time.perf_counter
     cases = {
         "refeed": lambda: sample_refeed(model, primer, a.length, 1.0, g(), a.window),
         "before": lambda: generate_before(model, primer, a.length, 1.0, g()),
@@ -74,15 +82,18 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(a.repeat):
         for name, fn in cases.items():
-            t0 = time.process_time()
+            synchronize(dev)
+            t0 = clock()
             fn()
-            times[name].append(time.process_time() - t0)
+            synchronize(dev)
+            times[name].append(clock() - t0)
     same = model.generate(primer, 50, 1.0, g()) == model.generate(primer, 50, 1.0, g())
     tokens = a.count * a.length
     rate = {k: tokens / min(v) for k, v in times.items()}
     print(f"{a.cell.upper()} {a.layers}x{a.hidden}, vocabulary {a.vocab}, {a.count} samples x {a.length:,} tokens, "
-          f"{a.threads} thread(s), best CPU time of {a.repeat}; same seed, same samples: {same}\n")
-    print("| method | CPU seconds | tokens/s | vs re-feed |")
+          f"{a.threads} thread(s), device {dev}, best {'CPU' if dev.type == 'cpu' else 'wall'} time of {a.repeat}; "
+          f"same seed, same samples: {same}\n")
+    print("| method | seconds | tokens/s | vs re-feed |")
     print("|---|---|---|---|")
     labels = {"refeed": f"re-feed the last {a.window} tokens per new token (`sample_refeed`)",
               "before": "carried state, before (full forward + `torch.multinomial` a step)",

@@ -29,7 +29,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipeline.dataset import is_dataset, load_dataset  # noqa: E402
-from pipeline.model import SequenceModel  # noqa: E402
+from pipeline.model import SequenceModel, resolve_device  # noqa: E402
 from pipeline.rundir import TrainConfig  # noqa: E402
 from pipeline.train import OPTIMIZERS, Trainer, model_config  # noqa: E402
 
@@ -41,6 +41,7 @@ def bare_epoch(model: SequenceModel, opt: torch.optim.Optimizer, trainer: Traine
     c = trainer.c
     model.train()
     order = torch.randperm(len(trainer.train), generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch))
+    order = order.to(trainer.device)
     for i in range(0, len(order), c.batch):
         x, y = trainer.train.batch(order[i:i + c.batch])
         out, _ = model(x)
@@ -52,25 +53,34 @@ def bare_epoch(model: SequenceModel, opt: torch.optim.Optimizer, trainer: Traine
         opt.step()
 
 
-def compare(data: Path, layers: int, hidden: int, epochs: int, threads: int) -> dict:
+def compare(data: Path, layers: int, hidden: int, epochs: int, threads: int, device: str = "cpu") -> dict:
     config = TrainConfig(dataset=str(data), cell="gru", layers=layers, hidden=hidden, threads=threads, seed=0,
                          mode="windows", transpose=0)  # the study's windows: the same batches for both loops
     ds = load_dataset(data, config.encoding)
     torch.manual_seed(0)
-    model = SequenceModel(model_config(config, len(ds.vocab)))
+    dev = resolve_device(device)
+    model = SequenceModel(model_config(config, len(ds.vocab))).to(dev)
     twin = copy.deepcopy(model)
-    trainer = Trainer(config, ds, model, torch.device("cpu"))
+    trainer = Trainer(config, ds, model, dev)
+    # CPU seconds on the CPU (other jobs on a shared machine do not count); the wall clock on a GPU
+    clock = time.process_time if dev.type == "cpu" else time.perf_counter
+
+    def timed(fn, *args) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = clock()
+        fn(*args)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return clock() - t0
+
     opt = OPTIMIZERS[config.optimizer](twin.parameters(), lr=config.lr)
     bare_epoch(twin, opt, trainer, 0)  # warm-up, both
     trainer.train_epoch(0)
     times = {"bare": [], "trainer": []}
     for e in range(1, epochs + 1):
-        t0 = time.process_time()
-        bare_epoch(twin, opt, trainer, e)
-        times["bare"].append(time.process_time() - t0)
-        t0 = time.process_time()
-        trainer.train_epoch(e)
-        times["trainer"].append(time.process_time() - t0)
+        times["bare"].append(timed(bare_epoch, twin, opt, trainer, e))
+        times["trainer"].append(timed(trainer.train_epoch, e))
     n = len(trainer.train)
     rate = {k: n / min(v) for k, v in times.items()}
     return {"model": f"GRU {layers}x{hidden}", "windows": n, **{f"{k}_windows_per_s": v for k, v in rate.items()},
@@ -82,16 +92,19 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / "out" / "trainer"))
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs of each, alternating")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or mps (timed by the wall clock off the CPU)")
+    ap.add_argument("--data", help="an extracted nocturnes dataset to use instead of extracting one under --work")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     work = Path(a.work)
-    data = work / "nocturnes"
+    data = Path(a.data) if a.data else work / "nocturnes"
     if not is_dataset(data):
         from pipeline.extract import ExtractConfig, extract
         extract([NOCTURNES], ExtractConfig(name="nocturnes", out=str(work), workers=1))
-    rows = [compare(data, layers, hidden, a.epochs, a.threads) for layers, hidden in ((4, 128), (1, 32))]
-    print(f"nocturnes, names encoding, window 30, stride 5, batch 64, Adam, clip 1; {a.threads} thread(s); "
-          f"best of {a.epochs} alternating epochs, per CPU second\n")
+    rows = [compare(data, layers, hidden, a.epochs, a.threads, a.device) for layers, hidden in ((4, 128), (1, 32))]
+    print(f"nocturnes, names encoding, window 30, stride 5, batch 64, Adam, clip 1; {a.threads} thread(s), "
+          f"device {resolve_device(a.device)}; best of {a.epochs} alternating epochs, per "
+          f"{'CPU' if resolve_device(a.device).type == 'cpu' else 'wall-clock'} second\n")
     print("| model | windows/epoch | bare loop windows/s | Trainer windows/s | Trainer / bare |")
     print("|---|---|---|---|---|")
     for r in rows:

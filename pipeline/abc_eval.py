@@ -34,7 +34,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, field_value, parse_abc, pitched_notes, time_limit
+from .abc_io import (PARSE_TIMEOUT_S, ParseTimeout, field_value, parse_abc, pitched_notes, time_limit,
+                     with_x_line)
 from .encodings import END, START, decode_chars
 from .engrave import abc_to_midi_file, available_engraver, engrave, score_to_midi_file
 from .errors import AbcParseError, ConfigError, EngraveError, PipelineError, one_line
@@ -345,7 +346,7 @@ def score_sample_folder(folder: str | Path, *, midi: bool = True, engrave_count:
     drawn = 0
     for i, text in enumerate(texts):
         stem = folder / f"sample_{i:03d}"
-        atomic_write_text(stem.with_suffix(".abc"), text + "\n")
+        atomic_write_text(stem.with_suffix(".abc"), with_x_line(text, i + 1, f"Sample {i}") + "\n")
         mid, svg, error = "", "", ""
         for stale in (stem.with_suffix(".mid"), stem.with_suffix(".svg")):
             stale.unlink(missing_ok=True)

@@ -112,6 +112,76 @@ def split_tunebook(text: str, source: str = "") -> list[AbcTune]:
     return tunes
 
 
+# header fields a model of the music keeps (in this order, ``K:`` last as ABC requires)
+MUSIC_HEADER = ("R", "M", "L", "K")
+# fields inside the body that change how it is played; other body fields (notes, words, sources) are dropped
+MUSIC_BODY_FIELDS = ("M", "L", "K", "P", "V")
+ABC_HEADERS = ("music", "full")
+_FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
+
+
+def default_unit_length(meter: str | None) -> str:
+    """The ``L:`` that ABC 2.1 implies when a tune has none: 1/16 below a 3/4 bar, else 1/8."""
+    m = (meter or "").strip()
+    m = {"C": "4/4", "C|": "2/2"}.get(m, m)
+    num, _, den = m.partition("/")
+    try:
+        ratio = sum(int(x) for x in num.strip("()").split("+")) / int(den)
+    except (ValueError, ZeroDivisionError):
+        return "1/8"  # M:none, a missing or unreadable meter
+    return "1/16" if ratio < 0.75 else "1/8"
+
+
+def music_text(tune_text: str) -> str:
+    """The tune as a model of the music reads it: the fields that say how to play it, and the notes.
+
+    The header keeps ``R:`` (rhythm: jig, reel...), ``M:``, ``L:`` and ``K:``,
+    in that order, one each (the last value written wins), with the unit length
+    written out where the tune relied on ABC's default; ``X:``, titles,
+    sources, notes, transcribers and other metadata are dropped (a model
+    cannot know a tune's number, and a long free-text header is where it
+    loses track of whether it wrote ``M:``; folk-rnn drops them too). The body
+    keeps its music and the fields that change how it is played (``M: L: K:
+    P: V:``); comment and lyric lines are dropped, runs of spaces become one
+    (in ABC a space only breaks a beam). A text with no ``K:`` line is all
+    header and gives only those fields: such a tune cannot be played anyway.
+    """
+    lines = [line.strip() for line in tune_text.splitlines()]
+    k_at = next((i for i, line in enumerate(lines) if line.startswith("K:")), len(lines) - 1)
+    fields: dict[str, str] = {}
+    for line in lines[:k_at + 1]:
+        m = _FIELD_LINE.match(line)
+        if m and m.group(1) in MUSIC_HEADER:
+            fields[m.group(1)] = re.sub(r"(?<!\\)%.*$", "", m.group(2)).strip()
+    if "K" in fields and "L" not in fields:
+        fields["L"] = default_unit_length(fields.get("M"))
+    header = [f"{k}:{fields[k]}" for k in MUSIC_HEADER if k in fields]
+    body = []
+    for line in lines[k_at + 1:]:
+        m = _FIELD_LINE.match(line)
+        if not line or line.startswith("%") or (m and m.group(1) not in MUSIC_BODY_FIELDS):
+            continue
+        body.append(re.sub(r"[ \t]+", " ", line))
+    return "\n".join(header + body)
+
+
+def music_primer(text: str) -> str:
+    """The opening of a tune as :func:`music_text` writes tunes; a final newline is kept."""
+    body = music_text(text)
+    return body + "\n" if body and text.endswith("\n") else body
+
+
+def with_x_line(tune_text: str, number: int = 1, title: str = "") -> str:
+    """The tune as a tunebook entry: ``X:`` (and ``T:``) lines first where it has none.
+
+    abc2midi and abcm2ps only read tunes that start with ``X:``; the ``music``
+    text a model writes has none (see :func:`music_text`).
+    """
+    if X_LINE.search(tune_text):
+        return tune_text
+    return f"X:{number}\n" + (f"T:{title}\n" if title else "") + tune_text
+
+
 def read_abc_text(path: str | Path) -> str:
     """The text of an ABC file: UTF-8 (a byte-order mark is dropped), or Latin-1
     for older tunebooks that are not valid UTF-8."""
@@ -378,7 +448,7 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
         raise AbcParseError(f"{label}: empty tune text")
     lines = tune.text.splitlines()
     if not X_LINE.match(lines[0]):
-        lines.insert(0, "X:1")  # abc2midi only reads tunes that start with an X: line
+        lines = with_x_line(tune.text).splitlines()
     lines.insert(1, "%%MIDI chordattack 0")
     exe = os.environ.get("SYMUSIC_ABC2MIDI") or str(Path(symusic.__file__).parent / "bin" / "abc2midi")
     # two small files a tune: in memory (tmpfs) where there is one, as a corpus has thousands of tunes
@@ -418,7 +488,8 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
 
 
 __all__ = [
-    "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file", "tune_to_notes",
+    "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file", "tune_to_notes", "music_text", "music_primer", "with_x_line",
+    "default_unit_length", "ABC_HEADERS",
     # the music21 adapter, shared with pipeline.engrave and pipeline.abc_eval
     "PARSE_TIMEOUT_S", "X_LINE", "field_value", "one_line", "ParseTimeout", "time_limit", "parse_abc",
     "pitched_notes",

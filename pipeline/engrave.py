@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .abc_io import PARSE_TIMEOUT_S, X_LINE, ParseTimeout, parse_abc, time_limit
+from .abc_io import PARSE_TIMEOUT_S, ParseTimeout, parse_abc, time_limit, with_x_line
 from .errors import AbcParseError, ConfigError, EngraveError, one_line
 
 TOOL_TIMEOUT_S = 60.0
@@ -76,11 +76,6 @@ def abc_to_midi_file(tune_text: str, out_path: str | Path, *, expand_repeats: bo
     return out_path
 
 
-def _ensure_x(tune_text: str) -> str:
-    # abc2midi and abcm2ps only read tunes that start with an X: line
-    return tune_text if X_LINE.search(tune_text) else "X:1\n" + tune_text
-
-
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:160] if lines else "no message"
@@ -102,7 +97,7 @@ def abc2midi_reference(tune_text: str, out_path: str | Path) -> Path | None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="abc2midi-") as tmp:
         src = Path(tmp) / "tune.abc"
-        src.write_text(_ensure_x(tune_text) + "\n", encoding="utf-8")
+        src.write_text(with_x_line(tune_text) + "\n", encoding="utf-8")
         tmp_out = Path(tmp) / "tune.mid"
         try:
             proc = subprocess.run([exe, str(src), "-o", str(tmp_out), "-silent"], capture_output=True,
@@ -131,7 +126,7 @@ def _engrave_abcm2ps(tune_text: str, out_path: Path) -> Path:
         raise EngraveError("abcm2ps is not installed")
     with tempfile.TemporaryDirectory(prefix="abcm2ps-") as tmp:
         src = Path(tmp) / "tune.abc"
-        src.write_text(_ensure_x(tune_text) + "\n", encoding="utf-8")
+        src.write_text(with_x_line(tune_text) + "\n", encoding="utf-8")
         # -g: SVG, one file per tune, named <stem>001.svg, <stem>002.svg, ...
         proc = _run_tool([exe, "-q", "-g", "-O", str(Path(tmp) / "tune.svg"), str(src)], cwd=tmp)
         made = sorted(Path(tmp).glob("tune*.svg"))

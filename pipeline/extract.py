@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import midi_io
+from .abc_io import ABC_HEADERS, music_text
 from .config import StageConfig
 from .dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
                       read_previous, write_dataset)
@@ -42,6 +43,7 @@ class ExtractConfig(StageConfig):
     val_fraction: float = 0.2       # share of pieces held out (at least one)
     split_seed: int = 0
     workers: int = 0                # 0 = one per core
+    abc_header: str = "music"       # chars text: "music" (R: M: L: K: and the notes) or "full" (as written)
 
     def validate(self) -> None:
         super().validate()
@@ -51,6 +53,8 @@ class ExtractConfig(StageConfig):
             raise ConfigError("--onset-tolerance must be >= 0 seconds")
         if self.workers < 0:
             raise ConfigError("--workers must be >= 0 (0 = one per core)")
+        if self.abc_header not in ABC_HEADERS:
+            raise ConfigError(f"--abc-header must be one of {', '.join(ABC_HEADERS)}, not {self.abc_header!r}")
 
 
 @dataclass
@@ -388,7 +392,8 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     lengths = {p: min(len(sequences[enc][p]) for enc in NOTE_ENCODINGS) for p in piece_names}
     split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
     if texts:
-        sequences["chars"] = {p: encode_chars(texts[p]) for p in sorted(texts)}
+        as_read = music_text if config.abc_header == "music" else str
+        sequences["chars"] = {p: encode_chars(as_read(texts[p])) for p in sorted(texts)}
     manifest = {
         "dataset": config.name,
         "config": config.to_dict(),

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .abc_io import music_primer
 from .config import StageConfig
 from .encodings import END, START, Vocabulary
 from .errors import ConfigError, RunError
@@ -136,6 +137,16 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     return s
 
 
+def reads_music_text(dataset: str | Path) -> bool:
+    """Whether a chars model's dataset holds tunes as :func:`pipeline.abc_io.music_text` (unknown: no)."""
+    from .dataset import read_manifest
+
+    try:
+        return read_manifest(dataset).get("config", {}).get("abc_header") == "music"
+    except Exception:  # the dataset moved or was deleted: the primer is used as typed
+        return False
+
+
 def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
     """``samples/t<T>-s<seed>``; if that holds samples drawn with other options, ``…-2``, ``-3``…
 
@@ -202,6 +213,11 @@ def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Se
     primer = base.primer or ("tokens" if primer_text else "start" if chars else "validation")
     if chars:
         primer_text = primer_text.replace("\\n", "\n")  # a newline is awkward to type in a shell
+        if primer_text and reads_music_text(read_run_config(run_dir).get("dataset", "")):
+            as_read = music_primer(primer_text)
+            if as_read != primer_text:
+                notice(f"primer written as the model reads tunes (R: M: L: K: and notes): {as_read!r}")
+                primer_text = as_read
     tokens = tuple([START, *primer_text] if chars else primer_text.split()) if primer == "tokens" else ()
     base = replace(base, primer=primer, primer_tokens=tokens)
     base.validate(max_length)  # before loading anything: a typo in --length fails at once

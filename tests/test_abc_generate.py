@@ -43,8 +43,8 @@ def write_book(path: Path, tunes: list[str]) -> Path:
     return path
 
 
-def run_extract(book: Path, out: Path, name: str) -> Path:
-    extract([book], ExtractConfig(name=name, out=str(out), workers=1))
+def run_extract(book: Path, out: Path, name: str, abc_header: str = "music") -> Path:
+    extract([book], ExtractConfig(name=name, out=str(out), workers=1, abc_header=abc_header))
     return out / name
 
 
@@ -76,9 +76,10 @@ def ends_at_once(chars_run, tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- extract
 
-def test_two_tune_book_to_framed_chars_and_back(tmp_path):
+@pytest.mark.parametrize("header", ["music", "full"])
+def test_two_tune_book_to_framed_chars_and_back(tmp_path, header):
     book = write_book(tmp_path / "two.abc", TUNES[:2])
-    folder = run_extract(book, tmp_path / "processed", "two")
+    folder = run_extract(book, tmp_path / "processed", "two", header)
     seqs = json.loads((folder / "chars" / "sequences.json").read_text())["pieces"]
     vocab = json.loads((folder / "chars" / "vocab.json").read_text())
     assert sorted(seqs) == ["two#1", "two#2"]
@@ -86,7 +87,7 @@ def test_two_tune_book_to_framed_chars_and_back(tmp_path):
     for piece, text in zip(["two#1", "two#2"], texts):
         seq = seqs[piece]
         assert seq[0] == START and seq[-1] == END and START not in seq[1:-1] and END not in seq[1:-1]
-        assert decode_chars(seq) == text
+        assert decode_chars(seq) == (abc_io.music_text(text) if header == "music" else text)
     assert texts == TUNES[:2]
     assert {START, END} <= set(vocab) and "\n" in vocab
     split = json.loads((folder / "split.json").read_text())
@@ -170,17 +171,20 @@ def test_cli_generate_chars_writes_tunes_validity_and_sheet_music(ends_at_once, 
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert "validity_summary.csv" in lines[-1] and "| T " in res.output
+    assert "primer written as the model reads tunes" in res.output
     engraver = available_engraver()
     for tag in ("t0.5-s0", "t1-s0"):
         folder = ends_at_once / "samples" / tag
         assert json.loads((folder / "samples.json").read_text())["config"]["length"] == 1000  # chars default
         for i in range(2):
-            assert (folder / f"sample_{i:03d}.abc").read_text() == SCALE + "\n"  # the primer text is kept
+            # the primer as the model reads tunes (no X:/T:), made a tunebook entry again in the file
+            tune = abc_io.music_text(SCALE)
+            assert (folder / f"sample_{i:03d}.abc").read_text() == f"X:{i + 1}\nT:Sample {i}\n{tune}\n"
             assert (folder / f"sample_{i:03d}.mid").exists()
             assert (folder / f"sample_{i:03d}.svg").exists() == (engraver is not None)
         table = pd.read_csv(folder / "validity.csv")
         assert len(table) == 2 and table["parses"].all() and table["to_midi"].all() and table["ended"].all()
-        assert (table["length"] == len(SCALE)).all()
+        assert (table["length"] == len(abc_io.music_text(SCALE))).all()
     summary = pd.read_csv(ends_at_once / "samples" / "validity_summary.csv")
     assert summary["temperature"].tolist() == [0.5, 1.0] and (summary["pct_parses"] == 100).all()
     assert (ends_at_once / "samples" / "validity_summary.md").read_text().startswith("| T ")

@@ -205,3 +205,52 @@ def test_engrave_svg(tmp_path):
 def test_engrave_lilypond_fallback(tmp_path):
     out = engrave.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")
     assert "<svg" in out.read_text(encoding="utf-8")[:2000]
+
+
+# --------------------------------------------------------------------------- the music of a tune (chars text)
+
+ONEILL_STYLE = """X: 104
+T: The Maids of Araglen
+N:"Moderate" "collected by J.O'Neill"
+B:O'Neill's 104
+Z:Transcribed by someone
+R:jig
+M:6/8
+Q:120
+K:G
+%  a comment about the tune
+D|G2  (G/A/B/A/) G2 AB|cBAG E2 (DE)|\\
+W:words that are not music
+P:B
+   egfe d2 z d|"Slow"g3 g2 |]"""
+
+
+def test_music_text_keeps_what_plays_the_tune_in_a_fixed_order():
+    text = abc_io.music_text(ONEILL_STYLE)
+    assert text.splitlines()[:4] == ["R:jig", "M:6/8", "L:1/8", "K:G"]  # L: written out: ABC's default for 6/8
+    assert text.splitlines()[4:] == ["D|G2 (G/A/B/A/) G2 AB|cBAG E2 (DE)|\\", "P:B", 'egfe d2 z d|"Slow"g3 g2 |]']
+    assert abc_io.music_text(text) == text  # idempotent
+    # the same notes as written, for both readers
+    a = abc_io.tune_to_notes_symusic(ONEILL_STYLE, "a")
+    b = abc_io.tune_to_notes_symusic(text, "b")
+    assert a["pitch"].tolist() == b["pitch"].tolist() and a["start_beat"].tolist() == b["start_beat"].tolist()
+
+
+@pytest.mark.parametrize("meter, unit", [("4/4", "1/8"), ("3/4", "1/8"), ("2/4", "1/16"), ("C", "1/8"),
+                                         ("C|", "1/8"), ("6/8", "1/8"), ("5/8", "1/16"), ("none", "1/8"),
+                                         (None, "1/8"), ("2+3/8", "1/16"), ("3/0", "1/8")])
+def test_default_unit_length_follows_abc_2_1(meter, unit):
+    assert abc_io.default_unit_length(meter) == unit
+
+
+def test_music_text_edge_cases():
+    assert abc_io.music_text("X:1\nT:t\nM:2/4\nK:D\nAB|") == "M:2/4\nL:1/16\nK:D\nAB|"
+    assert abc_io.music_text("X:1\nM:3/4\nM:6/8 % changed\nL:1/4\nK:C\nC") == "M:6/8\nL:1/4\nK:C\nC"  # the last wins
+    assert abc_io.music_text("X:1\nT:no key\nCDE|") == ""   # no K: line: all header, nothing that plays
+    assert abc_io.music_text("") == ""
+
+
+def test_with_x_line_makes_a_tunebook_entry():
+    assert abc_io.with_x_line("M:2/4\nK:D\nAB|", 3, "Sample 2") == "X:3\nT:Sample 2\nM:2/4\nK:D\nAB|"
+    assert abc_io.with_x_line("X:9\nK:D\nAB|", 3, "t") == "X:9\nK:D\nAB|"
+    assert abc_io.with_x_line("K:D\nAB|") == "X:1\nK:D\nAB|"
