@@ -215,11 +215,14 @@ def fit_ngram(ds: Dataset, transpose: int, vocab: Vocabulary, order: int = 0):
     :data:`NGRAM_VALIDATION_TARGETS` of them, evenly spaced), as early stopping picks
     the networks' checkpoints. Returns ``(model, order, validation loss or nan)``.
     """
+    from .augment import training_pieces
     from .baseline import NGramModel
-    from .train import augment_transpositions
 
-    train_ds = augment_transpositions(ds, transpose) if transpose else ds
-    arrays = [vocab.encode(s) for s in train_ds.side_sequences("train").values()]
+    pieces = training_pieces(ds, transpose)
+    if pieces.vocab.tokens == vocab.tokens:
+        arrays = pieces  # each transposed piece made when the fit reaches it
+    else:  # the run's vocabulary numbers the tokens otherwise (and refuses one it lacks)
+        arrays = [vocab.encode(pieces.vocab.decode(ids)) for ids in pieces]
     if order:
         return NGramModel(order, len(vocab)).fit(arrays), order, float("nan")
     val = [vocab.encode(s) for s in ds.side_sequences("validation").values()]

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def known_segments(pieces: Sequence[Sequence[str]], vocab: Vocabulary) -> tuple[
     return segments, sum(missing.values()), examples
 
 
-def fit_baselines(train_arrays: list[np.ndarray], vocab_size: int, orders: Sequence[int]) -> dict:
+def fit_baselines(train_arrays: Iterable[np.ndarray], vocab_size: int, orders: Sequence[int]) -> dict:
     """Witten-Bell n-grams of each order, counted once at the highest order (lower orders share the counts)."""
     from .baseline import NGramModel
 
@@ -152,7 +152,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     if n == 0:
         raise DatasetError(f"nothing to score in {config.dataset}: no piece has {config.window + 1} tokens in a row "
                            f"that {run_dir.name} knows ({unknown:,} unknown tokens); lower --window")
-    train_ds, fingerprint = training_data(run_config)
+    train_ds, train_pieces, fingerprint = training_data(run_config)
     if ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
         raise DatasetError(f"the baselines need {run_dir.name}'s training data, but {run_config.dataset} changed "
                            "since the run was trained; extract it again as it was, or evaluate without it")
@@ -169,7 +169,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     contexts, targets = windows.arrays()
     targets = targets[:, -1]
     baselines, baseline_acc = {}, {}
-    for name, m in fit_baselines(train_ds.piece_arrays("train"), len(vocab), config.orders).items():
+    for name, m in fit_baselines(train_pieces, len(vocab), config.orders).items():  # one sequence at a time
         res = m.evaluate(contexts, targets)
         baselines[name], baseline_acc[name] = res["loss"], res["acc"]
         if progress:

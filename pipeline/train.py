@@ -16,6 +16,11 @@ Two ways to train (``--mode``):
     never materialised: a window is a start offset into one token array, so memory
     grows with the corpus, not with ``window / stride``.
 
+Neither copies the corpus per key for ``--transpose``: a transposed piece is the
+stored one read through an id map (:mod:`pipeline.augment`), gathered a chunk
+(or a batch of windows) at a time, so memory stays near the corpus's own
+(``bench/bench_train_scale.py``).
+
 Validation reports two measures on the same targets (every token after the first
 30 of a held-out piece): the study's (``val_loss``: each target after a 30-token
 window read from a zero state) and the full-context one (``val_full_loss``: the
@@ -34,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import TrainingPieces, augment_transpositions, training_pieces  # noqa: F401  (re-exported)
 from .dataset import Dataset, dataset_read_lock, latest_dataset, load_dataset
-from .encodings import Vocabulary
 from .errors import ConfigError, DatasetError, Interrupted, RunError
 from .fsutil import folder_lock
 from .model import ModelConfig, SequenceModel, resolve_device
@@ -58,38 +63,17 @@ def model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
 
 # --------------------------------------------------------------------------- data
 
-def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
-    """Add every training piece transposed by -max_shift..+max_shift semitones.
+def training_data(config: TrainConfig) -> tuple[Dataset, TrainingPieces, dict[str, str]]:
+    """The dataset a run trains on, its training sequences (augmented as its config says), and the
+    fingerprint of the data as extracted.
 
-    Small corpora rarely cover every key; a held-out piece in a new key is
-    otherwise full of unseen tokens. Validation pieces are never transposed.
-    New tokens are appended to the vocabulary, so existing ids keep their meaning.
-    A one-piece dataset gets its training head transposed, and its held-out tail
-    stays a validation piece of its own (``<piece>:tail``), untouched.
+    The dataset's pieces are as stored; its vocabulary is the run's (the transpositions' new tokens appended).
     """
-    from .encodings import transpose_tokens
-    train_side, val_side = ds.side_sequences("train"), ds.side_sequences("validation")
-    seqs, train, extra = {**train_side, **val_side}, list(train_side), []
-    for p, tokens in train_side.items():
-        for k in range(-max_shift, max_shift + 1):
-            moved = transpose_tokens(tokens, ds.encoding, k) if k else None
-            if moved is not None:
-                seqs[f"{p}@{k:+d}"] = moved
-                train.append(f"{p}@{k:+d}")
-                extra.extend(t for t in moved if t not in ds.vocab.index)
-    vocab = Vocabulary(ds.vocab.tokens + sorted(set(extra), key=extra.index))
-    split = {**ds.split, "train": train, "validation": list(val_side), "tail_fraction": 0.0}
-    return replace(ds, sequences=seqs, vocab=vocab, split=split)
-
-
-def training_data(config: TrainConfig) -> tuple[Dataset, dict[str, str]]:
-    """The dataset a run trains on, augmented as its config says, and the fingerprint of the data as extracted."""
     with dataset_read_lock(config.dataset):  # not while an extract swaps it: its files would not match
         ds = load_dataset(config.dataset, config.encoding)
     fingerprint = ds.fingerprint()
-    if config.transpose:
-        ds = augment_transpositions(ds, config.transpose)
-    return ds, fingerprint
+    pieces = training_pieces(ds, config.transpose)
+    return replace(ds, vocab=pieces.vocab), pieces, fingerprint
 
 
 @dataclass
@@ -144,54 +128,166 @@ def make_windows(arrays: list[np.ndarray], window: int, stride: int) -> Windows:
 
 
 @dataclass
-class Streams:
-    """Truncated back-propagation through time: the training pieces as parallel streams.
+class KeyedWindows:
+    """Training windows of sequences read through an id map (``--transpose``); no window is stored.
 
-    Each epoch shuffles the pieces, joins them into one token array (an ABC
-    stream so holds whole tunes, ``<start> … <end><start> …``, and the model
-    learns what follows ``<end>``), starts it at a random offset below ``chunk``
-    (chunk boundaries move between epochs) and cuts it into ``batch`` rows of
-    equal length, each a contiguous stretch of music. Training reads the rows
-    ``chunk`` tokens at a time, carrying the recurrent state from one chunk to
-    the next (detached: gradients stop at chunk boundaries) as generation carries
-    it from token to token, and setting a row's state to zero where a new piece
-    begins, as generation and the full-context validation begin every piece.
-
-    arrays : token ids of each training piece, int64 (n_tokens,) each.
+    tokens : int64 (n_tokens,), every stored piece once, one after another.
+    bases : int64 (n_sequences,), where each sequence's piece begins in ``tokens``.
+    rows : int64 (n_sequences,), the ``key_map`` row each sequence reads its ids through.
+    firsts, ends : int64 (n_sequences,), the index of each sequence's first window and
+        one past its last. Window ``i`` of sequence ``v`` (``firsts[v] <= i < ends[v]``)
+        is ``key_map[rows[v]][tokens[s:s + window]]``, ``s = bases[v] + (i - firsts[v]) * stride``:
+        the windows a copy of every transposed piece would give, in the same order.
+    key_map : int64 (n_keys, vocab) (see :class:`pipeline.augment.TrainingPieces`).
     """
 
-    arrays: list[torch.Tensor]
-    batch: int
-    chunk: int
+    tokens: torch.Tensor
+    bases: torch.Tensor
+    rows: torch.Tensor
+    firsts: torch.Tensor
+    ends: torch.Tensor
+    key_map: torch.Tensor
+    window: int
+    stride: int
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of windows ``idx``, each int64 (len(idx), window)."""
+        v = torch.searchsorted(self.ends, idx, right=True)
+        start = self.bases[v] + (idx - self.firsts[v]) * self.stride
+        # inputs and targets are one gather of window + 1 tokens, in two views
+        ids = self.key_map[self.rows[v][:, None],
+                           self.tokens[start[:, None] + torch.arange(self.window + 1, device=idx.device)]]
+        return ids[:, :-1], ids[:, 1:]
+
+    def to(self, device: torch.device) -> "KeyedWindows":
+        return KeyedWindows(*(t.to(device) for t in (self.tokens, self.bases, self.rows, self.firsts, self.ends,
+                                                     self.key_map)), self.window, self.stride)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every window materialised, as :meth:`Windows.arrays` (small data only)."""
+        x, y = self.batch(torch.arange(len(self), device=self.tokens.device))
+        return x.cpu().numpy(), y.cpu().numpy()
+
+
+def training_windows(pieces: TrainingPieces, window: int, stride: int) -> Windows | KeyedWindows:
+    """The windows of every training sequence, as :func:`make_windows` of each sequence written out would give."""
+    if pieces.key_map is None:
+        return make_windows(pieces.arrays, window, stride)
+    sizes = np.array([len(a) for a in pieces.arrays], np.int64)
+    piece, rows = pieces.views[:, 0], pieces.views[:, 1]
+    counts = (np.maximum(sizes[piece] - window, 0) + stride - 1) // stride  # len(range(0, n - window, stride))
+    ends = np.cumsum(counts)
+    bases = (np.cumsum(sizes) - sizes)[piece]
+    tokens = np.concatenate(pieces.arrays) if pieces.arrays else np.zeros(0, np.int64)
+    return KeyedWindows(*(torch.from_numpy(np.ascontiguousarray(a, np.int64))
+                          for a in (tokens, bases, rows, ends - counts, ends, pieces.key_map)), window, stride)
+
+
+class Streams:
+    """Truncated back-propagation through time: the training sequences as parallel streams.
+
+    Each epoch shuffles the sequences, joins them (an ABC stream so holds whole
+    tunes, ``<start> … <end><start> …``, and the model learns what follows
+    ``<end>``), starts at a random offset below ``chunk`` (chunk boundaries move
+    between epochs) and cuts the whole into ``batch`` rows of equal length, each a
+    contiguous stretch of music. Training reads the rows ``chunk`` tokens at a
+    time, carrying the recurrent state from one chunk to the next (detached:
+    gradients stop at chunk boundaries) as generation carries it from token to
+    token, and setting a row's state to zero where a new sequence begins, as
+    generation and the full-context validation begin every piece.
+
+    The joined epoch is never built: :meth:`plan` keeps the shuffled order and
+    where each sequence begins in it, and a chunk's ids are gathered from the
+    stored pieces (through the key map of a transposed one) when it is read, so
+    memory holds each stored piece once whatever ``--transpose`` is.
+
+    arrays : ids of each stored piece, int64 (n_tokens,) each.
+    views : int64 (n_sequences, 2), the stored piece and ``key_map`` row of each
+        sequence; None: each piece as stored, once.
+    key_map : int64 (n_keys, vocab), or None (see :class:`pipeline.augment.TrainingPieces`).
+    """
+
+    def __init__(self, arrays: list[torch.Tensor], batch: int, chunk: int,
+                 views: torch.Tensor | np.ndarray | None = None, key_map: torch.Tensor | np.ndarray | None = None):
+        self.batch, self.chunk = batch, chunk
+        sizes = torch.tensor([len(a) for a in arrays], dtype=torch.long)
+        self.ids = torch.cat([torch.as_tensor(a, dtype=torch.long) for a in arrays]) if arrays else \
+            torch.zeros(0, dtype=torch.long)
+        views = torch.as_tensor(views, dtype=torch.long) if views is not None else \
+            torch.stack([torch.arange(len(arrays)), torch.zeros(len(arrays), dtype=torch.long)], 1)
+        self.rows = views[:, 1].contiguous()
+        self.bases = (sizes.cumsum(0) - sizes)[views[:, 0]]  # where each sequence's piece begins in ids
+        self.sizes = sizes[views[:, 0]]
+        self.key_map = None if key_map is None else torch.as_tensor(key_map, dtype=torch.long)
+
+    @classmethod
+    def of(cls, pieces: TrainingPieces, batch: int, chunk: int) -> "Streams":
+        return cls([torch.from_numpy(a) for a in pieces.arrays], batch, chunk, pieces.views, pieces.key_map)
 
     @property
     def tokens(self) -> int:
-        return sum(len(a) for a in self.arrays)
+        """Tokens an epoch reads (every sequence's, transposed ones included)."""
+        return int(self.sizes.sum())
 
     def __len__(self) -> int:
         """Steps (chunks) per epoch."""
         return math.ceil(((self.tokens - 1) // self.batch) / self.chunk)
 
-    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One epoch's inputs, targets (int64) and piece starts (bool), each (batch, length).
-
-        ``first[r, t]`` is true where input ``x[r, t]`` is the first token of a piece.
-        """
-        order = torch.randperm(len(self.arrays), generator=generator).tolist()
-        tokens = torch.cat([self.arrays[i] for i in order])
-        first = torch.zeros(len(tokens), dtype=torch.bool, device=tokens.device)
-        first[torch.tensor([0] + [len(self.arrays[i]) for i in order[:-1]]).cumsum(0).to(tokens.device)] = True
+    def plan(self, generator: torch.Generator) -> "StreamEpoch":
+        """One epoch's order and offset, drawn from ``generator`` (the same draws give the same epoch)."""
+        order = torch.randperm(len(self.sizes), generator=generator).to(self.ids.device)
+        ends = self.sizes[order].cumsum(0)
+        total = int(ends[-1]) if len(ends) else 0
         offset = int(torch.randint(0, self.chunk, (1,), generator=generator))
-        if (len(tokens) - 1 - offset) // self.batch < 1:
+        if (total - 1 - offset) // self.batch < 1:
             offset = 0
-        length = (len(tokens) - 1 - offset) // self.batch
-        span = self.batch * length
-        return (tokens[offset:offset + span].view(self.batch, length),
-                tokens[offset + 1:offset + 1 + span].view(self.batch, length),
-                first[offset:offset + span].view(self.batch, length))
+        return StreamEpoch(self, order, ends, offset, (total - 1 - offset) // self.batch)
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One epoch's inputs, targets (int64) and sequence starts (bool), each (batch, length), built whole
+        (small data; training reads :meth:`plan` a chunk at a time)."""
+        plan = self.plan(generator)
+        return plan.columns(0, plan.length)
 
     def to(self, device: torch.device) -> "Streams":
-        return Streams([a.to(device) for a in self.arrays], self.batch, self.chunk)
+        out = Streams.__new__(Streams)
+        out.__dict__.update({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()})
+        return out
+
+
+@dataclass
+class StreamEpoch:
+    """One epoch of :class:`Streams`: the shuffled sequences joined, started at ``offset`` and cut into
+    ``batch`` rows of ``length`` tokens, never built whole.
+
+    order : int64 (n_sequences,), the sequences in the order they are joined.
+    ends : int64 (n_sequences,), where each of them ends in the joined epoch.
+    """
+
+    streams: Streams
+    order: torch.Tensor
+    ends: torch.Tensor
+    offset: int
+    length: int
+
+    def columns(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs, targets (int64) and sequence starts (bool) of columns ``a:b``, each (batch, b - a).
+
+        ``first[r, t]`` is true where input ``x[r, t]`` is the first token of a sequence.
+        """
+        s, b = self.streams, min(b, self.length)
+        pos = (self.offset + a + self.length * torch.arange(s.batch, device=self.ends.device)[:, None]
+               + torch.arange(b - a + 1, device=self.ends.device))  # + 1: the last column's targets
+        k = torch.searchsorted(self.ends, pos, right=True)
+        seq = self.order[k]
+        within = pos - (self.ends[k] - s.sizes[seq])
+        ids = s.ids[s.bases[seq] + within]
+        if s.key_map is not None:
+            ids = s.key_map[s.rows[seq], ids]
+        return ids[:, :-1], ids[:, 1:], within[:, :-1] == 0
 
 
 def forward_resetting(model: SequenceModel, x: torch.Tensor, first: torch.Tensor, state=None):
@@ -304,21 +400,22 @@ def score_full_context(model: SequenceModel, arrays: list[np.ndarray], skip: int
 class Trainer:
     """Runs epochs over windows or streams; the model owns the loss, the trainer the loop."""
 
-    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device):
+    def __init__(self, config: TrainConfig, ds: Dataset, model: SequenceModel, device: torch.device,
+                 pieces: TrainingPieces | None = None):
+        """``pieces``: the training sequences (:func:`training_data`); by default ``ds``'s training pieces as stored."""
         self.c, self.model, self.device = config, model, device
         self.opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        train_arrays = ds.piece_arrays("train")
+        pieces = pieces if pieces is not None else training_pieces(ds)
         self.val_arrays = ds.piece_arrays("validation")
         # the study's measure: windows of the training window; in tbptt mode the window is the chunk (often
         # longer), so 30 -- or the chunk if shorter, which is how a short held-out piece can still be scored
         self.val_window = config.window if config.mode == "windows" else min(config.window, STUDY_WINDOW)
         if config.mode == "windows":
-            self.train = make_windows(train_arrays, config.window, config.stride).to(device)
+            self.train = training_windows(pieces, config.window, config.stride).to(device)
             if len(self.train) == 0:
                 raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
         else:
-            self.train = Streams([torch.from_numpy(a.astype(np.int64)) for a in train_arrays],
-                                 config.batch, config.window).to(device)
+            self.train = Streams.of(pieces, config.batch, config.window).to(device)
             if (self.train.tokens - 1) // config.batch < 1:
                 raise ConfigError(f"the training pieces hold {self.train.tokens} tokens, too few for "
                                   f"--batch {config.batch} streams; lower --batch")
@@ -337,8 +434,9 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.c.batch) if self.c.mode == "windows" else len(self.train)
 
-    def train_epoch(self, epoch: int, deadline: float | None = None) -> dict:
-        """One epoch; with a ``deadline`` (``time.perf_counter()`` value) it stops early when that passes.
+    def train_epoch(self, epoch: int, deadline: float | None = None, max_steps: int | None = None) -> dict:
+        """One epoch; with a ``deadline`` (``time.perf_counter()`` value) it stops early when that passes,
+        with ``max_steps`` after that many steps (benchmarks).
 
         Returns the training loss and accuracy and ``steps`` (optimizer steps taken);
         :attr:`cut_short` says whether the deadline ended the epoch early.
@@ -351,7 +449,7 @@ class Trainer:
 
         def late() -> bool:
             self.cut_short = deadline is not None and time.perf_counter() > deadline
-            return self.cut_short
+            return self.cut_short or (max_steps is not None and self._steps >= max_steps)
         if self.c.mode == "windows":
             order = torch.randperm(len(self.train), generator=g).to(self.device)
             for i in range(0, len(order), self.c.batch):
@@ -363,12 +461,12 @@ class Trainer:
                 if late():
                     break
         else:
-            x, y, first = self.train.epoch(g)
+            plan = self.train.plan(g)
             state = None
-            for t in range(0, x.shape[1], self.c.window):
-                cut = slice(t, t + self.c.window)
-                out, state = forward_resetting(self.model, x[:, cut], first[:, cut], state)
-                self._step(tot, *self.model.loss(out, y[:, cut]))
+            for t in range(0, plan.length, self.c.window):
+                x, y, first = plan.columns(t, t + self.c.window)  # gathered now: the epoch is never built whole
+                out, state = forward_resetting(self.model, x, first, state)
+                self._step(tot, *self.model.loss(out, y))
                 state = detach_state(state)
                 if late():
                     break
@@ -482,7 +580,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     config.dataset = str(Path(config.dataset).resolve())  # the run works from any working directory
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     dev = resolve_device(config.device)
-    ds, fingerprint = training_data(config)
+    ds, pieces, fingerprint = training_data(config)
     if ckpt is not None and ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
         raise DatasetError(f"cannot resume {run_dir.name}: the dataset {config.dataset} changed since the run began "
                            f"({', '.join(_data_changes(ckpt.data_fingerprint, fingerprint))} differ); "
@@ -494,7 +592,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if ckpt is not None:
         model.load_state_dict(ckpt.model)
     model.to(dev)
-    trainer = Trainer(config, ds, model, dev)
+    trainer = Trainer(config, ds, model, dev, pieces)
+    del pieces  # the trainer holds what it reads
     rows: list[dict] = []
     best, bad, start_epoch = math.inf, 0, 1
     if ckpt is not None:

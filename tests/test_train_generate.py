@@ -195,6 +195,71 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
     assert tiny_train_config(tiny_dataset, transpose=2, encoding="chars").transpose == 0
 
 
+def test_transposed_pieces_are_the_stored_ids_read_through_a_key_map(tiny_dataset):
+    """Each piece in each key equals it moved token by token; the pieces themselves are held once."""
+    from pipeline.augment import training_pieces
+    from pipeline.dataset import Dataset, load_dataset
+    from pipeline.encodings import Vocabulary, transpose_tokens
+    ds = load_dataset(tiny_dataset, "names")
+    pieces = training_pieces(ds, 3)
+    want, new = {p: ds.sequences[p] for p in ds.pieces("train")}, []
+    for p in ds.pieces("train"):  # the reference: every piece moved as strings, new tokens numbered as met
+        for k in (-3, -2, -1, 1, 2, 3):
+            moved = transpose_tokens(ds.sequences[p], "names", k)
+            if moved is not None:
+                want[f"{p}@{k:+d}"] = moved
+                new += [t for t in moved if t not in ds.vocab.index]
+    assert pieces.vocab.tokens == ds.vocab.tokens + sorted(set(new), key=new.index)  # old ids keep their meaning
+    assert pieces.names == list(want)  # the stored pieces first, then each piece in each key
+    assert {n: pieces.vocab.decode(a) for n, a in zip(pieces.names, pieces)} == want
+    assert len(pieces.arrays) == len(ds.pieces("train")) and pieces.key_map.shape == (7, len(ds.vocab))
+    assert pieces.lengths.tolist() == [len(s) for s in want.values()]
+    assert training_pieces(ds).key_map is None and len(training_pieces(ds)) == len(ds.pieces("train"))
+    # a key that would push a pitch past 127 (or below 0) is left out for that piece only
+    pitch = Dataset(tiny_dataset, "pitch", {"a": ["60", "127"], "b": ["0", "64"], "c": ["5", "6"], "v": ["60"]},
+                    Vocabulary([str(p) for p in range(128)]), {"train": ["a", "b", "c"], "validation": ["v"]}, {})
+    assert training_pieces(pitch, 1).names == ["a", "b", "c", "a@-1", "b@+1", "c@-1", "c@+1"]
+
+
+def joined_epoch(arrays, batch, chunk, g):
+    """The trainer's old epoch, kept as the reference: the shuffled pieces joined whole, then cut into rows."""
+    order = torch.randperm(len(arrays), generator=g).tolist()
+    tokens = torch.cat([torch.from_numpy(arrays[i]) for i in order])
+    first = torch.zeros(len(tokens), dtype=torch.bool)
+    first[torch.tensor([0] + [len(arrays[i]) for i in order[:-1]]).cumsum(0)] = True
+    offset = int(torch.randint(0, chunk, (1,), generator=g))
+    offset = 0 if (len(tokens) - 1 - offset) // batch < 1 else offset
+    length = (len(tokens) - 1 - offset) // batch
+    cut = lambda a, o: a[o:o + batch * length].view(batch, length)  # noqa: E731
+    return cut(tokens, offset), cut(tokens, offset + 1), cut(first, offset)
+
+
+def test_epochs_through_the_key_map_equal_epochs_over_copied_pieces(tiny_dataset):
+    """Streams and windows of transposed pieces, gathered through the key map, read exactly what
+    copies of every transposed piece gave (the trainer's old way), in the same order for a seed."""
+    from pipeline.augment import augment_transpositions, training_pieces
+    from pipeline.dataset import load_dataset
+    from pipeline.train import Streams, training_windows
+    ds = load_dataset(tiny_dataset, "pitch")
+    pieces = training_pieces(ds, 2)
+    copied = augment_transpositions(ds, 2).piece_arrays("train")
+    assert len(copied) == 5 * len(pieces.arrays)
+    mapped = Streams.of(pieces, 3, 7)
+    assert len(mapped.ids) == sum(map(len, pieces.arrays)) and mapped.tokens == sum(map(len, copied))
+    assert mapped.tokens == 5 * len(mapped.ids)  # an epoch reads every key; memory holds one
+    for seed in range(4):
+        a = mapped.epoch(torch.Generator().manual_seed(seed))
+        b = joined_epoch(copied, 3, 7, torch.Generator().manual_seed(seed))
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+        plan = mapped.plan(torch.Generator().manual_seed(seed))  # chunk by chunk, as training reads it
+        chunks = [plan.columns(t, t + 7) for t in range(0, plan.length, 7)]
+        assert all(torch.equal(torch.cat(part, 1), whole) for part, whole in zip(zip(*chunks), a))
+    w, c = training_windows(pieces, 6, 2), make_windows(copied, 6, 2)
+    assert len(w) == len(c) and len(w.tokens) == len(mapped.ids)
+    for u, v in zip(w.arrays(), c.arrays()):
+        np.testing.assert_array_equal(u, v)
+
+
 @pytest.mark.slow
 def test_sigkilled_cli_training_resumes_to_the_same_end(tiny_dataset, tmp_path):
     """A real kill -9 in the middle of training, then `train --resume`."""
