@@ -158,6 +158,9 @@ def train_options(f):
                      help="Multiply the learning rate by this over each epoch (smoothly, step by step); 1 = constant."),
         click.option("--weight-decay", "weight_decay", default=str(d["weight_decay"]), show_default=True,
                      help="L2 penalty on the weights (the optimizer's weight_decay)."),
+        click.option("--token-noise", "token_noise", default=str(d["token_noise"]), show_default=True,
+                     help="Replace this share of the training inputs by other tokens of the batch (targets stay): "
+                          "a small corpus is then harder to learn by heart."),
         click.option("--batch", default=str(d["batch"]), show_default=True,
                      help="Windows per step (windows mode) or parallel streams (tbptt)."),
         click.option("--window", default=str(d["window"]), show_default=True,

@@ -454,7 +454,7 @@ class Trainer:
             order = torch.randperm(len(self.train), generator=g).to(self.device)
             for i in range(0, len(order), self.c.batch):
                 x, y = self.train.batch(order[i:i + self.c.batch])
-                out, _ = self.model(x)
+                out, _ = self.model(self._noisy(x, g))
                 if self.c.targets == "last":
                     out, y = out[:, -1:], y[:, -1:]
                 self._step(tot, *self.model.loss(out, y))
@@ -465,12 +465,25 @@ class Trainer:
             state = None
             for t in range(0, plan.length, self.c.window):
                 x, y, first = plan.columns(t, t + self.c.window)  # gathered now: the epoch is never built whole
-                out, state = forward_resetting(self.model, x, first, state)
+                out, state = forward_resetting(self.model, self._noisy(x, g), first, state)
                 self._step(tot, *self.model.loss(out, y))
                 state = detach_state(state)
                 if late():
                     break
         return {**summarise(tot, "train", self.c.task), "steps": self._steps}
+
+    def _noisy(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """``x`` with a share ``token_noise`` of its inputs replaced by other tokens of the batch (the targets stay).
+
+        A small corpus is learnt by heart within a few epochs; a model that cannot trust
+        every token it reads must lean on the music around it. Drawn from the epoch's
+        generator, so a resumed run draws the same.
+        """
+        if not self.c.token_noise:
+            return x
+        hit = (torch.rand(x.shape, generator=g) < self.c.token_noise).to(x.device)
+        other = x.reshape(-1)[torch.randint(0, x.numel(), x.shape, generator=g).to(x.device)]
+        return torch.where(hit, other, x)
 
     def _step(self, tot: dict, loss: torch.Tensor, st: dict) -> None:
         if self.c.lr_decay != 1.0:  # a function of the epoch and step alone: a resumed run gets the same rates

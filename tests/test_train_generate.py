@@ -50,9 +50,11 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
     pd.testing.assert_frame_equal(metrics(tmp_path / "a"), metrics(tmp_path / "b"))
 
 
-@pytest.mark.parametrize("cell,mode,decay", [("rnn", "windows", 1.0), ("gru", "tbptt", 0.5), ("lstm", "tbptt", 1.0)])
-def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, decay):
-    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2, mode=mode, lr_decay=decay)
+@pytest.mark.parametrize("cell,mode,decay,noise", [("rnn", "windows", 1.0, 0.3), ("gru", "tbptt", 0.5, 0.0),
+                                                   ("lstm", "tbptt", 1.0, 0.2)])
+def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, decay, noise):
+    cfg = tiny_train_config(tiny_dataset, cell=cell, epochs=4, dropout=0.3, layers=2, mode=mode, lr_decay=decay,
+                            token_noise=noise)
     train(cfg, tmp_path / "full")
 
     def kill_after_two(row):
@@ -67,6 +69,29 @@ def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, 
     a, b = load_checkpoint(tmp_path / "full", "last"), load_checkpoint(tmp_path / "killed", "last")
     for k in a.model:
         assert torch.equal(a.model[k], b.model[k])
+
+
+def test_token_noise_replaces_a_share_of_the_inputs_by_tokens_of_the_batch(tiny_dataset):
+    from pipeline.dataset import load_dataset
+    from pipeline.rundir import with_encoding_defaults
+    from pipeline.train import Trainer
+    ds = load_dataset(tiny_dataset, "names")
+    x = torch.arange(64 * 50).reshape(64, 50) % 97
+    for share in (0.0, 0.3):
+        cfg = tiny_train_config(tiny_dataset, token_noise=share)
+        trainer = Trainer(cfg, ds, SequenceModel(ModelConfig(vocab_size=len(ds.vocab))), torch.device("cpu"))
+        a = trainer._noisy(x, torch.Generator().manual_seed(5))
+        assert torch.equal(a, trainer._noisy(x, torch.Generator().manual_seed(5)))  # the epoch's generator decides
+        changed = (a != x).float().mean().item()
+        assert changed == 0.0 if share == 0 else 0.25 < changed < 0.35
+        assert set(a.unique().tolist()) <= set(x.unique().tolist())  # replacements are tokens of the batch
+    with pytest.raises(ConfigError, match="--token-noise"):
+        tiny_train_config(tiny_dataset, token_noise=1.0).validate()
+    # the pitch default (README: benchmarks); other encodings are not noised unless asked
+    assert with_encoding_defaults(tiny_train_config(tiny_dataset, encoding="pitch"), set()).token_noise == 0.3
+    assert with_encoding_defaults(tiny_train_config(tiny_dataset, encoding="names"), set()).token_noise == 0.0
+    assert with_encoding_defaults(tiny_train_config(tiny_dataset, encoding="pitch", token_noise=0.0),
+                                  {"token_noise"}).token_noise == 0.0
 
 
 def test_existing_run_is_never_overwritten(tiny_dataset, tmp_path):
@@ -405,7 +430,7 @@ def test_chars_defaults_apply_only_to_options_not_given():
         key = next(iter(chars))
         mine = with_encoding_defaults(TrainConfig(encoding="chars"), {"encoding", key})
         assert getattr(mine, key) == getattr(TrainConfig(), key)
-    assert with_encoding_defaults(TrainConfig(encoding="pitch"), set()) == TrainConfig(encoding="pitch")
+    assert with_encoding_defaults(TrainConfig(encoding="names"), set()) == TrainConfig(encoding="names")
 
 
 def test_one_piece_dataset_transposes_its_training_head_only(tiny_midi_dir, tmp_path):
