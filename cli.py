@@ -158,9 +158,10 @@ def train_options(f):
                      help="Multiply the learning rate by this over each epoch (smoothly, step by step); 1 = constant."),
         click.option("--weight-decay", "weight_decay", default=str(d["weight_decay"]), show_default=True,
                      help="L2 penalty on the weights (the optimizer's weight_decay)."),
-        click.option("--token-noise", "token_noise", default=str(d["token_noise"]), show_default=True,
+        click.option("--token-noise", "token_noise", default=None,
                      help="Replace this share of the training inputs by other tokens of the batch (targets stay): "
-                          "a small corpus is then harder to learn by heart."),
+                          "a small corpus is then harder to learn by heart. Default: 0.3 for --encoding pitch, "
+                          "else 0."),
         click.option("--batch", default=str(d["batch"]), show_default=True,
                      help="Windows per step (windows mode) or parallel streams (tbptt)."),
         click.option("--window", default=str(d["window"]), show_default=True,
@@ -339,7 +340,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     Example:
       python cli.py generate --run runs/nocturnes-gru-4x128 --count 10 --length 500 --temperature 0.8,1.0
       python cli.py generate --run runs/oneills-lstm-1x150 --temperature 0.5,1,2 --count 100
-      python cli.py generate --run runs/oneills-lstm-1x150 --primer-tokens "X:1\\nT:" --no-engrave
+      python cli.py generate --run runs/oneills-lstm-1x150 --primer-tokens "R:reel\\n" --no-engrave
 
     \b
     Chars models: every tune is primed with <start> (or <start> + your text) and ends at <end> or
@@ -492,7 +493,7 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
     Example:
       python cli.py heatmap --run runs/oneills-lstm-2x128 --state cell --layer 0
       python cli.py heatmap --run runs/nocturnes-gru-4x128 --sample runs/nocturnes-gru-4x128/samples/t1-s0 --index 2
-      python cli.py heatmap --run runs/oneills-lstm-2x128 --text "X:1\\nT:Tune\\nK:G\\n|:GAB c2d:|" --units 3,17
+      python cli.py heatmap --run runs/oneills-lstm-2x128 --text "M:6/8\\nL:1/8\\nK:G\\n|:GAB c2d:|" --units 3,17
     """
     from pipeline.heatmap import HeatmapConfig, heatmap as run_heatmap
 
