@@ -66,12 +66,17 @@ class AbcTune:
     source: str = ""
 
 
+def _without_comment(value: str) -> str:
+    """A field's value without a trailing ``%`` comment (an escaped ``\\%`` stays)."""
+    return re.sub(r"(?<!\\)%.*$", "", value).strip()
+
+
 def field_value(lines: list[str], name: str) -> str | None:
     """Value of the first ``name:`` field line, without a trailing % comment."""
     prefix = name + ":"
     for line in lines:
         if line.startswith(prefix):
-            return re.sub(r"(?<!\\)%.*$", "", line[len(prefix):]).strip()
+            return _without_comment(line[len(prefix):])
     return None
 
 
@@ -152,7 +157,7 @@ def music_text(tune_text: str) -> str:
     for line in lines[:k_at + 1]:
         m = _FIELD_LINE.match(line)
         if m and m.group(1) in MUSIC_HEADER:
-            fields[m.group(1)] = re.sub(r"(?<!\\)%.*$", "", m.group(2)).strip()
+            fields[m.group(1)] = _without_comment(m.group(2))
     if "K" in fields and "L" not in fields:
         fields["L"] = default_unit_length(fields.get("M"))
     header = [f"{k}:{fields[k]}" for k in MUSIC_HEADER if k in fields]
@@ -448,7 +453,7 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
         raise AbcParseError(f"{label}: empty tune text")
     lines = tune.text.splitlines()
     if not X_LINE.match(lines[0]):
-        lines = with_x_line(tune.text).splitlines()
+        lines.insert(0, "X:1")  # abc2midi only reads tunes that start with an X: line
     lines.insert(1, "%%MIDI chordattack 0")
     exe = os.environ.get("SYMUSIC_ABC2MIDI") or str(Path(symusic.__file__).parent / "bin" / "abc2midi")
     # two small files a tune: in memory (tmpfs) where there is one, as a corpus has thousands of tunes
@@ -488,8 +493,9 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
 
 
 __all__ = [
-    "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file", "tune_to_notes", "music_text", "music_primer", "with_x_line",
-    "default_unit_length", "ABC_HEADERS",
+    "AbcTune", "split_tunebook", "read_abc_text", "read_abc_file", "tune_to_notes",
+    # the chars text of a tune
+    "ABC_HEADERS", "music_text", "music_primer", "default_unit_length", "with_x_line",
     # the music21 adapter, shared with pipeline.engrave and pipeline.abc_eval
     "PARSE_TIMEOUT_S", "X_LINE", "field_value", "one_line", "ParseTimeout", "time_limit", "parse_abc",
     "pitched_notes",
