@@ -149,6 +149,9 @@ def train_options(f):
                           "runs the model; windows: independent windows from a zero state (the nocturne study)."),
         click.option("--cell", default=d["cell"], show_default=True, help="rnn, lstm or gru."),
         click.option("--layers", default=str(d["layers"]), show_default=True, help="Recurrent layers."),
+        click.option("--stack", default=d["stack"], show_default=True,
+                     help="residual: each layer above the first adds its input to its output, so deep stacks "
+                          "train; plain: layers simply stacked (nn.GRU's num_layers, the nocturne study)."),
         click.option("--hidden", default=str(d["hidden"]), show_default=True, help="Units per layer."),
         click.option("--embed", default=str(d["embed"]), show_default=True, help="Embedding size; 0 = one-hot input."),
         click.option("--dropout", default=str(d["dropout"]), show_default=True),
@@ -323,6 +326,9 @@ def floats(value: str, option: str) -> list[float]:
 @click.option("--primer-length", default=0, show_default=True, help="Primer tokens taken from a held-out piece; 0 = the run's window.")
 @click.option("--primer-piece", default="", help="Which held-out piece primes the samples.")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--keys", default="all", show_default=True, type=click.Choice(["all", "one"]),
+              help="all: a model of a note encoding trained with --transpose N predicts as the average over the 2N+1 keys "
+                   "it trained in (the piece read in each at once); one: in the written key only.")
 @click.option("--render/--no-render", "do_render", default=True, show_default=True,
               help="Also write MIDI files (chars: for the tunes that pass every check).")
 @click.option("--engrave/--no-engrave", default=True, show_default=True,
@@ -333,7 +339,7 @@ def floats(value: str, option: str) -> list[float]:
 @click.option("--max-length", default=100_000, show_default=True, help="Cap on --length (raise it if you mean it).")
 @device_option
 def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, primer_length, primer_piece,
-             checkpoint, do_render, engrave, engrave_count, max_length, device):
+             checkpoint, keys, do_render, engrave, engrave_count, max_length, device):
     """Sample new sequences from a trained run (needs only the run folder).
 
     \b
@@ -354,7 +360,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     with known_errors("interrupted; the temperatures reported above are written, the one being sampled is not"):
         run_dir = pick_run(run_dir)
         base = GenerateConfig(count=count, length=length, seed=seed, primer=primer or "", primer_length=primer_length,
-                              primer_piece=primer_piece, checkpoint=checkpoint)
+                              primer_piece=primer_piece, checkpoint=checkpoint, keys=keys)
         with Progress(unit="tune") as bar:
             res = generate_command(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
                                    engrave=engrave, engrave_count=engrave_count, device=device,
@@ -389,14 +395,19 @@ def _temperature_line(r, count: int, midi: bool) -> str:
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--window", default=30, show_default=True,
               help="The study's measure: the next token after every window of this many tokens (stride 1).")
+@click.option("--keys", default="all", show_default=True, type=click.Choice(["all", "one"]),
+              help="all: a model of a note encoding trained with --transpose N predicts as the average over the 2N+1 keys "
+                   "it trained in (the piece read in each at once); one: in the written key only (scored too).")
 @device_option
-def evaluate(run_dir, dataset, side, checkpoint, window, device):
+def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
     """Score a trained run on every piece of a dataset, beside n-gram baselines.
 
     Rows, all on the same targets (every token after the first --window of a piece): the
     network after each --window-token window (the study's measure), the network with the
     state carried over the whole piece (full context), and Witten-Bell 1/2/3/5-grams fitted
-    on the run's own training pieces with the run's augmentation. Tokens the run's
+    on the run's own training pieces with the run's augmentation. A note model trained in
+    several keys (--transpose) is scored averaged over them, as it generates, and in the
+    written key alone. Tokens the run's
     vocabulary lacks are counted and cut the piece (no row predicts across them).
     Writes <run>/eval/<dataset name>.json.
 
@@ -412,7 +423,7 @@ def evaluate(run_dir, dataset, side, checkpoint, window, device):
         run_dir = pick_run(run_dir)
         with Progress(unit="target") as bar:
             res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
-                                                   window=window),
+                                                   window=window, keys=keys),
                                device=device, on_total=bar.start, progress=bar.update)
     click.echo(eval_markdown(res), nl=False)
     gain = (f"; {100 * res['gain']:+.1f}% against the best n-gram ({res['best_baseline']})"

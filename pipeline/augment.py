@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .dataset import Dataset
-from .encodings import Vocabulary, transpose_tokens
+from .encodings import NOTE_ENCODINGS, Vocabulary, transpose_tokens
 
 
 @dataclass
@@ -120,3 +120,40 @@ def augment_transpositions(ds: Dataset, max_shift: int) -> Dataset:
         seqs[pieces.names[v]] = pieces.vocab.decode(pieces[v])
     split = {**ds.split, "train": list(pieces.names), "validation": list(val), "tail_fraction": 0.0}
     return replace(ds, sequences=seqs, vocab=pieces.vocab, split=split)
+
+
+def vocab_key_map(tokens: list[str], encoding: str, max_shift: int) -> np.ndarray:
+    """The id of every token of a vocabulary moved into each key -max_shift..+max_shift, int64 (keys, vocab).
+
+    Row ``max_shift + k`` holds the id of each token moved ``k`` semitones, -1 where
+    the vocabulary has no such token or the pitch would leave the range; row
+    ``max_shift`` is the identity. Tokens without a pitch (``<start>``, ``<end>``,
+    timing) stay themselves in every key.
+    """
+    index = {t: i for i, t in enumerate(tokens)}
+    key_map = np.full((2 * max_shift + 1, len(tokens)), -1, np.int64)
+    key_map[max_shift] = np.arange(len(tokens))
+    for k in range(-max_shift, max_shift + 1):
+        if k:
+            for i, t in enumerate(tokens):
+                moved = [t] if t.startswith("<") else transpose_tokens([t], encoding, k)
+                if moved is not None and len(moved) == 1:
+                    key_map[max_shift + k, i] = index.get(moved[0], -1)
+    return key_map
+
+
+KEYS = ("all", "one")
+
+
+def as_predicting(model, ckpt, keys: str = "all"):
+    """The network of a run as it predicts: with ``keys`` ``all``, a classifier of a note encoding trained in
+    several keys (``--transpose N``) averages its prediction over them (:class:`pipeline.model.KeyAveraged`);
+    otherwise, and with ``one``, the network as it is."""
+    from .model import KeyAveraged
+    from .rundir import TrainConfig
+
+    shift = TrainConfig.from_dict(ckpt.train_config).transpose
+    if keys != "all" or not shift or ckpt.task != "classify" or ckpt.encoding not in NOTE_ENCODINGS:
+        return model
+    key_map = vocab_key_map(list(ckpt.vocab), ckpt.encoding, shift)
+    return KeyAveraged(model, key_map).to(next(model.parameters()).device)

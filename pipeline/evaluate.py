@@ -8,6 +8,10 @@ Every row of the answer scores the same targets:
   ``window``-token window (stride 1), each window read from a zero state;
 - the network, full context (``full_context_loss``/``full_context_acc``): the same
   targets, the recurrent state carried from the piece's first token, as in generation;
+- a classifier of a note encoding trained in several keys (``--transpose N``) is
+  scored as it generates: its prediction averaged over those keys
+  (:class:`pipeline.model.KeyAveraged`; ``--keys one`` scores the written key only).
+  Its rows in the written key alone are reported too (``one_key``);
 - Witten-Bell n-grams (:class:`pipeline.baseline.NGramModel`) of orders 1, 2, 3
   and 5 fitted on the run's own training pieces, augmented as the run was
   (``--transpose``), and given the same windows (they read the last n-1 tokens).
@@ -29,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .augment import KEYS, as_predicting
 from .config import StageConfig
 from .dataset import load_dataset
 from .encodings import Vocabulary
@@ -47,6 +52,7 @@ class EvalConfig(StageConfig):
     checkpoint: str = "best"
     window: int = STUDY_WINDOW        # the study's measure: the next token after every window of this many
     orders: tuple[int, ...] = ORDERS  # n-gram baselines
+    keys: str = "all"                 # "all": as the run generates, averaged over the keys it trained in; "one"
 
     def validate(self) -> None:
         super().validate()
@@ -58,6 +64,8 @@ class EvalConfig(StageConfig):
             raise ConfigError("--checkpoint must be best or last")
         if self.window < 1:
             raise ConfigError("--window must be at least 1")
+        if self.keys not in KEYS:
+            raise ConfigError(f"--keys must be one of {', '.join(KEYS)}, not {self.keys!r}")
         if not self.orders or min(self.orders) < 1:
             raise ConfigError("n-gram orders must be positive")
 
@@ -135,7 +143,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
 
     from .model import resolve_device
     from .rundir import model_from_checkpoint
-    from .train import make_windows, score_full_context, score_windows, summarise, training_data
+    from .train import make_windows, training_data
 
     config.validate()
     t0 = time.perf_counter()
@@ -159,13 +167,16 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     if train_ds.vocab.tokens != vocab.tokens:
         raise DatasetError(f"{run_config.dataset} no longer gives {run_dir.name}'s vocabulary; extract it again as it was")
 
-    on_total(n * (2 + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
+    predictor = as_predicting(model, ckpt, config.keys)
+    keys = getattr(predictor, "keys", 1)
+    on_total(n * ((2 + 2 * (keys > 1)) + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
     task = ckpt.task
     with torch.no_grad():
-        net = summarise(score_windows(model, windows.to(dev), progress=progress), "net", task)
-        full = summarise(score_full_context(model, segments, config.window, dev, progress=progress), "full", task)
+        net, full = _score(predictor, windows.to(dev), segments, config.window, len(vocab), dev, progress)
+        one_key = _score(model, windows.to(dev), segments, config.window, len(vocab), dev, progress) \
+            if keys > 1 else None
     contexts, targets = windows.arrays()
     targets = targets[:, -1]
     baselines, baseline_acc = {}, {}
@@ -190,11 +201,36 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
         "baselines": baselines, "baseline_acc": baseline_acc, "best_baseline": best,
         "gain": _gain(net["net_loss"], baselines[best], task),
         "full_context_gain": _gain(full["full_loss"], baselines[best], task),
+        "keys": keys,
+        **({"one_key": {"loss": one_key[0]["net_loss"], "acc": one_key[0]["net_acc"],
+                        "full_context_loss": one_key[1]["full_loss"], "full_context_acc": one_key[1]["full_acc"],
+                        "gain": _gain(one_key[0]["net_loss"], baselines[best], task),
+                        "full_context_gain": _gain(one_key[1]["full_loss"], baselines[best], task)}}
+           if one_key else {}),
         "seconds": round(time.perf_counter() - t0, 3), "config": config.to_dict(),
     }
     name = Path(config.dataset).resolve().name + ("" if config.side == "all" else f"-{config.side}")
     result["file"] = str(write_eval(run_dir, name, result))
     return result
+
+
+def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: int, dev,
+           progress: Callable[[int], None] | None) -> tuple[dict, dict]:
+    """Both measures of ``model`` (a network, or one averaged over keys) as :func:`summarise` rows ``net``/``full``.
+
+    Batches shrink with the number of keys read at once, and full-context chunks
+    with the vocabulary, so a key-averaged ``names`` model fits where one key did.
+    """
+    from .train import score_full_context, score_windows, summarise
+
+    keys = getattr(model, "keys", 1)
+    rows = max(1, 64 // keys)
+    chunk = int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))
+    net = summarise(score_windows(model, windows, batch=max(1, 512 // keys), progress=progress), "net",
+                    model.config.task)
+    full = summarise(score_full_context(model, segments, window, dev, rows=rows, chunk=chunk, progress=progress),
+                     "full", model.config.task)
+    return net, full
 
 
 def _gain(loss: float, baseline: float, task: str) -> float | None:
@@ -210,6 +246,13 @@ def eval_markdown(result: dict) -> str:
     lines = [f"| model | {unit} | acc |", "|---|---|---|",
              f"| network, {result['window']}-token windows | {result['loss']:.4f} | {result['acc']:.3f} |",
              f"| network, full context | {result['full_context_loss']:.4f} | {result['full_context_acc']:.3f} |"]
+    if result.get("keys", 1) > 1:
+        lines[2:4] = [line.replace("| network,", f"| network (averaged over {result['keys']} keys),") for line in lines[2:4]]
+        one = result["one_key"]
+        lines += [f"| network in the written key only, {result['window']}-token windows | {one['loss']:.4f} | "
+                  f"{one['acc']:.3f} |",
+                  f"| network in the written key only, full context | {one['full_context_loss']:.4f} | "
+                  f"{one['full_context_acc']:.3f} |"]
     for name, loss in result["baselines"].items():
         lines.append(f"| {name} (Witten-Bell, the run's training pieces) | {loss:.4f} | "
                      f"{result['baseline_acc'][name]:.3f} |")

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from .abc_io import music_primer
+from .augment import KEYS, as_predicting
 from .config import StageConfig
 from .encodings import END, START, Vocabulary
 from .errors import ConfigError, RunError
@@ -42,6 +43,7 @@ class GenerateConfig(StageConfig):
     primer_length: int = 0     # 0 = the run's window
     primer_piece: str = ""     # which held-out piece; "" = the first
     checkpoint: str = "best"
+    keys: str = "all"          # a note model trained in several keys draws from their average; "one": the written key
 
     def validate(self, max_length: int = MAX_LENGTH) -> None:
         super().validate()
@@ -56,6 +58,8 @@ class GenerateConfig(StageConfig):
             raise ConfigError("--primer must be validation, start or tokens")
         if self.checkpoint not in ("best", "last"):
             raise ConfigError("--checkpoint must be best or last")
+        if self.keys not in KEYS:
+            raise ConfigError(f"--keys must be one of {', '.join(KEYS)}, not {self.keys!r}")
 
 
 @torch.no_grad()
@@ -128,7 +132,7 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     g = torch.Generator(device=dev).manual_seed(config.seed)
     ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
-    new = model.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
+    new = as_predicting(model, ckpt, config.keys).generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
                          progress=progress)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
     s = Samples(folder=out, run=run_dir, encoding=ckpt.encoding, task=ckpt.task, config=config.to_dict(),

@@ -26,7 +26,7 @@ from .config import StageConfig
 from .errors import ConfigError, RunError
 from .figures import atomic_write_figure, new_figure
 from .fsutil import atomic_write_json, atomic_write_text
-from .model import SequenceModel, resolve_device
+from .model import SequenceModel, Stack, resolve_device
 from .rundir import Checkpoint, load_checkpoint, model_from_checkpoint
 
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
@@ -38,20 +38,6 @@ STATES = ("hidden", "cell")
 
 # ------------------------------------------------------------------ activations
 
-def _layer_module(rnn: nn.RNNBase, k: int) -> nn.RNNBase:
-    """A one-layer copy of layer ``k`` of ``rnn`` that shares its weights."""
-    w = getattr(rnn, f"weight_ih_l{k}")
-    kw = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
-    # built on the meta device: no memory, and no draw from torch's RNG for weights thrown away
-    one = type(rnn)(w.shape[1], rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True,
-                    device="meta", **kw)
-    suffixes = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
-    # assign the Parameters themselves: no copy, and the copy can never drift from the model
-    for s in suffixes:  # RNNBase.__setattr__ keeps its flat weight list in step
-        setattr(one, f"{s}_l0", getattr(rnn, f"{s}_l{k}"))
-    return one
-
-
 def _check_layer(model: SequenceModel, layer: int, state: str) -> int:
     n = model.rnn.num_layers
     if not -n <= layer < n:
@@ -59,11 +45,9 @@ def _check_layer(model: SequenceModel, layer: int, state: str) -> int:
                           f"(0..{n - 1}, or -1 for the top)")
     if state not in STATES:
         raise ConfigError(f"--state must be hidden or cell, not {state!r}")
-    if state == "cell" and not isinstance(model.rnn, nn.LSTM):
+    if state == "cell" and model.config.cell != "lstm":
         raise ConfigError(f"--state cell needs an LSTM; this model is a {model.config.cell.upper()} "
                           "(its only state is the hidden one)")
-    if model.rnn.bidirectional or getattr(model.rnn, "proj_size", 0):
-        raise ConfigError("bidirectional or projected recurrent layers are not supported")
     return layer % n
 
 
@@ -72,8 +56,8 @@ def record_activations(model: SequenceModel, ids, layer: int = -1, state: str = 
     """Every unit of one recurrent layer at every step of one sequence.
 
     The stack is run layer by layer with the model's own weights, from a zero
-    state and without dropout (as in evaluation), so the top layer's hidden
-    activations equal ``model.rnn(model.inputs(ids))[0]``.
+    state and without dropout (as in evaluation): a layer's hidden activations
+    are its own output, before a residual stack adds the layer's input to it.
 
     Parameters
     ----------
@@ -97,16 +81,18 @@ def record_activations(model: SequenceModel, ids, layer: int = -1, state: str = 
     hidden = model.rnn.hidden_size
     if ids.shape[1] == 0:
         return np.zeros((0, hidden), np.float32)
+    rnn = model.rnn
     x = model.inputs(ids.to(next(model.parameters()).device))
     for j in range(k + 1):
-        layer_in = x
-        x, _ = _layer_module(model.rnn, j)(layer_in)
+        layer_in = x  # no dropout: evaluation
+        h, _ = rnn.layers[j](layer_in)
+        x = rnn.passed_up(layer_in, h, j)
     if state == "cell":
-        return _lstm_cells(model.rnn, k, layer_in[0], x[0]).float().cpu().numpy()
-    return x[0].float().cpu().numpy()
+        return _lstm_cells(rnn, k, layer_in[0], h[0]).float().cpu().numpy()
+    return h[0].float().cpu().numpy()
 
 
-def _lstm_cells(rnn: nn.LSTM, k: int, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _lstm_cells(rnn: Stack, k: int, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """c_t of LSTM layer ``k`` at every step, from its inputs x (time, in) and outputs h (time, hidden).
 
     nn.LSTM returns only the last c, and stepping it token by token costs a

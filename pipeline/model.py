@@ -1,7 +1,11 @@
 """One model class for RNN, LSTM and GRU stacks, which owns its task.
 
-token ids -> embedding (or one-hot) -> ``torch.nn.RNN|LSTM|GRU`` stack -> linear head
-(logits over the vocabulary, or one value for pitch regression).
+token ids -> embedding (or one-hot) -> a stack of ``torch.nn.RNN|LSTM|GRU`` layers -> linear head
+(logits over the vocabulary, or one value for pitch regression). The stack is
+``residual`` by default: every layer above the first adds its input to its
+output, as in deep translation LSTMs (Wu et al. 2016, GNMT), so that 3- and
+4-layer stacks train as readily as shallow ones; ``plain`` stacks them as
+``nn.GRU(num_layers=L)`` does (older runs).
 
 As in nanoGPT, the model knows its loss (:meth:`SequenceModel.loss`) and how to
 draw the next token (:meth:`SequenceModel.generate`), for both tasks, so the
@@ -10,11 +14,14 @@ classify/regress difference.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .rundir import STACKS
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -58,16 +65,75 @@ class ModelConfig:
     embed: int = 64          # 0 = one-hot input of size vocab_size
     dropout: float = 0.2     # between recurrent layers (and before the head)
     task: str = "classify"   # or "regress": one output, the next pitch as a number
+    stack: str = "residual"  # or "plain" (no connection around layers; checkpoints without the field)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.stack not in STACKS:
+            raise ValueError(f"stack must be one of {', '.join(STACKS)}, not {self.stack!r}")
         if self.task not in ("classify", "regress"):
             raise ValueError(f"task must be classify or regress, not {self.task!r}")
         if self.layers < 1 or self.hidden < 1 or self.vocab_size < 1:
             raise ValueError("layers, hidden and vocab_size must be positive")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1)")
+
+
+_LAYER_PARAM = re.compile(r"((?:weight|bias)_(?:ih|hh))_l(\d+)")
+
+
+class Stack(nn.Module):
+    """Recurrent layers one above the other, called as ``nn.GRU(..., num_layers=L, batch_first=True)``.
+
+    Each layer is its own one-layer module (``layers[k]``); dropout falls between
+    layers as in ``nn.GRU``. With ``residual``, a layer above the first adds its
+    input to its output: ``x_k = x_{k-1} + layer_k(dropout(x_{k-1}))``. The state
+    in and out is shaped as the fused module's: (layers, batch, hidden), or an
+    ``(h, c)`` pair of them for LSTM. ``weight_ih_l{k}`` and the like name layer
+    ``k``'s parameters as they do on ``nn.GRU``, and checkpoints of a fused
+    stack load into it.
+    """
+
+    def __init__(self, cell: str, in_size: int, hidden: int, layers: int, dropout: float, residual: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(CELLS[cell](in_size if k == 0 else hidden, hidden, batch_first=True)
+                                    for k in range(layers))
+        self.num_layers, self.hidden_size, self.bias = layers, hidden, True
+        self.dropout, self.residual = dropout, residual
+        self.nonlinearity = "tanh" if cell == "rnn" else None
+        self.lstm = cell == "lstm"
+
+    def __getattr__(self, name: str):
+        m = _LAYER_PARAM.fullmatch(name)
+        if m and int(m[2]) < self.num_layers:
+            return getattr(self.layers[int(m[2])], f"{m[1]}_l0")
+        return super().__getattr__(name)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a fused stack's keys (rnn.weight_ih_l1) are layer modules' (rnn.layers.1.weight_ih_l0) here
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            m = _LAYER_PARAM.fullmatch(key[len(prefix):])
+            if m:
+                state_dict[f"{prefix}layers.{m[2]}.{m[1]}_l0"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def layer_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """What layer ``k`` reads, from what the stack below it passed up (dropout above the first)."""
+        return nn.functional.dropout(x, self.dropout, self.training) if k > 0 and self.dropout > 0 else x
+
+    def passed_up(self, x: torch.Tensor, h: torch.Tensor, k: int) -> torch.Tensor:
+        """What layer ``k`` passes up, from its input ``x`` (before dropout) and its output ``h``."""
+        return x + h if self.residual and k > 0 else h
+
+    def forward(self, x: torch.Tensor, state=None):
+        new = []
+        for k, layer in enumerate(self.layers):
+            s = None if state is None else (tuple(t[k:k + 1] for t in state) if self.lstm else state[k:k + 1])
+            h, s = layer(self.layer_input(x, k), s)
+            x = self.passed_up(x, h, k)
+            new.append(s)
+        return x, (tuple(torch.cat(t) for t in zip(*new)) if self.lstm else torch.cat(new))
 
 
 class SequenceModel(nn.Module):
@@ -89,8 +155,8 @@ class SequenceModel(nn.Module):
         else:
             self.embed = None
             in_size = c.vocab_size
-        self.rnn = CELLS[c.cell](in_size, c.hidden, num_layers=c.layers, batch_first=True,
-                                 dropout=c.dropout if c.layers > 1 else 0.0)
+        self.rnn = Stack(c.cell, in_size, c.hidden, c.layers, c.dropout if c.layers > 1 else 0.0,
+                         residual=c.stack == "residual")
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, 1 if c.task == "regress" else c.vocab_size)
         # regression: the scaled pitch of every vocabulary id (targets, and the nearest id when sampling)
@@ -107,9 +173,10 @@ class SequenceModel(nn.Module):
             return self.embed(ids)
         return nn.functional.one_hot(ids, self.config.vocab_size).float()
 
-    def forward(self, ids: torch.Tensor, state=None):
+    def forward(self, ids: torch.Tensor, state=None, last: bool = False):
+        """``last``: the output for the last position only, (batch, 1, ...): the study's window measure."""
         h, state = self.rnn(self.inputs(ids), state)
-        out = self.head(self.drop(h))
+        out = self.head(self.drop(h[:, -1:] if last else h))
         if self.config.task == "regress":
             out = out.squeeze(-1)
         return out, state
@@ -196,8 +263,7 @@ class SequenceModel(nn.Module):
         sequence machinery around a one-token sequence (a third of the time of a step).
         """
         r = self.rnn
-        cell = {"gru": torch.gru_cell, "lstm": torch.lstm_cell}.get(
-            self.config.cell, torch.rnn_tanh_cell if getattr(r, "nonlinearity", "tanh") == "tanh" else torch.rnn_relu_cell)
+        cell = {"gru": torch.gru_cell, "lstm": torch.lstm_cell, "rnn": torch.rnn_tanh_cell}[self.config.cell]
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if r.bias else ())
         return cell, [tuple(getattr(r, f"{n}_l{k}") for n in names) for k in range(r.num_layers)]
 
@@ -213,7 +279,7 @@ class SequenceModel(nn.Module):
         cell, layers = cells
         for k, weights in enumerate(layers):
             state[k] = cell(x, state[k], *weights)
-            x = state[k][0] if isinstance(state[k], tuple) else state[k]
+            x = self.rnn.passed_up(x, state[k][0] if isinstance(state[k], tuple) else state[k], k)
         out = nn.functional.linear(x, weight, bias)
         return out.squeeze(-1) if self.config.task == "regress" else out
 
@@ -243,15 +309,26 @@ class SequenceModel(nn.Module):
         steps at once, and the temperature is folded into the head's weights.
         """
         self.eval()
-        batch, device = primer_ids.shape[0], primer_ids.device
         scale = 1.0 / temperature if self.config.task == "classify" and temperature > 0 else 1.0
         weight, bias = self.head.weight * scale, self.head.bias * scale
-        values, spread = self._pitch_values(), noise * temperature
-        out, state = self(primer_ids)
-        last = out[:, -1] * scale
+        out, state = self(primer_ids, last=True)
         cells = self._cells()
-        # each layer's state on its own: (layers, batch, hidden) -> a list over layers
-        state = list(zip(*(s.unbind(0) for s in state))) if isinstance(state, tuple) else list(state.unbind(0))
+        state = self.layer_states(state)
+        return self.sample(out[:, -1] * scale, lambda nxt: self._step(nxt, state, weight, bias, cells),
+                           length, temperature, generator, stop_id, noise, progress)
+
+    @staticmethod
+    def layer_states(state) -> list:
+        """The stack's state as a list of each layer's: (layers, batch, hidden) -> [(batch, hidden), ...]."""
+        return list(zip(*(s.unbind(0) for s in state))) if isinstance(state, tuple) else list(state.unbind(0))
+
+    def sample(self, last: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor], length: int,
+               temperature: float, generator: torch.Generator | None, stop_id: int | None, noise: float,
+               progress: Callable[[int], None] | None) -> list[list[int]]:
+        """The drawing loop of :meth:`generate`: ``last`` is the output for the next token (logits already
+        divided by the temperature), ``step(ids)`` reads the drawn ids and returns the next such output."""
+        batch, device = last.shape[0], last.device
+        values, spread = self._pitch_values(), noise * temperature
         chunks: list[torch.Tensor] = []
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         for at in range(0, length, STOP_CHECK):
@@ -263,7 +340,7 @@ class SequenceModel(nn.Module):
                 nxt = self._pick(last, draws[j], spread, values)
                 picked.append(nxt)
                 if at + j + 1 < length:
-                    last = self._step(nxt, state, weight, bias, cells)
+                    last = step(nxt)
             chunks.append(torch.stack(picked))
             if progress:
                 progress(n)
@@ -284,4 +361,83 @@ class SequenceModel(nn.Module):
 
     @classmethod
     def from_dict(cls, d: dict) -> "SequenceModel":
-        return cls(ModelConfig(**d))
+        return cls(ModelConfig(**{"stack": "plain", **d}))  # checkpoints from before residual stacks
+
+
+class KeyAveraged(nn.Module):
+    """A classifier trained in several keys, predicting as the average over those keys.
+
+    A run trained with ``--transpose N`` has read every piece in 2N + 1 keys, yet
+    reads a new piece in one: its prediction depends on the key the piece is
+    written in, which the music does not. This reads the sequence in every one of
+    those keys at once (the same network, one row per key), takes each key's
+    distribution over the next token back to the written key (renormalised over
+    the tokens the written key can write), and averages them (a mixture with
+    equal weights). A key drops out of a row's average from the
+    first token it cannot write (a pitch the vocabulary lacks there); the written
+    key never does. The n-gram baselines of ``evaluate`` are counted over the same
+    keys, so they are key-free already.
+
+    ``forward(ids, state)`` returns ``(log_probs, state)``: log-probabilities
+    (batch, time, vocab), usable wherever logits are (``loss`` and the window
+    and full-context scorers take them as they are); ``generate`` samples from the
+    same mixture. ``key_map`` is int64 (keys, vocab): the id of each token in each
+    key, -1 where it has none (:func:`pipeline.augment.vocab_key_map`).
+    """
+
+    def __init__(self, model: SequenceModel, key_map):
+        super().__init__()
+        if model.config.task != "classify":
+            raise ValueError("key averaging needs a classifier (a distribution over tokens)")
+        self.model, self.config = model, model.config
+        self.register_buffer("key_map", torch.as_tensor(key_map, dtype=torch.long))
+
+    @property
+    def keys(self) -> int:
+        return self.key_map.shape[0]
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor):
+        return self.model.loss(out, y)  # cross-entropy of log-probabilities is -log p(y)
+
+    def _spread(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, *rest) ids -> (batch * keys, *rest) ids in every key (0 where none), and whether each has one."""
+        m = self.key_map[:, ids].movedim(0, 1)  # (batch, keys, *rest)
+        return m.clamp_min(0).flatten(0, 1), m >= 0
+
+    def _average(self, out: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Logits (batch * keys, *rest, vocab) -> log of the mixture over the live keys, (batch, *rest, vocab)."""
+        k, v = self.keys, out.shape[-1]
+        lp = torch.log_softmax(out.float(), -1).unflatten(0, (-1, k))  # (batch, keys, *rest, vocab)
+        shape = (1, k) + (1,) * (lp.dim() - 3) + (v,)
+        index = self.key_map.clamp_min(0).view(shape).expand_as(lp)
+        back = lp.gather(-1, index).masked_fill((self.key_map < 0).view(shape), float("-inf"))
+        back = back - torch.logsumexp(back, -1, keepdim=True)  # each key given what the written key can write
+        weight = alive.float() / alive.sum(1, keepdim=True)  # (batch, keys, *rest)
+        return torch.logsumexp(back + weight.log()[..., None], dim=1)
+
+    def forward(self, ids: torch.Tensor, state=None, last: bool = False):
+        inner, alive = (None, torch.ones(ids.shape[0], self.keys, dtype=torch.bool, device=ids.device)) \
+            if state is None else state
+        x, has = self._spread(ids)
+        alive = alive[:, :, None] & (has.cumsum(-1) == torch.arange(1, ids.shape[1] + 1, device=ids.device))
+        out, inner = self.model(x, inner, last=last)
+        return self._average(out, alive[:, :, -1:] if last else alive), (inner, alive[:, :, -1])
+
+    @torch.inference_mode()
+    def generate(self, primer_ids: torch.Tensor, length: int, temperature: float,
+                 generator: torch.Generator | None = None, stop_id: int | None = None,
+                 noise: float = 0.0, progress: Callable[[int], None] | None = None) -> list[list[int]]:
+        """As :meth:`SequenceModel.generate`, each token drawn from the mixture over the keys."""
+        self.eval()
+        m = self.model
+        scale = 1.0 / temperature if temperature > 0 else 1.0
+        out, (state, alive) = self(primer_ids, last=True)
+        cells, state = m._cells(), m.layer_states(state)
+
+        def step(nxt: torch.Tensor) -> torch.Tensor:
+            nonlocal alive
+            x, has = self._spread(nxt)
+            alive = alive & has
+            return self._average(m._step(x, state, m.head.weight, m.head.bias, cells), alive) * scale
+
+        return m.sample(out[:, -1] * scale, step, length, temperature, generator, stop_id, noise, progress)

@@ -41,6 +41,7 @@ from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, st
 CONFIG, METRICS, STATUS, TIMING, PRIMERS = "config.json", "metrics.csv", "status.json", "timing.json", "primers.json"
 EVAL = "eval"
 CELL_NAMES = ("rnn", "lstm", "gru")
+STACKS = ("residual", "plain")
 MODES = ("tbptt", "windows")
 STUDY_WINDOW = 30  # the nocturne study's measure: the next token after every 30-token window
 OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad")
@@ -49,7 +50,8 @@ TASKS = ("classify", "regress")
 EXECUTION_ONLY = ("threads", "device")
 # What a config.json written before a field existed meant by its absence (where that differs
 # from today's default): runs and grids written earlier keep their meaning.
-LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0}
+LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0,
+          "stack": "plain"}
 # Defaults that depend on the encoding (chars: whole ABC tunes, see README: benchmarks);
 # an option given explicitly always wins (:func:`with_encoding_defaults`).
 ENCODING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -74,6 +76,7 @@ class TrainConfig(StageConfig):
     task: str = "classify"
     mode: str = "tbptt"      # "tbptt": streams of whole pieces, state carried across chunks; "windows": the study's
     cell: str = "gru"
+    stack: str = "residual"  # layers above the first add their input to their output; "plain": nn.GRU's stacking
     layers: int = 2
     hidden: int = 128
     embed: int = 64
@@ -105,6 +108,8 @@ class TrainConfig(StageConfig):
             raise ConfigError("--task must be classify or regress")
         if self.task == "regress" and self.encoding != "pitch":
             raise ConfigError("--task regress predicts a pitch number: use it with --encoding pitch")
+        if self.stack not in STACKS:
+            raise ConfigError(f"--stack must be one of {', '.join(STACKS)}, not {self.stack!r}")
         if self.mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.mode == "tbptt" and self.targets != "all":

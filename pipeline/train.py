@@ -58,7 +58,7 @@ RESUMABLE_CHANGES = (*EXECUTION, "epochs", "max_minutes", "patience")
 
 def model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, cell=config.cell, layers=config.layers, hidden=config.hidden,
-                       embed=config.embed, dropout=config.dropout, task=config.task)
+                       embed=config.embed, dropout=config.dropout, task=config.task, stack=config.stack)
 
 
 # --------------------------------------------------------------------------- data
@@ -349,8 +349,8 @@ def score_windows(model: SequenceModel, windows: Windows, batch: int = 512,
     tot = _totals(dev)
     for i in range(0, len(windows), batch):
         x, y = windows.batch(torch.arange(i, min(i + batch, len(windows)), device=dev))
-        out, _ = model(x)
-        _add(tot, *model.loss(out[:, -1:], y[:, -1:]))
+        out, _ = model(x, last=True)
+        _add(tot, *model.loss(out, y[:, -1:]))
         if progress:
             progress(len(x))
     return tot

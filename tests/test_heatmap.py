@@ -34,26 +34,30 @@ def tiny_model(cell: str, layers: int = 1, hidden: int = 6, vocab: int = 12, emb
 
 # ------------------------------------------------------------------ activations
 
+@pytest.mark.parametrize("stack", ["residual", "plain"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_activations_equal_the_models_forward_pass(cell):
-    model = tiny_model(cell, layers=3)
+def test_activations_equal_the_models_forward_pass(cell, stack):
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(vocab_size=12, cell=cell, layers=3, hidden=6, embed=4, dropout=0.0,
+                                      stack=stack)).eval()
     ids = torch.randint(0, 12, (40,), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        top, _ = model.rnn(model.inputs(ids[None]))
     got = record_activations(model, ids)
     assert got.shape == (40, 6) and got.dtype == np.float32
-    np.testing.assert_allclose(got, top[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(record_activations(model, ids.numpy(), layer=2), got, atol=0)
-    # a lower layer equals the stack truncated to that layer
-    for layer in (0, 1):
-        short = SequenceModel(ModelConfig(vocab_size=12, cell=cell, layers=layer + 1, hidden=6, embed=4,
-                                          dropout=0.0)).eval()
-        short.load_state_dict({k: v for k, v in model.state_dict().items()
-                               if k in short.state_dict() and not k.startswith("head")}, strict=False)
-        with torch.no_grad():
-            want, _ = short.rnn(short.inputs(ids[None]))
-        np.testing.assert_allclose(record_activations(model, ids, layer=layer), want[0].numpy(), atol=1e-5)
-        np.testing.assert_allclose(record_activations(model, ids, layer=layer - 3), want[0].numpy(), atol=1e-5)
+    # every layer's row t is that layer's hidden state after the stack has read tokens 0..t, one at a time
+    with torch.no_grad():
+        x, state, rows = model.inputs(ids[None]), None, []
+        for t in range(len(ids)):
+            _, state = model.rnn(x[:, t:t + 1], state)
+            rows.append((state[0] if cell == "lstm" else state)[:, 0])
+        want = torch.stack(rows, 1).numpy()  # (layers, time, hidden)
+        top, _ = model.rnn(x)
+    for layer in (0, 1, 2):
+        np.testing.assert_allclose(record_activations(model, ids, layer=layer), want[layer], atol=1e-5)
+        np.testing.assert_allclose(record_activations(model, ids, layer=layer - 3), want[layer], atol=1e-5)
+    # a plain stack passes its top layer up as it is; a residual one adds the layer's input (layer 1's passed-up output)
+    below = want[1] + want[0] if stack == "residual" else None
+    np.testing.assert_allclose(top[0].numpy(), want[2] if below is None else want[2] + below, atol=1e-5)
 
 
 def test_lstm_cell_state_matches_stepping_the_stack():

@@ -124,16 +124,43 @@ def test_targets_last_stride_one(tiny_dataset, tmp_path):
         tiny_train_config(tiny_dataset, targets="last").validate()
 
 
-@pytest.mark.parametrize("cell,embed", [("lstm", 5), ("gru", 0), ("rnn", 5)])
-def test_stateful_sampling_equals_full_refeed(cell, embed):
+@pytest.mark.parametrize("cell,embed,stack", [("lstm", 5, "residual"), ("gru", 0, "residual"), ("rnn", 5, "residual"),
+                                              ("gru", 5, "plain")])
+def test_stateful_sampling_equals_full_refeed(cell, embed, stack):
     torch.manual_seed(0)
-    model = SequenceModel(ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=12, embed=embed))
+    model = SequenceModel(ModelConfig(vocab_size=11, cell=cell, layers=3, hidden=12, embed=embed, stack=stack))
     primer = torch.randint(0, 11, (3, 6))
     g = torch.Generator().manual_seed(0)
     greedy = model.generate(primer, 15, 0.0, g)
     # greedy re-feeding the whole history (window larger than the sequence) must agree exactly
     refeed = sample_refeed(model, primer, 15, 1e-9, torch.Generator().manual_seed(0), window=100)
     assert greedy == refeed
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_plain_stack_is_torchs_fused_one_and_reads_its_checkpoints(cell):
+    """Runs saved before residual stacks hold a fused nn.GRU/LSTM/RNN(num_layers=3): they load and score the same."""
+    torch.manual_seed(0)
+    fused = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](4, 6, num_layers=3, batch_first=True)
+    old = {"embed.weight": torch.randn(9, 4), "head.weight": torch.randn(9, 6), "head.bias": torch.randn(9),
+           **{f"rnn.{k}": v for k, v in fused.state_dict().items()}}
+    args = {"vocab_size": 9, "cell": cell, "layers": 3, "hidden": 6, "embed": 4, "dropout": 0.0, "task": "classify"}
+    model = SequenceModel.from_dict(args)  # a checkpoint's model_args, without the stack field
+    assert model.config.stack == "plain"
+    model.load_state_dict(old)
+    x = torch.randint(0, 9, (2, 7))
+    with torch.no_grad():
+        h, state = fused(old["embed.weight"][x])
+        out, mine = model(x)
+    assert torch.allclose(out, h @ old["head.weight"].T + old["head.bias"], atol=1e-5)
+    for a, b in zip(state if cell == "lstm" else [state], mine if cell == "lstm" else [mine]):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+    assert model.rnn.weight_hh_l2 is model.rnn.layers[2].weight_hh_l0
+    # the same weights in a residual stack read differently: each layer above the first adds its input
+    res = SequenceModel(ModelConfig(**args, stack="residual"))
+    res.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(res(x)[0], out, atol=1e-3)
 
 
 def test_sampling_stops_at_end_token():
@@ -412,10 +439,11 @@ def test_regression_reports_full_context_mae(tiny_dataset, tmp_path):
 
 def test_runs_written_before_tbptt_read_as_windows_runs():
     from pipeline.rundir import canonical_config, selection_metric
-    old = {k: v for k, v in TrainConfig(mode="windows", transpose=0).to_dict().items()
-           if k not in ("mode", "weight_decay", "transpose")}
+    old = {k: v for k, v in TrainConfig(mode="windows", transpose=0, stack="plain").to_dict().items()
+           if k not in ("mode", "weight_decay", "transpose", "stack")}
     assert TrainConfig.from_dict(old).mode == "windows" and TrainConfig.from_dict(old).transpose == 0
-    assert canonical_config(old) == canonical_config(TrainConfig(mode="windows", transpose=0))
+    assert TrainConfig.from_dict(old).stack == "plain" and TrainConfig().stack == "residual"
+    assert canonical_config(old) == canonical_config(TrainConfig(mode="windows", transpose=0, stack="plain"))
     assert selection_metric(old) == "val_loss" and selection_metric(TrainConfig()) == "val_full_loss"
     assert TrainConfig().mode == "tbptt" and TrainConfig().transpose == 6
 
