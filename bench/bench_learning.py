@@ -105,9 +105,10 @@ def _train(config: TrainConfig, run: Path) -> dict:
 
 
 def note_config(dataset: Path, threads: int, **options) -> TrainConfig:
-    """The shipped defaults for a GRU 2x128 on the pitch encoding, plus ``options``."""
-    return TrainConfig(dataset=str(dataset), encoding="pitch", cell="gru", layers=2, hidden=128, threads=threads,
-                       seed=0, **options)
+    """The shipped defaults for a GRU 2x128 on the pitch encoding (its encoding defaults included), plus ``options``."""
+    given = {"dataset", "encoding", "cell", "layers", "hidden", "threads", "seed", *options}
+    return with_encoding_defaults(TrainConfig(dataset=str(dataset), encoding="pitch", cell="gru", layers=2, hidden=128,
+                                              threads=threads, seed=0, **options), given)
 
 
 # --------------------------------------------------------------------------- nocturnes, leave one out

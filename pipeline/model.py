@@ -101,7 +101,6 @@ class Stack(nn.Module):
                                     for k in range(layers))
         self.num_layers, self.hidden_size, self.bias = layers, hidden, True
         self.dropout, self.residual = dropout, residual
-        self.nonlinearity = "tanh" if cell == "rnn" else None
         self.lstm = cell == "lstm"
 
     def __getattr__(self, name: str):
