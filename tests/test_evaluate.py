@@ -13,7 +13,7 @@ from cli import main
 from conftest import melody, tiny_train_config, write_pm
 from pipeline.encodings import Vocabulary
 from pipeline.errors import DatasetError
-from pipeline.evaluate import EvalConfig, evaluate_run, known_segments
+from pipeline.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
 from pipeline.extract import ExtractConfig, extract
 from pipeline.rundir import read_eval, read_evals
 from pipeline.train import train
@@ -133,3 +133,20 @@ def test_evaluate_one_side_of_the_split(names_run, tiny_dataset):
     best = __import__("pandas").read_csv(names_run / "metrics.csv").iloc[0]
     assert res["full_context_loss"] == pytest.approx(best["val_full_loss"], rel=1e-5)
     assert res["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_a_names_run_trained_in_several_keys_is_scored_averaged_over_them_on_the_same_targets(tiny_dataset,
+                                                                                               unseen_dataset, tmp_path):
+    run = tmp_path / "runs" / "keys"
+    train(tiny_train_config(tiny_dataset, epochs=1, hidden=8, transpose=2), run)
+    res = evaluate_run(run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
+    one = evaluate_run(run, EvalConfig(dataset=str(unseen_dataset), window=5, keys="one"), device="cpu")
+    assert res["keys"] == 5 and one["keys"] == 1
+    # unknown tokens cut the piece alike for every row, averaged or not
+    assert res["targets"] == one["targets"] == sum(n - 5 for n in (10, 9, 24, 14))
+    assert res["unknown_tokens"] == one["unknown_tokens"] == len(UNKNOWN_AT)
+    for value in (res["loss"], res["full_context_loss"], res["one_key"]["loss"]):
+        assert math.isfinite(value) and value > 0
+    assert res["one_key"]["full_context_loss"] == pytest.approx(one["full_context_loss"])
+    assert res["gain"] == pytest.approx(1 - res["loss"] / res["baselines"][res["best_baseline"]])
+    assert "averaged over 5 keys" in eval_markdown(res) and "written key only" in eval_markdown(res)
