@@ -407,8 +407,8 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
     state carried over the whole piece (full context), and Witten-Bell 1/2/3/5-grams fitted
     on the run's own training pieces with the run's augmentation. A note model trained in
     several keys (--transpose) is scored averaged over them, as it generates, and in the
-    written key alone. Tokens the run's
-    vocabulary lacks are counted and cut the piece (no row predicts across them).
+    written key alone. Tokens the run's vocabulary lacks are counted and cut the piece
+    (no row predicts across them).
     Writes <run>/eval/<dataset name>.json.
 
     \b

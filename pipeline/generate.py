@@ -132,8 +132,9 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     g = torch.Generator(device=dev).manual_seed(config.seed)
     ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
-    new = as_predicting(model, ckpt, config.keys).generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
-                         progress=progress)
+    predictor = as_predicting(model, ckpt, config.keys)  # averaged over the keys a transposed note run trained in
+    new = predictor.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
+                             progress=progress)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
     s = Samples(folder=out, run=run_dir, encoding=ckpt.encoding, task=ckpt.task, config=config.to_dict(),
                 primer=primer, samples=[vocab.decode(x) for x in new], primer_info=primer_info)

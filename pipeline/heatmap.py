@@ -18,7 +18,6 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from .encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes, is_timed,
                         tokens_to_groups)
