@@ -290,6 +290,13 @@ def device_option(f):
                         help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")(f)
 
 
+def keys_option(f):
+    return click.option("--keys", default="all", show_default=True, type=click.Choice(["all", "one"]),
+                        help="all: a model of a note encoding trained with --transpose N predicts as the average over "
+                             "the 2N+1 keys it trained in (the piece read in each at once); one: in the written key "
+                             "only.")(f)
+
+
 def pick_run(run_dir: Path | None) -> Path:
     """The run given, or the most recently trained one (said on the first line)."""
     from pipeline.rundir import latest_run
@@ -326,9 +333,7 @@ def floats(value: str, option: str) -> list[float]:
 @click.option("--primer-length", default=0, show_default=True, help="Primer tokens taken from a held-out piece; 0 = the run's window.")
 @click.option("--primer-piece", default="", help="Which held-out piece primes the samples.")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
-@click.option("--keys", default="all", show_default=True, type=click.Choice(["all", "one"]),
-              help="all: a model of a note encoding trained with --transpose N predicts as the average over the 2N+1 keys "
-                   "it trained in (the piece read in each at once); one: in the written key only.")
+@keys_option
 @click.option("--render/--no-render", "do_render", default=True, show_default=True,
               help="Also write MIDI files (chars: for the tunes that pass every check).")
 @click.option("--engrave/--no-engrave", default=True, show_default=True,
@@ -395,9 +400,7 @@ def _temperature_line(r, count: int, midi: bool) -> str:
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--window", default=30, show_default=True,
               help="The study's measure: the next token after every window of this many tokens (stride 1).")
-@click.option("--keys", default="all", show_default=True, type=click.Choice(["all", "one"]),
-              help="all: a model of a note encoding trained with --transpose N predicts as the average over the 2N+1 keys "
-                   "it trained in (the piece read in each at once); one: in the written key only (scored too).")
+@keys_option
 @device_option
 def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
     """Score a trained run on every piece of a dataset, beside n-gram baselines.

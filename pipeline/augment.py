@@ -61,6 +61,17 @@ class TrainingPieces:
         return sizes[self.views[:, 0]] if len(self.views) else np.zeros(0, np.int64)
 
 
+def moved_token(token: str, encoding: str, shift: int) -> str | None:
+    """One token ``shift`` semitones higher, None where a pitch would leave the range; ``<start>``/``<end>`` stay.
+
+    Note and timed encodings move a token into exactly one token (a chord stays one ``names`` token).
+    """
+    if token.startswith("<"):
+        return token
+    moved = transpose_tokens([token], encoding, shift)
+    return None if moved is None else moved[0]
+
+
 def training_pieces(ds: Dataset, max_shift: int = 0) -> TrainingPieces:
     """The training pieces of ``ds``, also shifted by -max_shift..+max_shift semitones when ``max_shift`` > 0.
 
@@ -77,7 +88,7 @@ def training_pieces(ds: Dataset, max_shift: int = 0) -> TrainingPieces:
     base, rows = ds.vocab.tokens, 2 * max_shift + 1
     used = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, np.int64)
     # each token that occurs, moved by each shift (None where it would leave the range): the only transposing done
-    moved = {k: {int(t): transpose_tokens([base[t]], ds.encoding, k) for t in used}
+    moved = {k: {int(t): moved_token(base[t], ds.encoding, k) for t in used}
              for k in range(-max_shift, max_shift + 1) if k}
     possible = np.ones((rows, len(base)), bool)
     for k, row in moved.items():
@@ -95,7 +106,7 @@ def training_pieces(ds: Dataset, max_shift: int = 0) -> TrainingPieces:
             if not k or not possible[row, ids].all():
                 continue
             for t in ids[key_map[row, ids] < 0].tolist():
-                (token,) = moved[k][t]  # note and timed encodings move a token into exactly one token
+                token = moved[k][t]
                 if token not in index:
                     index[token] = len(tokens)
                     tokens.append(token)
@@ -136,9 +147,9 @@ def vocab_key_map(tokens: list[str], encoding: str, max_shift: int) -> np.ndarra
     for k in range(-max_shift, max_shift + 1):
         if k:
             for i, t in enumerate(tokens):
-                moved = [t] if t.startswith("<") else transpose_tokens([t], encoding, k)
-                if moved is not None and len(moved) == 1:
-                    key_map[max_shift + k, i] = index.get(moved[0], -1)
+                moved = moved_token(t, encoding, k)
+                if moved is not None:
+                    key_map[max_shift + k, i] = index.get(moved, -1)
     return key_map
 
 

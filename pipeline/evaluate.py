@@ -171,12 +171,13 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     model = model_from_checkpoint(ckpt).to(dev)
     predictor = as_predicting(model, ckpt, config.keys)
     keys = getattr(predictor, "keys", 1)
-    on_total(n * ((2 + 2 * (keys > 1)) + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
+    scored = [predictor, model] if keys > 1 else [predictor]  # averaged over keys, then the written key's own rows
+    on_total(n * (2 * len(scored) + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
     task = ckpt.task
+    on_dev = windows.to(dev)
     with torch.no_grad():
-        net, full = _score(predictor, windows.to(dev), segments, config.window, len(vocab), dev, progress)
-        one_key = _score(model, windows.to(dev), segments, config.window, len(vocab), dev, progress) \
-            if keys > 1 else None
+        (net, full), *rest = [_score(m, on_dev, segments, config.window, len(vocab), dev, progress) for m in scored]
+    one_key = rest[0] if rest else None
     contexts, targets = windows.arrays()
     targets = targets[:, -1]
     baselines, baseline_acc = {}, {}
