@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -22,7 +22,7 @@ def known_errors(interrupted: str = "interrupted"):
     ``interrupted`` is what Ctrl-C (or SIGTERM) leaves behind, in the command's own
     words; a pipeline function that knows better raises ``Interrupted`` with the text.
     """
-    from pipeline.errors import Interrupted
+    from pipeline.core.errors import Interrupted
 
     try:
         yield
@@ -83,7 +83,7 @@ def main(ctx):
       python cli.py generate --run runs/nocturnes-gru-4x128 --count 4
       python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0 --audio wav --piano-roll
     """
-    from pipeline.procs import terminate_as_interrupt
+    from pipeline.core.procs import terminate_as_interrupt
 
     ctx.with_resource(terminate_as_interrupt())  # `kill PID` ends a command as Ctrl-C does: clean-up runs
 
@@ -118,7 +118,7 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
       python cli.py extract ../shared/data/chopin-nocturnes --name nocturnes
       python cli.py extract --corpus oneills1850 --name oneills
     """
-    from pipeline.extract import ExtractConfig, extract_command
+    from pipeline.stages.extract import ExtractConfig, extract_command
 
     config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
                            val_fraction=val_fraction, split_seed=split_seed, workers=workers,
@@ -135,7 +135,7 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
 # ------------------------------------------------------------------ train
 def train_options(f):
     """Options shared by `train` and `grid` (grid accepts comma-separated lists)."""
-    from pipeline.rundir import TrainConfig
+    from pipeline.store.rundir import TrainConfig
     d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
         click.option("--data", "dataset", type=click.Path(path_type=Path),
@@ -199,7 +199,7 @@ def train_options(f):
 
 def parse_train_values(raw: dict) -> dict[str, list]:
     """Option strings (possibly comma lists) -> typed value lists per TrainConfig field."""
-    from pipeline.rundir import TrainConfig
+    from pipeline.store.rundir import TrainConfig
     types = {fl.name: type(fl.default) for fl in fields(TrainConfig)}
     out = {}
     for key, value in raw.items():
@@ -241,8 +241,8 @@ def train(name, runs, resume, **raw):
       python cli.py train --data processed/nocturnes --encoding pitch --task regress --cell lstm
       python cli.py train --data processed/nocturnes --name my-run --resume
     """
-    from pipeline.rundir import TrainConfig
-    from pipeline.train import train_command
+    from pipeline.store.rundir import TrainConfig
+    from pipeline.stages.train import train_command
 
     values = parse_train_values(raw)
     multi = [k for k, v in values.items() if len(v) > 1]
@@ -271,7 +271,7 @@ def train(name, runs, resume, **raw):
 
 
 def _chars_defaults_help() -> str:
-    from pipeline.rundir import ENCODING_DEFAULTS
+    from pipeline.store.rundir import ENCODING_DEFAULTS
 
     return "  " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in ENCODING_DEFAULTS["chars"].items())
 
@@ -299,7 +299,7 @@ def keys_option(f):
 
 def pick_run(run_dir: Path | None) -> Path:
     """The run given, or the most recently trained one (said on the first line)."""
-    from pipeline.rundir import latest_run
+    from pipeline.store.rundir import latest_run
 
     if run_dir is not None:
         return run_dir
@@ -359,7 +359,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     for the playable ones and validity.csv (parses, MIDI, bars matching the meter, ended, length,
     error); samples/validity_summary.csv and .md compare the temperatures of the command.
     """
-    from pipeline.generate import GenerateConfig, generate_command
+    from pipeline.stages.generate import GenerateConfig, generate_command
 
     temps = floats(temperature, "--temperature")
     with known_errors("interrupted; the temperatures reported above are written, the one being sampled is not"):
@@ -372,7 +372,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
                                    max_length=max_length, progress=bar.update, on_total=bar.start, notice=echo_err,
                                    on_temperature=lambda r: click.echo(_temperature_line(r, count, do_render)))
     if res.validity_summary is not None:
-        from pipeline.abc_eval import validity_markdown
+        from pipeline.measures.abc_eval import validity_markdown
 
         click.echo(validity_markdown(res.validity_summary), nl=False)
         click.echo(f"validity of {len(temps)} temperatures x {count} tunes -> {res.summary_files[0]} and "
@@ -420,7 +420,7 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
       python cli.py evaluate --run runs/nocturnes-gru-2x128-pitch --data processed/unseen
       python cli.py evaluate --run runs/oneills-lstm-2x256-chars --data processed/oneills --side validation
     """
-    from pipeline.evaluate import EvalConfig, eval_markdown, evaluate_run
+    from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run
 
     with known_errors():
         run_dir = pick_run(run_dir)
@@ -459,7 +459,7 @@ def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
       python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0
       python cli.py render ../shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid --audio flac
     """
-    from pipeline.render import RenderConfig, render_default, render_paths
+    from pipeline.stages.render import RenderConfig, render_default, render_paths
 
     config = RenderConfig(audio=audio, piano_roll=piano_roll, fixed_beats=fixed_beats, include_primer=not no_primer)
     with known_errors("interrupted; the files rendered so far are kept"), Progress(unit="file") as bar:
@@ -509,7 +509,7 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
       python cli.py heatmap --run runs/nocturnes-gru-4x128 --sample runs/nocturnes-gru-4x128/samples/t1-s0 --index 2
       python cli.py heatmap --run runs/oneills-lstm-2x128 --text "M:6/8\\nL:1/8\\nK:G\\n|:GAB c2d:|" --units 3,17
     """
-    from pipeline.heatmap import HeatmapConfig, heatmap as run_heatmap
+    from pipeline.stages.heatmap import HeatmapConfig, heatmap as run_heatmap
 
     try:
         unit_list = tuple(int(u) for u in csv_list(units))
@@ -554,7 +554,7 @@ def grid(name, runs, workers, executor, address, **raw):
       python cli.py grid --data processed/nocturnes --cell gru --dropout 0,0.2 --lr 0.001,0.002 --name tune
       python cli.py grid --data processed/nocturnes --cell lstm,gru --executor ray --address auto --name big
     """
-    from pipeline.grid import GridConfig, grid_command
+    from pipeline.stages.grid import GridConfig, grid_command
 
     values = parse_train_values(raw)
     given = {k for k in values if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
@@ -581,7 +581,7 @@ def grid(name, runs, workers, executor, address, **raw):
 
 def _echo_summary(table) -> None:
     """The summary table without its error column (errors are printed as runs fail)."""
-    from pipeline.report import to_markdown
+    from pipeline.stages.report import to_markdown
 
     click.echo(to_markdown(table.drop(columns=[c for c in ("error",) if c in table])), nl=False)
 
@@ -597,7 +597,7 @@ def report(folder):
     Example:
       python cli.py report runs/study
     """
-    from pipeline.report import write_report
+    from pipeline.stages.report import write_report
 
     with known_errors():
         res = write_report(folder)
@@ -649,7 +649,7 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
       python cli.py compare runs/noct-rnn runs/noct-lstm runs/noct-gru --temperature 0.8,1.0 --count 3
       python cli.py compare runs/study --blind --out runs/listening-test
     """
-    from pipeline.compare import CompareConfig, compare_command
+    from pipeline.stages.compare import CompareConfig, compare_command
 
     config = CompareConfig(temperatures=tuple(floats(temperature, "--temperature")), count=count, length=length,
                            seed=seed, primer_piece=primer_piece, primer_length=primer_length, blind=blind,

@@ -30,15 +30,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline import abc_io  # noqa: E402
-from pipeline.abc_eval import (char_ngram_baseline, generation_speed, score_sample_folder,  # noqa: E402
+from pipeline.measures.abc_eval import (char_ngram_baseline, generation_speed, score_sample_folder,  # noqa: E402
                                summarise_validity, validate_tunes, validity_markdown, write_validity_summary)
-from pipeline.corpus import corpus_paths  # noqa: E402
-from pipeline.encodings import decode_chars  # noqa: E402
-from pipeline.dataset import load_dataset  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.generate import GenerateConfig, generate  # noqa: E402
-from pipeline.rundir import TrainConfig  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.inputs.corpus import corpus_paths  # noqa: E402
+from pipeline.codecs.encodings import decode_chars  # noqa: E402
+from pipeline.store.dataset import load_dataset  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.stages.generate import GenerateConfig, generate  # noqa: E402
+from pipeline.store.rundir import TrainConfig  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 WINDOW = 30
 # The reports' best set-up: LSTM 1x150, dropout 0.2, 30-char windows, one-hot input (Keras-style).

@@ -29,7 +29,7 @@ import pretty_midi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipeline.audio import find_fluidsynth, find_soundfont, midi_to_audio  # noqa: E402
+from pipeline.media.audio import find_fluidsynth, find_soundfont, midi_to_audio  # noqa: E402
 
 CHOPIN = Path("/work/shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid")
 

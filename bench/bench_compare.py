@@ -10,7 +10,7 @@ Usage::
 The shared nocturnes are extracted into ``<work>/processed/nocturnes`` (a
 temporary folder unless ``--work`` is given), one run per cell is trained at
 the same size on the ``names`` encoding with the project's default options, and
-:func:`pipeline.compare.compare` builds the listening page in ``<work>/compare``.
+:func:`pipeline.stages.compare.compare` builds the listening page in ``<work>/compare``.
 Printed: the training summary, a Markdown table of the sample metrics averaged
 per model and temperature next to the real held-out continuation, and FluidSynth's
 render time per minute of music. Figures are printed, never asserted.
@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipeline.compare import SHOWN, CompareConfig, compare, run_label  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.rundir import TrainConfig  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.stages.compare import SHOWN, CompareConfig, compare, run_label  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.store.rundir import TrainConfig  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 CELLS = ("rnn", "lstm", "gru")

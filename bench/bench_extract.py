@@ -9,7 +9,7 @@ Run:  .venv/bin/python bench/bench_extract.py [--part piano|abc|all] [--abc-samp
            (a new output folder), against music21 (cold: forceSource=True,
            storePickle=False) parsing the same 45 files, also as
            a subprocess with its start-up. Then the stage alone, in this process
-           with its imports done: ``pipeline.extract.extract`` (one worker)
+           with its imports done: ``pipeline.stages.extract.extract`` (one worker)
            against pretty_midi and symusic parsing alone.
 (b) abc    O'Neill's 1850 (2,009 tunes): ``python cli.py extract --corpus
            oneills1850`` against music21 reading the same tunes the way extract
@@ -94,7 +94,7 @@ def bench_piano(tmp: Path) -> None:
     import pretty_midi
     import symusic
 
-    from pipeline.extract import ExtractConfig, extract
+    from pipeline.stages.extract import ExtractConfig, extract
 
     files = piano_corpus(tmp / "piano45")
     notes = sum(symusic.Score(f).note_num() for f in files)
@@ -128,13 +128,13 @@ def bench_piano(tmp: Path) -> None:
     print("| in this process, imports done, one worker | seconds | pretty_midi parsing / this |\n|---|---:|---:|")
     print(f"| pretty_midi parsing alone | {pm:.3f} | 1 |")
     print(f"| symusic parsing alone | {sy:.4f} | {pm / sy:.0f}x |")
-    print(f"| `pipeline.extract.extract`: parse, note tables, encodings, timing, split, parquet and JSON "
+    print(f"| `pipeline.stages.extract.extract`: parse, note tables, encodings, timing, split, parquet and JSON "
           f"| {stage:.3f} | {pm / stage:.1f}x |\n")
 
 
 def music21_tune(text: str) -> float:
-    from pipeline import abc_io
-    from pipeline.errors import AbcParseError
+    from pipeline.inputs import abc_io
+    from pipeline.core.errors import AbcParseError
 
     t0 = time.perf_counter()
     try:
@@ -145,7 +145,7 @@ def music21_tune(text: str) -> float:
 
 
 def bench_abc(tmp: Path, sample: int, full: bool) -> None:
-    from pipeline import abc_io
+    from pipeline.inputs import abc_io
 
     tunes = abc_io.bundled_corpus_tunes("oneills1850")
     workers = os.cpu_count() or 1

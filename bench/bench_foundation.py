@@ -22,15 +22,15 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pipeline.baseline import NGramModel  # noqa: E402
+from pipeline.measures.baseline import NGramModel  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 
-from pipeline.dataset import load_dataset  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.generate import sample_refeed  # noqa: E402
-from pipeline.model import resolve_device  # noqa: E402
-from pipeline.rundir import TrainConfig, load_checkpoint, model_from_checkpoint  # noqa: E402
-from pipeline.train import make_windows, train  # noqa: E402
+from pipeline.store.dataset import load_dataset  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.stages.generate import sample_refeed  # noqa: E402
+from pipeline.models.network import resolve_device  # noqa: E402
+from pipeline.store.rundir import TrainConfig, load_checkpoint, model_from_checkpoint  # noqa: E402
+from pipeline.stages.train import make_windows, train  # noqa: E402
 
 
 def bench_extract(data: Path, work: Path) -> dict:
@@ -84,7 +84,7 @@ def bench_train(ds_dir: Path, work: Path, max_epochs: int, threads: int) -> dict
 
 
 def _time_validation(run: Path) -> float:
-    from pipeline.train import Trainer
+    from pipeline.stages.train import Trainer
     ckpt = load_checkpoint(run, "best")
     cfg = TrainConfig.from_dict(ckpt.train_config)
     ds = load_dataset(cfg.dataset, cfg.encoding)

@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.grid import GridConfig, cpu_count, expand_grid, run_grid  # noqa: E402
-from pipeline.rundir import TrainConfig  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.stages.grid import GridConfig, cpu_count, expand_grid, run_grid  # noqa: E402
+from pipeline.store.rundir import TrainConfig  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 FULL = {"cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128]}

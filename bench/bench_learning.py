@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pipeline.evaluate import EvalConfig, evaluate_run  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.rundir import TrainConfig, read_run_config, with_encoding_defaults  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.stages.evaluate import EvalConfig, evaluate_run  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.store.rundir import TrainConfig, read_run_config, with_encoding_defaults  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
 VARIANTS = {   # options on top of the shipped defaults
@@ -229,10 +229,10 @@ def abc_config(dataset: Path, args) -> TrainConfig:
 
 
 def bench_abc(args, work: Path) -> dict:
-    from pipeline.abc_eval import score_sample_folder, summarise_validity, validate_tunes, validity_markdown
-    from pipeline.dataset import load_dataset
-    from pipeline.encodings import decode_chars
-    from pipeline.generate import GenerateConfig, generate
+    from pipeline.measures.abc_eval import score_sample_folder, summarise_validity, validate_tunes, validity_markdown
+    from pipeline.store.dataset import load_dataset
+    from pipeline.codecs.encodings import decode_chars
+    from pipeline.stages.generate import GenerateConfig, generate
 
     dataset = args.abc_data or _abc_dataset(work)
     config = abc_config(dataset, args)
@@ -271,7 +271,7 @@ def bench_abc(args, work: Path) -> dict:
 
 
 def _abc_dataset(work: Path) -> Path:
-    from pipeline.corpus import corpus_paths
+    from pipeline.inputs.corpus import corpus_paths
 
     folder = work / "processed" / "oneills1850"
     if not (folder / "manifest.json").exists():
@@ -284,7 +284,7 @@ def _abc_dataset(work: Path) -> Path:
 # --------------------------------------------------------------------------- grid
 
 def bench_grid(args, work: Path) -> dict:
-    from pipeline.grid import GridConfig, grid_command
+    from pipeline.stages.grid import GridConfig, grid_command
 
     noct = _extract([NOCTURNES], work / "processed", "nocturnes")
     values = {"dataset": [str(noct)], "cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128],

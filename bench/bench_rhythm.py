@@ -19,7 +19,7 @@ Then, for the GRU at T = 1: the rhythm of ``--count`` samples continuing the hel
 opening against the real held-out nocturne (onset-gap and duration histogram distances
 to the training pieces, polyphony against the range of the real pieces, longest
 repeated-token run against the training data's); and the listening page's summary
-table (:func:`pipeline.compare.compare`): RNN, LSTM, GRU, the n-gram sampler and the
+table (:func:`pipeline.stages.compare.compare`): RNN, LSTM, GRU, the n-gram sampler and the
 real continuation, pitch and rhythm metrics side by side. Figures are printed, never asserted.
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.dataset import load_dataset, read_notes  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.rundir import read_metrics  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline.store.dataset import load_dataset, read_notes  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.store.rundir import read_metrics  # noqa: E402
+from pipeline.stages.train import TrainConfig, train  # noqa: E402
 
 NOCTURNES = Path(__file__).resolve().parents[2] / "shared" / "data" / "chopin-nocturnes"
 CELLS = ("rnn", "lstm", "gru")
@@ -46,7 +46,7 @@ CELLS = ("rnn", "lstm", "gru")
 
 def trained(run: Path, config: TrainConfig) -> Path:
     """Train ``run`` unless it is finished; resume it when interrupted."""
-    from pipeline.rundir import read_status
+    from pipeline.store.rundir import read_status
 
     status = read_status(run) if (run / "config.json").exists() else None
     if status is not None and status.finished:
@@ -97,11 +97,11 @@ def choice_table(data: Path, runs: dict[str, Path]) -> str:
 # ------------------------------------------------------------------ 2. the rhythm of samples
 
 def rhythm_check(data: Path, run: Path, encoding: str, count: int, length: int, seed: int) -> str:
-    from pipeline.compare import measure, training_reference
-    from pipeline.encodings import onset_tokens
-    from pipeline.generate import GenerateConfig, generate
-    from pipeline.metrics import longest_repeat_run
-    from pipeline.tokenize import decode_continuation
+    from pipeline.stages.compare import measure, training_reference
+    from pipeline.codecs.encodings import onset_tokens
+    from pipeline.stages.generate import GenerateConfig, generate
+    from pipeline.measures.metrics import longest_repeat_run
+    from pipeline.codecs.tokenize import decode_continuation
 
     ds = load_dataset(data, encoding)
     train_pieces = ds.pieces("train")
@@ -143,7 +143,7 @@ def rhythm_check(data: Path, run: Path, encoding: str, count: int, length: int, 
 
 
 def page_table(runs: list[Path], out: Path, count: int, length: int, temperatures: tuple[float, ...]) -> str:
-    from pipeline.compare import SHOWN, CompareConfig, compare
+    from pipeline.stages.compare import SHOWN, CompareConfig, compare
 
     t0 = time.perf_counter()
     res = compare(runs, CompareConfig(temperatures=temperatures, count=count, length=length, seed=0), out,

@@ -6,7 +6,7 @@ a 30-token primer. Cases, each timed ``--repeat`` times in turn (round robin) an
 reported by the best of this process's CPU times (``time.process_time``, one torch
 thread), which other work on a shared machine disturbs far less than wall-clock time:
 
-* ``refeed``: :func:`pipeline.generate.sample_refeed`, the whole model over the last
+* ``refeed``: :func:`pipeline.stages.generate.sample_refeed`, the whole model over the last
   30 tokens for every new token (how window-trained models are usually sampled): the baseline;
 * ``before``: the stateful loop as it was (a full ``forward`` and ``torch.multinomial``
   per step, outputs written into a preallocated tensor);
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.generate import sample_refeed  # noqa: E402
-from pipeline.model import ModelConfig, SequenceModel, resolve_device  # noqa: E402
+from pipeline.stages.generate import sample_refeed  # noqa: E402
+from pipeline.models.network import ModelConfig, SequenceModel, resolve_device  # noqa: E402
 
 
 def synchronize(dev: torch.device) -> None:

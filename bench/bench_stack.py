@@ -1,4 +1,4 @@
-"""The cost of a stack of one-layer modules (``pipeline.model.Stack``) against torch's fused stack.
+"""The cost of a stack of one-layer modules (``pipeline.models.network.Stack``) against torch's fused stack.
 
 Models are built with ``Stack`` since residual connections were added: each layer is
 its own ``nn.GRU/LSTM/RNN`` so that a layer's input can be added to its output. The
@@ -24,7 +24,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.model import CELLS, ModelConfig, SequenceModel  # noqa: E402
+from pipeline.models.network import CELLS, ModelConfig, SequenceModel  # noqa: E402
 
 
 class Fused(nn.Module):

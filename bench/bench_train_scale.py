@@ -61,9 +61,9 @@ def run_case(data: str, transpose: int, steps: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from pipeline import train as T
-    from pipeline.model import SequenceModel
-    from pipeline.rundir import TrainConfig
+    from pipeline.stages import train as T
+    from pipeline.models.network import SequenceModel
+    from pipeline.store.rundir import TrainConfig
 
     before = rss_mib()
     config = TrainConfig(dataset=data, encoding="pitch", cell="gru", layers=4, hidden=128, embed=64, batch=64,

@@ -28,10 +28,10 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.dataset import is_dataset, load_dataset  # noqa: E402
-from pipeline.model import SequenceModel, resolve_device  # noqa: E402
-from pipeline.rundir import TrainConfig  # noqa: E402
-from pipeline.train import OPTIMIZERS, Trainer, model_config  # noqa: E402
+from pipeline.store.dataset import is_dataset, load_dataset  # noqa: E402
+from pipeline.models.network import SequenceModel, resolve_device  # noqa: E402
+from pipeline.store.rundir import TrainConfig  # noqa: E402
+from pipeline.stages.train import OPTIMIZERS, Trainer, model_config  # noqa: E402
 
 NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
 
@@ -99,7 +99,7 @@ def main() -> None:
     work = Path(a.work)
     data = Path(a.data) if a.data else work / "nocturnes"
     if not is_dataset(data):
-        from pipeline.extract import ExtractConfig, extract
+        from pipeline.stages.extract import ExtractConfig, extract
         extract([NOCTURNES], ExtractConfig(name="nocturnes", out=str(work), workers=1))
     rows = [compare(data, layers, hidden, a.epochs, a.threads, a.device) for layers, hidden in ((4, 128), (1, 32))]
     print(f"nocturnes, names encoding, window 30, stride 5, batch 64, Adam, clip 1; {a.threads} thread(s), "

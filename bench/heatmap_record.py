@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.heatmap import record_activations  # noqa: E402
-from pipeline.model import ModelConfig, SequenceModel  # noqa: E402
+from pipeline.stages.heatmap import record_activations  # noqa: E402
+from pipeline.models.network import ModelConfig, SequenceModel  # noqa: E402
 
 
 def best_of(fn, repeat: int = 3) -> float:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipeline.dataset import load_dataset  # noqa: E402
-from pipeline.generate import GenerateConfig, generate  # noqa: E402
-from pipeline.pianoroll import piano_roll_png  # noqa: E402
-from pipeline.render import TimingModel, tokens_to_notes  # noqa: E402
-from pipeline.rundir import read_run_config, read_timing  # noqa: E402
+from pipeline.store.dataset import load_dataset  # noqa: E402
+from pipeline.stages.generate import GenerateConfig, generate  # noqa: E402
+from pipeline.media.pianoroll import piano_roll_png  # noqa: E402
+from pipeline.stages.render import TimingModel, tokens_to_notes  # noqa: E402
+from pipeline.store.rundir import read_run_config, read_timing  # noqa: E402
 
 
 def main() -> None:

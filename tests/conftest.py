@@ -54,14 +54,14 @@ def tiny_midi_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_dataset(tiny_midi_dir: Path, tmp_path: Path) -> Path:
-    from pipeline.extract import ExtractConfig, extract
+    from pipeline.stages.extract import ExtractConfig, extract
 
     extract([tiny_midi_dir], ExtractConfig(name="tiny", out=str(tmp_path / "processed"), workers=1))
     return tmp_path / "processed" / "tiny"
 
 
 def tiny_train_config(dataset: Path, **kw):
-    from pipeline.rundir import TrainConfig
+    from pipeline.store.rundir import TrainConfig
 
     base = dict(dataset=str(dataset), cell="gru", layers=1, hidden=16, embed=8, window=8, stride=4,
                 batch=16, epochs=3, patience=10, threads=1, seed=1, transpose=0)
@@ -91,8 +91,8 @@ def tiny_run(root: Path, pieces: int = 4, notes: int = 60, **kw) -> Path:
 
     ``kw`` are TrainConfig options over those of :func:`tiny_train_config` (one epoch).
     """
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.train import train
+    from pipeline.stages.extract import ExtractConfig, extract
+    from pipeline.stages.train import train
 
     for k in range(pieces):
         write_pm(root / "midi" / f"p{k}.mid", melody(notes, k))

@@ -12,16 +12,16 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
-from pipeline import abc_io
-from pipeline.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
+from pipeline.inputs import abc_io
+from pipeline.measures.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
                                score_sample_folder, summarise_validity, validate_tunes)
-from pipeline.encodings import END, START, decode_chars
-from pipeline.engrave import available_engraver
-from pipeline.extract import ExtractConfig, extract
-from pipeline.generate import GenerateConfig, generate
-from pipeline.render import RenderConfig, render_samples
-from pipeline.rundir import TrainConfig
-from pipeline.train import train
+from pipeline.codecs.encodings import END, START, decode_chars
+from pipeline.media.engrave import available_engraver
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.stages.render import RenderConfig, render_samples
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
 SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
 TUNES = [

@@ -6,11 +6,17 @@ import shutil
 import pretty_midi
 import pytest
 
-from pipeline import abc_eval, abc_io, corpus, encodings, engrave
-from pipeline.abc_io import AbcTune
-from pipeline.encodings import END, START
-from pipeline.errors import AbcParseError, ConfigError, EngraveError
-from pipeline.notes import COLUMNS
+from pipeline.measures import abc_eval
+
+from pipeline.inputs import abc_io, corpus
+
+from pipeline.codecs import encodings
+
+from pipeline.media import engrave
+from pipeline.inputs.abc_io import AbcTune
+from pipeline.codecs.encodings import END, START
+from pipeline.core.errors import AbcParseError, ConfigError, EngraveError
+from pipeline.core.notes import COLUMNS
 
 SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
 # a chord, a note tied over the bar line, and a tempo of 60 quarter notes a minute

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import abc_io, corpus
-from pipeline.abc_io import AbcTune, tune_to_notes_symusic
-from pipeline.errors import AbcParseError
-from pipeline.notes import COLUMNS
+from pipeline.inputs import abc_io, corpus
+from pipeline.inputs.abc_io import AbcTune, tune_to_notes_symusic
+from pipeline.core.errors import AbcParseError
+from pipeline.core.notes import COLUMNS
 
 SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
 # a chord, a note tied over the bar line, and a tempo of 60 quarter notes a minute

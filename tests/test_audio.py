@@ -1,4 +1,4 @@
-"""Tests for pipeline.audio: rendering MIDI to audio and drawing piano rolls.
+"""Tests for pipeline.media.audio: rendering MIDI to audio and drawing piano rolls.
 
 Every MIDI file is built here with pretty_midi; nothing reads the shared data.
 """
@@ -14,10 +14,10 @@ import pytest
 import soundfile
 from matplotlib.image import imread
 
-from pipeline import audio
-from pipeline.audio import audio_stats, find_soundfont, midi_to_audio, trim_tail
-from pipeline.errors import AudioError, ConfigError, MidiReadError, PipelineError
-from pipeline.pianoroll import piano_roll_png
+from pipeline.media import audio
+from pipeline.media.audio import audio_stats, find_soundfont, midi_to_audio, trim_tail
+from pipeline.core.errors import AudioError, ConfigError, MidiReadError, PipelineError
+from pipeline.media.pianoroll import piano_roll_png
 
 #: The rendered audio may run past the MIDI's end by the kept release tail
 #: (1 s by default) and never ends before the last note does.

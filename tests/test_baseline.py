@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.baseline import NGramModel
+from pipeline.measures.baseline import NGramModel
 
 
 def test_probabilities_sum_to_one():

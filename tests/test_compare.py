@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import write_pm
-from pipeline.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
-from pipeline.errors import ConfigError
-from pipeline.extract import ExtractConfig, extract
-from pipeline.rundir import TrainConfig
-from pipeline.train import train
+from pipeline.stages.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
+from pipeline.core.errors import ConfigError
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

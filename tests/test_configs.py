@@ -5,15 +5,15 @@ import math
 
 import pytest
 
-from pipeline.compare import CompareConfig
-from pipeline.config import StageConfig
-from pipeline.errors import ConfigError
-from pipeline.extract import ExtractConfig
-from pipeline.generate import GenerateConfig
-from pipeline.grid import GridConfig
-from pipeline.heatmap import HeatmapConfig
-from pipeline.render import RenderConfig
-from pipeline.rundir import TrainConfig
+from pipeline.stages.compare import CompareConfig
+from pipeline.core.config import StageConfig
+from pipeline.core.errors import ConfigError
+from pipeline.stages.extract import ExtractConfig
+from pipeline.stages.generate import GenerateConfig
+from pipeline.stages.grid import GridConfig
+from pipeline.stages.heatmap import HeatmapConfig
+from pipeline.stages.render import RenderConfig
+from pipeline.store.rundir import TrainConfig
 
 CONFIGS = [
     ExtractConfig(name="noct", out="elsewhere", onset_tolerance=0.05, val_fraction=0.3, split_seed=4, workers=2),

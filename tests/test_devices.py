@@ -11,12 +11,12 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import tiny_train_config
-from pipeline.errors import ConfigError
-from pipeline.generate import GenerateConfig, generate
-from pipeline.grid import gpu_share, local_gpus, spread_over_gpus
-from pipeline.model import ModelConfig, SequenceModel, resolve_device
-from pipeline.rundir import TrainConfig, load_checkpoint
-from pipeline.train import train
+from pipeline.core.errors import ConfigError
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.stages.grid import gpu_share, local_gpus, spread_over_gpus
+from pipeline.models.network import ModelConfig, SequenceModel, resolve_device
+from pipeline.store.rundir import TrainConfig, load_checkpoint
+from pipeline.stages.train import train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the message for an absent GPU")
 
@@ -103,7 +103,7 @@ def test_sampling_on_an_explicit_device_matches_auto(run, tmp_path):
 
 
 def test_heatmap_records_on_the_requested_device(run, tmp_path):
-    from pipeline.heatmap import HeatmapConfig, heatmap
+    from pipeline.stages.heatmap import HeatmapConfig, heatmap
     res = heatmap(run, HeatmapConfig(length=30), tmp_path / "h", device="cpu")
     assert res["tokens"] > 30 and res["pictures"]
 

@@ -39,8 +39,8 @@ def test_nocturnes_end_to_end(tmp_path, monkeypatch):
 
     ok(["generate", "--run", "runs/g", "--count", "2", "--length", "60"])
     ok(["render", "runs/g/samples/t1-s0", "--audio", "wav"])
-    from pipeline.audio import audio_stats
-    from pipeline.midi_io import midi_file_to_notes
+    from pipeline.media.audio import audio_stats
+    from pipeline.inputs.midi_io import midi_file_to_notes
     notes, _ = midi_file_to_notes(tmp_path / "runs/g/samples/t1-s0/sample_000.mid")
     assert len(notes) >= 90  # 30-token primer + 60 new tokens, chords counting several notes
     stats = audio_stats(tmp_path / "runs/g/samples/t1-s0/sample_000.wav")

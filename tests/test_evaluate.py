@@ -11,12 +11,12 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import melody, tiny_train_config, write_pm
-from pipeline.encodings import Vocabulary
-from pipeline.errors import DatasetError
-from pipeline.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
-from pipeline.extract import ExtractConfig, extract
-from pipeline.rundir import read_eval, read_evals
-from pipeline.train import train
+from pipeline.codecs.encodings import Vocabulary
+from pipeline.core.errors import DatasetError
+from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.rundir import read_eval, read_evals
+from pipeline.stages.train import train
 
 UNKNOWN_AT = (10, 20, 45)  # onsets of the unseen piece played at a pitch no training piece has
 
@@ -66,9 +66,9 @@ def test_evaluate_counts_unknown_tokens_and_scores_every_row_on_the_same_targets
 
 
 def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset, tmp_path):
-    from pipeline.baseline import NGramModel
-    from pipeline.dataset import load_dataset
-    from pipeline.train import augment_transpositions, make_windows
+    from pipeline.measures.baseline import NGramModel
+    from pipeline.store.dataset import load_dataset
+    from pipeline.stages.train import augment_transpositions, make_windows
     run = tmp_path / "t"
     cfg = tiny_train_config(tiny_dataset, encoding="pitch", transpose=2, epochs=1, hidden=8)
     train(cfg, run)

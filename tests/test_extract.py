@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from conftest import write_pm, melody
-from pipeline.errors import NoUsableInputError
-from pipeline.dataset import assign_split, load_dataset
-from pipeline.extract import ExtractConfig, extract
+from pipeline.core.errors import NoUsableInputError
+from pipeline.store.dataset import assign_split, load_dataset
+from pipeline.stages.extract import ExtractConfig, extract
 
 
 def run(paths, tmp_path, **kw):

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import write_pm
-from pipeline.errors import ConfigError
-from pipeline.grid import GridConfig, expand_grid, run_grid, run_id
-from pipeline.rundir import canonical_config
-from pipeline.report import summary_table, collect_runs, write_report
-from pipeline.rundir import TrainConfig
-from pipeline.train import train
+from pipeline.core.errors import ConfigError
+from pipeline.stages.grid import GridConfig, expand_grid, run_grid, run_id
+from pipeline.store.rundir import canonical_config
+from pipeline.stages.report import summary_table, collect_runs, write_report
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(layers=[1], embed=[8], window=[8], stride=[4], batch=[16], epochs=[2], patience=[10],
@@ -33,7 +33,7 @@ TINY = dict(layers=[1], embed=[8], window=[8], stride=[4], batch=[16], epochs=[2
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Four pieces of 60 random-ish notes, extracted into processed/tiny."""
-    from pipeline.extract import ExtractConfig, extract
+    from pipeline.stages.extract import ExtractConfig, extract
 
     tmp = tmp_path_factory.mktemp("grid-data")
     rng = np.random.default_rng(7)
@@ -86,7 +86,7 @@ def test_run_id_ignores_threads_and_number_spelling():
 def test_run_ids_are_equal_across_processes():
     configs = [TrainConfig(cell=c, layers=n, hidden=h, dropout=0.1) for c in ("rnn", "gru") for n in (1, 4)
                for h in (64, 128)]
-    code = ("import json; from pipeline.grid import run_id; from pipeline.rundir import TrainConfig; "
+    code = ("import json; from pipeline.stages.grid import run_id; from pipeline.store.rundir import TrainConfig; "
             f"print(json.dumps([run_id(TrainConfig(**d)) for d in {[c.__dict__ for c in configs]!r}]))")
     theirs = set()
     for seed in ("1", "2"):  # str hashes differ between these processes; the ids must not

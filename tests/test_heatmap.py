@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from pipeline import heatmap as hm
-from pipeline.errors import ConfigError
-from pipeline.heatmap import (HeatmapConfig, grid_layout, heatmap_png, rank_units, record_activations,
+from pipeline.stages import heatmap as hm
+from pipeline.core.errors import ConfigError
+from pipeline.stages.heatmap import (HeatmapConfig, grid_layout, heatmap_png, rank_units, record_activations,
                               sequence_features, top_units)
-from pipeline.model import ModelConfig, SequenceModel
+from pipeline.models.network import ModelConfig, SequenceModel
 
 TUNE = 'X:1\nT:Hi\nK:G\n"G"[GB]|A2 B|\n'
 CHARS = ["<start>", *TUNE, "<end>"]
@@ -234,7 +234,7 @@ def note_run(tmp_path_factory) -> Path:
 
 def chars_run(folder: Path, cell: str = "gru") -> Path:
     """A chars run saved by hand in the format `train` writes (untrained weights)."""
-    from pipeline.rundir import TrainConfig
+    from pipeline.store.rundir import TrainConfig
 
     vocab = char_vocab("ACDEFRacdefgilrz3/ \n")
     model = tiny_model(cell, layers=2, hidden=8, vocab=len(vocab))
@@ -274,7 +274,7 @@ def test_cli_on_a_trained_note_model(note_run, tmp_path):
     assert pngs and all(p.startswith("heatmap_") and "_unit" in p for p in pngs)
     assert (folder / "sample" / "samples.json").exists()
 
-    from pipeline.generate import GenerateConfig, generate
+    from pipeline.stages.generate import GenerateConfig, generate
     res = generate(note_run, GenerateConfig(count=2, length=12, primer_length=4))
     out = ok(["heatmap", "--run", str(note_run), "--sample", str(res.folder), "--index", "1", "--layer", "0",
               "--state", "cell", "--units", "1,7", "--top", "2", "--out", str(tmp_path / "h")])

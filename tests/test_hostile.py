@@ -28,11 +28,11 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import melody, tiny_train_config, write_pm
-from pipeline.dataset import assign_split, load_dataset, read_manifest
-from pipeline.errors import ConfigError
-from pipeline.extract import ExtractConfig, extract
-from pipeline.fsutil import MARKER, atomic_dir, clean_stale_temporaries
-from pipeline.rundir import load_checkpoint, read_status
+from pipeline.store.dataset import assign_split, load_dataset, read_manifest
+from pipeline.core.errors import ConfigError
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries
+from pipeline.store.rundir import load_checkpoint, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(ROOT / "cli.py")
@@ -124,7 +124,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def tiny_run(tiny_dataset, tmp_path) -> Path:
-    from pipeline.train import train
+    from pipeline.stages.train import train
 
     run = tmp_path / "runs" / "tiny-run"
     train(tiny_train_config(tiny_dataset, epochs=1), run)
@@ -392,7 +392,7 @@ def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(runner, tmp
 
     # a writer killed in the middle of writing the dataset folder
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom pipeline.fsutil import atomic_dir\n"
+        "import sys, time\nfrom pipeline.core.fsutil import atomic_dir\n"
         "with atomic_dir('processed/big') as tmp:\n"
         "    (tmp / 'half-written.parquet').write_bytes(b'x' * 2_000_000)\n"
         "    print(tmp, flush=True)\n    time.sleep(600)\n")], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True)
@@ -426,7 +426,7 @@ def test_a_swap_cut_short_by_a_kill_puts_the_previous_folder_back(tmp_path):
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_outputs_follow_the_umask(tiny_midi_dir, tmp_path, umask):
     """Was: atomic writes made every file 0600 and every folder 0700, whatever the umask."""
-    from pipeline.train import train
+    from pipeline.stages.train import train
 
     previous = os.umask(umask)
     try:

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from conftest import tiny_train_config
-from pipeline.augment import as_predicting, training_pieces, vocab_key_map
-from pipeline.dataset import load_dataset
-from pipeline.evaluate import EvalConfig, evaluate_run
-from pipeline.generate import GenerateConfig, generate, sample_refeed
-from pipeline.model import KeyAveraged, ModelConfig, SequenceModel
-from pipeline.rundir import load_checkpoint, model_from_checkpoint
-from pipeline.train import train
+from pipeline.models.augment import as_predicting, training_pieces, vocab_key_map
+from pipeline.store.dataset import load_dataset
+from pipeline.stages.evaluate import EvalConfig, evaluate_run
+from pipeline.stages.generate import GenerateConfig, generate, sample_refeed
+from pipeline.models.network import KeyAveraged, ModelConfig, SequenceModel
+from pipeline.store.rundir import load_checkpoint, model_from_checkpoint
+from pipeline.stages.train import train
 
 PITCHES = [str(p) for p in range(58, 67)]  # a pitch vocabulary of 9 notes: 58..66
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.metrics import (
+from pipeline.measures.metrics import (
     NgramIndex,
     build_ngram_index,
     build_reference,
@@ -31,7 +31,7 @@ from pipeline.metrics import (
     sample_metrics,
     scale_consistency,
 )
-from pipeline.notes import empty_note_table
+from pipeline.core.notes import empty_note_table
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 CHROMATIC = list(range(60, 72))

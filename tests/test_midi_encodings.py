@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 
 from conftest import type0_file, write_pm
-from pipeline.encodings import (Vocabulary, encode_notes, groups_to_tokens, onset_groups,
+from pipeline.codecs.encodings import (Vocabulary, encode_notes, groups_to_tokens, onset_groups,
                                 tokens_to_groups, tokens_to_pitches)
-from pipeline.errors import MidiReadError
-from pipeline.midi_io import midi_file_to_notes, notes_to_midi_file
-from pipeline.render import TimingModel, tokens_to_notes
+from pipeline.core.errors import MidiReadError
+from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
+from pipeline.stages.render import TimingModel, tokens_to_notes
 
 
 def test_single_note(tmp_path):
@@ -114,5 +114,5 @@ def test_vocabulary_round_trip(tmp_path):
 
 
 def test_onset_groups_empty():
-    from pipeline.notes import empty_note_table
+    from pipeline.core.notes import empty_note_table
     assert onset_groups(empty_note_table()) == []

@@ -8,8 +8,8 @@ import pretty_midi
 import pytest
 
 from conftest import CHOPIN, melody, type0_file, write_pm
-from pipeline.errors import MidiReadError
-from pipeline.midi_io import midi_file_to_notes, read_midi, read_score, ticks_to_seconds
+from pipeline.core.errors import MidiReadError
+from pipeline.inputs.midi_io import midi_file_to_notes, read_midi, read_score, ticks_to_seconds
 
 
 def assert_same_notes(path):

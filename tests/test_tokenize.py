@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_train_config
-from pipeline import tokenize
-from pipeline.dataset import load_dataset, read_notes
-from pipeline.encodings import (ENCODINGS, NOTE_ENCODINGS, TIMED_ENCODINGS, Vocabulary, encode_notes,
+from pipeline.codecs import tokenize
+from pipeline.store.dataset import load_dataset, read_notes
+from pipeline.codecs.encodings import (ENCODINGS, NOTE_ENCODINGS, TIMED_ENCODINGS, Vocabulary, encode_notes,
                                 tokens_to_groups, tokens_to_pitches, transpose_tokens)
-from pipeline.errors import ConfigError
-from pipeline.midi_io import midi_file_to_notes, notes_to_midi_file
-from pipeline.render import TimingModel, tokens_to_notes
+from pipeline.core.errors import ConfigError
+from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
+from pipeline.stages.render import TimingModel, tokens_to_notes
 
 # (pitch, start, end) in seconds at 120 qpm: every time on the 12-steps-a-beat grid, durations on the
 # duration grid (12 steps a beat up to 4 beats, 4 up to 12): a chord, a triplet, a sixteenth, a rest, a long note
@@ -129,9 +129,9 @@ def test_extract_writes_the_timed_encodings(tiny_dataset):
 
 @pytest.mark.slow
 def test_train_generate_render_heatmap_on_tsd(tiny_dataset, tmp_path):
-    from pipeline.generate import GenerateConfig, generate_command
-    from pipeline.heatmap import TIMED_FEATURES, HeatmapConfig, heatmap, sequence_features
-    from pipeline.train import train
+    from pipeline.stages.generate import GenerateConfig, generate_command
+    from pipeline.stages.heatmap import TIMED_FEATURES, HeatmapConfig, heatmap, sequence_features
+    from pipeline.stages.train import train
 
     run = tmp_path / "run"
     train(tiny_train_config(tiny_dataset, encoding="tsd", window=12, transpose=1, epochs=1), run)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import tiny_train_config
-from pipeline.errors import ConfigError, RunError
-from pipeline.generate import GenerateConfig, generate, sample_refeed
-from pipeline.model import ModelConfig, SequenceModel
-from pipeline.render import RenderConfig, render_samples
-from pipeline.rundir import TrainConfig, load_checkpoint
-from pipeline.train import make_windows, train
+from pipeline.core.errors import ConfigError, RunError
+from pipeline.stages.generate import GenerateConfig, generate, sample_refeed
+from pipeline.models.network import ModelConfig, SequenceModel
+from pipeline.stages.render import RenderConfig, render_samples
+from pipeline.store.rundir import TrainConfig, load_checkpoint
+from pipeline.stages.train import make_windows, train
 
 METRIC_COLS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 
@@ -72,9 +72,9 @@ def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, 
 
 
 def test_token_noise_replaces_a_share_of_the_inputs_by_tokens_of_the_batch(tiny_dataset):
-    from pipeline.dataset import load_dataset
-    from pipeline.rundir import with_encoding_defaults
-    from pipeline.train import Trainer
+    from pipeline.store.dataset import load_dataset
+    from pipeline.store.rundir import with_encoding_defaults
+    from pipeline.stages.train import Trainer
     ds = load_dataset(tiny_dataset, "names")
     x = torch.arange(64 * 50).reshape(64, 50) % 97
     for share in (0.0, 0.3):
@@ -184,7 +184,7 @@ def test_generate_and_render_from_run_folder_only(tiny_dataset, tmp_path):
     assert res.primer == seqs[split["validation"][0]][:8]
     out = render_samples(res.folder, RenderConfig(audio="none", piano_roll=False))
     assert [f["midi"] for f in out.files] == [f"sample_{i:03d}.mid" for i in range(3)]
-    from pipeline.midi_io import midi_file_to_notes
+    from pipeline.inputs.midi_io import midi_file_to_notes
     notes, _ = midi_file_to_notes(f"{res.folder}/sample_000.mid")
     durations = (notes["end"] - notes["start"]).round(3)
     assert durations.nunique() > 1, "timing drawn from the corpus, not all notes the same length"
@@ -229,11 +229,11 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
 
 
 def test_transpose_augmentation(tiny_dataset, tmp_path):
-    from pipeline.encodings import transpose_tokens
-    from pipeline.dataset import load_dataset
+    from pipeline.codecs.encodings import transpose_tokens
+    from pipeline.store.dataset import load_dataset
     assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
     assert transpose_tokens(["127"], "pitch", 1) is None
-    from pipeline.train import augment_transpositions
+    from pipeline.stages.train import augment_transpositions
     ds = load_dataset(tiny_dataset, "names")
     aug = augment_transpositions(ds, 2)
     assert len(aug.split["train"]) == 5 * len(ds.split["train"]) and aug.split["validation"] == ds.split["validation"]
@@ -249,9 +249,9 @@ def test_transpose_augmentation(tiny_dataset, tmp_path):
 
 def test_transposed_pieces_are_the_stored_ids_read_through_a_key_map(tiny_dataset):
     """Each piece in each key equals it moved token by token; the pieces themselves are held once."""
-    from pipeline.augment import training_pieces
-    from pipeline.dataset import Dataset, load_dataset
-    from pipeline.encodings import Vocabulary, transpose_tokens
+    from pipeline.models.augment import training_pieces
+    from pipeline.store.dataset import Dataset, load_dataset
+    from pipeline.codecs.encodings import Vocabulary, transpose_tokens
     ds = load_dataset(tiny_dataset, "names")
     pieces = training_pieces(ds, 3)
     want, new = {p: ds.sequences[p] for p in ds.pieces("train")}, []
@@ -289,9 +289,9 @@ def joined_epoch(arrays, batch, chunk, g):
 def test_epochs_through_the_key_map_equal_epochs_over_copied_pieces(tiny_dataset):
     """Streams and windows of transposed pieces, gathered through the key map, read exactly what
     copies of every transposed piece gave (the trainer's old way), in the same order for a seed."""
-    from pipeline.augment import augment_transpositions, training_pieces
-    from pipeline.dataset import load_dataset
-    from pipeline.train import Streams, training_windows
+    from pipeline.models.augment import augment_transpositions, training_pieces
+    from pipeline.store.dataset import load_dataset
+    from pipeline.stages.train import Streams, training_windows
     ds = load_dataset(tiny_dataset, "pitch")
     pieces = training_pieces(ds, 2)
     copied = augment_transpositions(ds, 2).piece_arrays("train")
@@ -355,7 +355,7 @@ def test_generate_never_overwrites_samples_drawn_with_other_options(tiny_dataset
 # ------------------------------------------------------------------ truncated BPTT and the two validation measures
 
 def test_streams_cover_every_piece_once_per_epoch():
-    from pipeline.train import Streams
+    from pipeline.stages.train import Streams
     arrays = [torch.arange(0, 50), torch.arange(100, 130), torch.arange(200, 290)]
     s = Streams(arrays, batch=4, chunk=7)
     g = torch.Generator().manual_seed(3)
@@ -374,7 +374,7 @@ def test_streams_cover_every_piece_once_per_epoch():
 
 
 def test_forward_resetting_starts_each_piece_from_a_zero_state():
-    from pipeline.train import forward_resetting
+    from pipeline.stages.train import forward_resetting
     torch.manual_seed(0)
     for cell in ("gru", "lstm"):
         model = SequenceModel(ModelConfig(vocab_size=7, cell=cell, layers=2, hidden=6, embed=3))
@@ -393,7 +393,7 @@ def test_forward_resetting_starts_each_piece_from_a_zero_state():
 
 
 def test_full_context_scores_the_same_targets_as_the_windows():
-    from pipeline.train import make_windows, score_full_context, score_windows, summarise
+    from pipeline.stages.train import make_windows, score_full_context, score_windows, summarise
     torch.manual_seed(0)
     model = SequenceModel(ModelConfig(vocab_size=9, cell="lstm", layers=2, hidden=8, embed=4))
     model.eval()
@@ -438,7 +438,7 @@ def test_regression_reports_full_context_mae(tiny_dataset, tmp_path):
 
 
 def test_runs_written_before_tbptt_read_as_windows_runs():
-    from pipeline.rundir import canonical_config, selection_metric
+    from pipeline.store.rundir import canonical_config, selection_metric
     old = {k: v for k, v in TrainConfig(mode="windows", transpose=0, stack="plain").to_dict().items()
            if k not in ("mode", "weight_decay", "transpose", "stack")}
     assert TrainConfig.from_dict(old).mode == "windows" and TrainConfig.from_dict(old).transpose == 0
@@ -449,7 +449,7 @@ def test_runs_written_before_tbptt_read_as_windows_runs():
 
 
 def test_chars_defaults_apply_only_to_options_not_given():
-    from pipeline.rundir import ENCODING_DEFAULTS, with_encoding_defaults
+    from pipeline.store.rundir import ENCODING_DEFAULTS, with_encoding_defaults
     chars = ENCODING_DEFAULTS["chars"]
     cfg = with_encoding_defaults(TrainConfig(encoding="chars", seed=3), {"encoding", "seed"})
     for k, v in chars.items():
@@ -462,9 +462,9 @@ def test_chars_defaults_apply_only_to_options_not_given():
 
 
 def test_one_piece_dataset_transposes_its_training_head_only(tiny_midi_dir, tmp_path):
-    from pipeline.dataset import load_dataset
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.train import augment_transpositions
+    from pipeline.store.dataset import load_dataset
+    from pipeline.stages.extract import ExtractConfig, extract
+    from pipeline.stages.train import augment_transpositions
     extract([tiny_midi_dir / "piece1.mid"], ExtractConfig(name="one", out=str(tmp_path / "p"), workers=1))
     ds = load_dataset(tmp_path / "p" / "one", "pitch")
     aug = augment_transpositions(ds, 2)
@@ -504,7 +504,7 @@ def test_a_samples_folder_renders_from_any_working_directory(tiny_dataset, tmp_p
 
 
 def test_report_shows_both_measures_at_each_runs_best_epoch(tiny_dataset, tmp_path):
-    from pipeline.report import write_report
+    from pipeline.stages.report import write_report
     folder = tmp_path / "runs"
     a = train(tiny_train_config(tiny_dataset, epochs=2), folder / "a")
     b = train(tiny_train_config(tiny_dataset, epochs=2, mode="windows", hidden=8), folder / "b")

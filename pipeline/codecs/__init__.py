@@ -1,0 +1,1 @@
+"""Encodings: note tables <-> token sequences, one codec per encoding."""

@@ -1,0 +1,1 @@
+"""Core helpers every layer may use: errors, files, configs, processes, the note table."""

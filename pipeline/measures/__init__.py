@@ -1,0 +1,1 @@
+"""Pure measures of music and models: metrics, n-gram baselines, ABC validity."""

@@ -1,0 +1,1 @@
+"""The recurrent network, its transpositions and key averaging."""

@@ -1,0 +1,1 @@
+"""One module per pipeline stage, each a function over plain data and folders."""

@@ -1,0 +1,260 @@
+"""Score a trained run on every piece of any processed dataset, beside n-gram baselines.
+
+``cli.py evaluate --run RUN --data DATASET`` answers: on music the model never
+saw, does it predict better than simple statistics of its own training data?
+Every row of the answer scores the same targets:
+
+- the network, the study's measure (``loss``/``acc``): the next token after every
+  ``window``-token window (stride 1), each window read from a zero state;
+- the network, full context (``full_context_loss``/``full_context_acc``): the same
+  targets, the recurrent state carried from the piece's first token, as in generation;
+- a classifier of a note encoding trained in several keys (``--transpose N``) is
+  scored as it generates: its prediction averaged over those keys
+  (:class:`pipeline.models.network.KeyAveraged`; ``--keys one`` scores the written key only).
+  Its rows in the written key alone are reported too (``one_key``);
+- Witten-Bell n-grams (:class:`pipeline.measures.baseline.NGramModel`) of orders 1, 2, 3
+  and 5 fitted on the run's own training pieces, augmented as the run was
+  (``--transpose``), and given the same windows (they read the last n-1 tokens).
+
+Tokens outside the run's vocabulary (a chord or character its training data
+never had) cannot be fed to the network. They are counted (``unknown_tokens``)
+and cut the piece: each stretch of known tokens between them is scored as a
+piece of its own, for every row alike, so no target is predicted across an
+unknown token. The result goes to ``<run>/eval/<dataset name>.json``
+(:func:`pipeline.store.rundir.write_eval`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from pipeline.models.augment import KEYS, as_predicting
+from pipeline.core.config import StageConfig
+from pipeline.store.dataset import load_dataset
+from pipeline.codecs.encodings import Vocabulary
+from pipeline.core.errors import ConfigError, DatasetError
+from pipeline.store.rundir import STUDY_WINDOW, TrainConfig, best_row, load_checkpoint, selection_metric, write_eval
+
+ORDERS = (1, 2, 3, 5)
+
+
+@dataclass
+class EvalConfig(StageConfig):
+    """Options of the evaluate stage; saved inside the result (``config``)."""
+
+    dataset: str = ""
+    side: str = "all"                 # every piece, or one side of the dataset's split: train, validation
+    checkpoint: str = "best"
+    window: int = STUDY_WINDOW        # the study's measure: the next token after every window of this many
+    orders: tuple[int, ...] = ORDERS  # n-gram baselines
+    keys: str = "all"                 # "all": as the run generates, averaged over the keys it trained in; "one"
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.dataset:
+            raise ConfigError("--data is required: the processed dataset to score the run on")
+        if self.side not in ("all", "train", "validation"):
+            raise ConfigError("--side must be all, train or validation")
+        if self.checkpoint not in ("best", "last"):
+            raise ConfigError("--checkpoint must be best or last")
+        if self.window < 1:
+            raise ConfigError("--window must be at least 1")
+        if self.keys not in KEYS:
+            raise ConfigError(f"--keys must be one of {', '.join(KEYS)}, not {self.keys!r}")
+        if not self.orders or min(self.orders) < 1:
+            raise ConfigError("n-gram orders must be positive")
+
+
+def known_segments(pieces: Sequence[Sequence[str]], vocab: Vocabulary) -> tuple[list[np.ndarray], int, list[str]]:
+    """Cut each piece at the tokens ``vocab`` lacks.
+
+    Returns
+    -------
+    segments : int64 arrays (n_tokens,) of ids, the stretches of known tokens, in order.
+    unknown : how many tokens (occurrences) were not in ``vocab``.
+    examples : the distinct unknown tokens, most frequent first (at most 10).
+    """
+    segments, missing = [], {}
+    for tokens in pieces:
+        current: list[int] = []
+        for tok in tokens:
+            i = vocab.index.get(tok)
+            if i is None:
+                missing[tok] = missing.get(tok, 0) + 1
+                if current:
+                    segments.append(np.array(current, dtype=np.int64))
+                current = []
+            else:
+                current.append(i)
+        if current:
+            segments.append(np.array(current, dtype=np.int64))
+    examples = sorted(missing, key=lambda t: (-missing[t], t))[:10]
+    return segments, sum(missing.values()), examples
+
+
+def fit_baselines(train_arrays: Iterable[np.ndarray], vocab_size: int, orders: Sequence[int]) -> dict:
+    """Witten-Bell n-grams of each order, counted once at the highest order (lower orders share the counts)."""
+    from pipeline.measures.baseline import NGramModel
+
+    full = NGramModel(max(orders), vocab_size).fit(train_arrays)
+    models = {}
+    for order in sorted(set(orders)):
+        m = NGramModel(order, vocab_size)
+        m.counts = full.counts[:order]
+        models[f"{order}-gram"] = m
+    return models
+
+
+def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
+                 on_total: Callable[[int, str], None] = lambda n, desc: None,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """Score a run on every piece of ``config.dataset`` and write ``<run>/eval/<dataset name>.json``.
+
+    With ``side`` ``train`` or ``validation``, only that side of the dataset's split
+    is scored (e.g. the run's own held-out pieces, every target), into
+    ``<dataset name>-<side>.json``.
+
+    Returns
+    -------
+    The result as written: ``run``, ``dataset``, ``encoding``, ``task``, ``checkpoint``,
+    ``epoch`` (of the checkpoint), ``window``, ``pieces``, ``tokens``, ``unknown_tokens``,
+    ``unknown_examples``, ``targets``, ``loss``, ``acc``, ``full_context_loss``,
+    ``full_context_acc`` (regression adds ``mae`` and ``full_context_mae``; its losses are
+    mean squared errors of pitches scaled by an octave, not nats), ``baselines`` (order ->
+    loss in nats), ``baseline_acc``, ``best_baseline``, ``gain`` (1 - loss / best
+    baseline loss; full-context in ``full_context_gain``), ``seconds``, ``config``
+    and ``file``.
+
+    Raises
+    ------
+    RunError
+        The run folder or its checkpoint is missing.
+    DatasetError
+        The dataset lacks the run's encoding, no stretch of known tokens is longer
+        than the window, or the run's training data is gone or changed (the baselines
+        are fitted on it).
+    """
+    import torch
+
+    from pipeline.models.network import resolve_device
+    from pipeline.store.rundir import model_from_checkpoint
+    from pipeline.stages.train import make_windows, training_data
+
+    config.validate()
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir, config.checkpoint)
+    run_config = TrainConfig.from_dict(ckpt.train_config)
+    vocab = Vocabulary(ckpt.vocab)
+    target = load_dataset(config.dataset, ckpt.encoding)
+    chosen = target.sequences if config.side == "all" else target.side_sequences(config.side)
+    pieces = [s for s in chosen.values() if s]
+    segments, unknown, examples = known_segments(pieces, vocab)
+    windows = make_windows(segments, config.window, 1)
+    n = len(windows)
+    if n == 0:
+        raise DatasetError(f"nothing to score in {config.dataset}: no piece has {config.window + 1} tokens in a row "
+                           f"that {run_dir.name} knows ({unknown:,} unknown tokens); lower --window")
+    train_ds, train_pieces, fingerprint = training_data(run_config)
+    if ckpt.data_fingerprint and ckpt.data_fingerprint != fingerprint:
+        raise DatasetError(f"the baselines need {run_dir.name}'s training data, but {run_config.dataset} changed "
+                           "since the run was trained; extract it again as it was, or evaluate without it")
+    if train_ds.vocab.tokens != vocab.tokens:
+        raise DatasetError(f"{run_config.dataset} no longer gives {run_dir.name}'s vocabulary; extract it again as it was")
+
+    dev = resolve_device(device)
+    model = model_from_checkpoint(ckpt).to(dev)
+    predictor = as_predicting(model, ckpt, config.keys)
+    keys = getattr(predictor, "keys", 1)
+    scored = [predictor, model] if keys > 1 else [predictor]  # averaged over keys, then the written key's own rows
+    on_total(n * (2 * len(scored) + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
+    task = ckpt.task
+    on_dev = windows.to(dev)
+    with torch.no_grad():
+        (net, full), *rest = [_score(m, on_dev, segments, config.window, len(vocab), dev, progress) for m in scored]
+    one_key = rest[0] if rest else None
+    contexts, targets = windows.arrays()
+    targets = targets[:, -1]
+    baselines, baseline_acc = {}, {}
+    for name, m in fit_baselines(train_pieces, len(vocab), config.orders).items():  # one sequence at a time
+        res = m.evaluate(contexts, targets)
+        baselines[name], baseline_acc[name] = res["loss"], res["acc"]
+        if progress:
+            progress(n)
+    best = min(baselines, key=baselines.get)
+    rows = ckpt.metrics
+    result = {
+        "run": str(run_dir.resolve()), "dataset": str(Path(config.dataset).resolve()), "encoding": ckpt.encoding,
+        "side": config.side, "task": task, "checkpoint": config.checkpoint,
+        "epoch": int(best_row(rows, selection_metric(run_config))["epoch"]) if rows and config.checkpoint == "best"
+        else ckpt.epoch,
+        "window": config.window, "pieces": len(pieces), "tokens": int(sum(len(p) for p in pieces)),
+        "unknown_tokens": int(unknown), "unknown_examples": examples, "targets": int(n),
+        "loss": net["net_loss"], "acc": net["net_acc"],
+        "full_context_loss": full["full_loss"], "full_context_acc": full["full_acc"],
+        **({"mae": net["net_mae"], "full_context_mae": full["full_mae"]} if task == "regress" else {}),
+        "loss_unit": "mse" if task == "regress" else "nats",
+        "baselines": baselines, "baseline_acc": baseline_acc, "best_baseline": best,
+        "gain": _gain(net["net_loss"], baselines[best], task),
+        "full_context_gain": _gain(full["full_loss"], baselines[best], task),
+        "keys": keys,
+        **({"one_key": {"loss": one_key[0]["net_loss"], "acc": one_key[0]["net_acc"],
+                        "full_context_loss": one_key[1]["full_loss"], "full_context_acc": one_key[1]["full_acc"],
+                        "gain": _gain(one_key[0]["net_loss"], baselines[best], task),
+                        "full_context_gain": _gain(one_key[1]["full_loss"], baselines[best], task)}}
+           if one_key else {}),
+        "seconds": round(time.perf_counter() - t0, 3), "config": config.to_dict(),
+    }
+    name = Path(config.dataset).resolve().name + ("" if config.side == "all" else f"-{config.side}")
+    result["file"] = str(write_eval(run_dir, name, result))
+    return result
+
+
+def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: int, dev,
+           progress: Callable[[int], None] | None) -> tuple[dict, dict]:
+    """Both measures of ``model`` (a network, or one averaged over keys) as :func:`summarise` rows ``net``/``full``.
+
+    Batches shrink with the number of keys read at once, and full-context chunks
+    with the vocabulary, so a key-averaged ``names`` model fits where one key did.
+    """
+    from pipeline.stages.train import score_full_context, score_windows, summarise
+
+    keys = getattr(model, "keys", 1)
+    rows = max(1, 64 // keys)
+    chunk = int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))
+    net = summarise(score_windows(model, windows, batch=max(1, 512 // keys), progress=progress), "net",
+                    model.config.task)
+    full = summarise(score_full_context(model, segments, window, dev, rows=rows, chunk=chunk, progress=progress),
+                     "full", model.config.task)
+    return net, full
+
+
+def _gain(loss: float, baseline: float, task: str) -> float | None:
+    """Relative improvement over the best n-gram (nats only: a regressor's MSE is not comparable)."""
+    if task == "regress" or not (math.isfinite(loss) and baseline > 0):
+        return None
+    return 1.0 - loss / baseline
+
+
+def eval_markdown(result: dict) -> str:
+    """The result as a Markdown table: one row per model, every row on the same targets."""
+    unit = "MSE" if result["loss_unit"] == "mse" else "loss (nats)"
+    lines = [f"| model | {unit} | acc |", "|---|---|---|",
+             f"| network, {result['window']}-token windows | {result['loss']:.4f} | {result['acc']:.3f} |",
+             f"| network, full context | {result['full_context_loss']:.4f} | {result['full_context_acc']:.3f} |"]
+    if result.get("keys", 1) > 1:
+        lines[2:4] = [line.replace("| network,", f"| network (averaged over {result['keys']} keys),") for line in lines[2:4]]
+        one = result["one_key"]
+        lines += [f"| network in the written key only, {result['window']}-token windows | {one['loss']:.4f} | "
+                  f"{one['acc']:.3f} |",
+                  f"| network in the written key only, full context | {one['full_context_loss']:.4f} | "
+                  f"{one['full_context_acc']:.3f} |"]
+    for name, loss in result["baselines"].items():
+        lines.append(f"| {name} (Witten-Bell, the run's training pieces) | {loss:.4f} | "
+                     f"{result['baseline_acc'][name]:.3f} |")
+    return "\n".join(lines) + "\n"

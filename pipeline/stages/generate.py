@@ -1,0 +1,256 @@
+"""Stage 3: sample token sequences from a trained run into ``runs/<run>/samples/<tag>/``.
+
+Sampling feeds the primer once, then carries the recurrent state forward one
+token at a time (:meth:`pipeline.models.network.SequenceModel.generate`): each new token
+costs one step of the network, not a pass over a whole window. All samples are
+drawn as one batch. :func:`generate_command` is what ``cli.py generate`` does:
+one folder per temperature, then MIDI (note models) or the ABC checks,
+sheet music and validity tables (chars models).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from pipeline.inputs.abc_io import music_primer
+from pipeline.models.augment import KEYS, as_predicting
+from pipeline.core.config import StageConfig
+from pipeline.codecs.encodings import END, START, Vocabulary
+from pipeline.core.errors import ConfigError, RunError
+from pipeline.models.network import SequenceModel, resolve_device
+from pipeline.store.rundir import Checkpoint, best_row, load_checkpoint, model_from_checkpoint, read_primers
+from pipeline.store.samples import Samples, read_config, write_samples
+
+DEFAULT_LENGTH = {"chars": 1000}   # a whole tune; note models get DEFAULT_NOTE_LENGTH
+DEFAULT_NOTE_LENGTH = 300
+MAX_LENGTH = 100_000               # a sensible cap; --max-length lifts it
+
+
+@dataclass
+class GenerateConfig(StageConfig):
+    """Options of the generate stage; saved in ``samples.json`` beside the samples."""
+
+    count: int = 4
+    length: int | None = None  # new tokens per sample, at most; None = 1,000 for chars, 300 for notes
+    temperature: float = 1.0   # 0 = always the most likely token
+    seed: int = 0
+    primer: str = "validation"  # "validation" (opening of a held-out piece), "start", or "tokens"
+    primer_tokens: tuple[str, ...] = ()
+    primer_length: int = 0     # 0 = the run's window
+    primer_piece: str = ""     # which held-out piece; "" = the first
+    checkpoint: str = "best"
+    keys: str = "all"          # a note model trained in several keys draws from their average; "one": the written key
+
+    def validate(self, max_length: int = MAX_LENGTH) -> None:
+        super().validate()
+        if self.count < 1 or (self.length is not None and self.length < 1):
+            raise ConfigError("--count and --length must be at least 1")
+        if self.length is not None and self.length > max_length:
+            raise ConfigError(f"--length {self.length:,} is over the cap of {max_length:,} tokens; "
+                              "raise it with --max-length if you mean it")
+        if not self.temperature >= 0:
+            raise ConfigError("--temperature must be a number >= 0")
+        if self.primer not in ("validation", "start", "tokens"):
+            raise ConfigError("--primer must be validation, start or tokens")
+        if self.checkpoint not in ("best", "last"):
+            raise ConfigError("--checkpoint must be best or last")
+        if self.keys not in KEYS:
+            raise ConfigError(f"--keys must be one of {', '.join(KEYS)}, not {self.keys!r}")
+
+
+@torch.no_grad()
+def sample_refeed(model: SequenceModel, primer_ids: torch.Tensor, length: int, temperature: float,
+                  generator: torch.Generator, window: int) -> list[list[int]]:
+    """Baseline for benchmarks: re-feed the last ``window`` tokens for every new token.
+
+    This is how window-trained Keras models are usually sampled; it costs a
+    full window pass per token. Classification only.
+    """
+    model.eval()
+    seq = primer_ids
+    for _ in range(length):
+        out, _ = model(seq[:, -window:])
+        probs = torch.softmax(out[:, -1] / max(temperature, 1e-6), -1)
+        nxt = torch.multinomial(probs, 1, generator=generator)
+        seq = torch.cat([seq, nxt], 1)
+    return seq[:, primer_ids.shape[1]:].tolist()
+
+
+def choose_primer(ckpt: Checkpoint, config: GenerateConfig, run_dir: Path) -> tuple[list[str], dict]:
+    """The primer tokens and a description of where they came from."""
+    vocab = Vocabulary(ckpt.vocab)
+    n = config.primer_length or ckpt.train_config["window"]
+    if config.primer == "tokens":
+        unknown = [t for t in config.primer_tokens if t not in vocab.index]
+        if unknown:
+            raise ConfigError(f"primer tokens not in the model's vocabulary: {' '.join(unknown[:5])}")
+        if not config.primer_tokens:
+            raise ConfigError("--primer tokens needs at least one token")
+        return list(config.primer_tokens), {"kind": "tokens"}
+    if config.primer == "start":
+        if START not in vocab.index:
+            raise ConfigError("this model has no <start> token (it is not a chars model); use --primer validation")
+        return [START], {"kind": "start"}
+    openings = read_primers(run_dir)
+    if not openings:
+        raise RunError("the run has no held-out openings (primers.json); use --primer start or tokens")
+    piece = config.primer_piece or next(iter(openings))
+    if piece not in openings:
+        raise ConfigError(f"no held-out piece {piece!r}; choose from {', '.join(openings)}")
+    tokens = openings[piece][:n]
+    return list(tokens), {"kind": "validation", "piece": piece, "length": len(tokens)}
+
+
+def regression_noise(ckpt: Checkpoint) -> float:
+    """Sampling noise of a pitch regressor: its validation RMSE, in semitones."""
+    from pipeline.models.network import PITCH_SCALE
+
+    return math.sqrt(best_row(ckpt.metrics)["val_loss"]) * PITCH_SCALE if ckpt.metrics else 0.0
+
+
+def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | None = None, *,
+             device: str = "auto", max_length: int = MAX_LENGTH, model: SequenceModel | None = None,
+             ckpt: Checkpoint | None = None, progress: Callable[[int], None] | None = None) -> Samples:
+    """Sample ``config.count`` sequences from a run into ``<run>/samples/<tag>/samples.json``.
+
+    ``model``/``ckpt`` may be passed to reuse a loaded network across calls;
+    ``progress`` is called with the number of new token steps as they are drawn.
+    """
+    run_dir = Path(run_dir)
+    ckpt = ckpt or load_checkpoint(run_dir, config.checkpoint)
+    if config.length is None:
+        config = replace(config, length=DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH))
+    config.validate(max_length)
+    dev = resolve_device(device)
+    model = (model or model_from_checkpoint(ckpt)).to(dev)
+    vocab = Vocabulary(ckpt.vocab)
+    primer, primer_info = choose_primer(ckpt, config, run_dir)
+    g = torch.Generator(device=dev).manual_seed(config.seed)
+    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
+    noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
+    predictor = as_predicting(model, ckpt, config.keys)  # averaged over the keys a transposed note run trained in
+    new = predictor.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
+                             progress=progress)
+    out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
+    s = Samples(folder=out, run=run_dir, encoding=ckpt.encoding, task=ckpt.task, config=config.to_dict(),
+                primer=primer, samples=[vocab.decode(x) for x in new], primer_info=primer_info)
+    write_samples(s)
+    return s
+
+
+def reads_music_text(dataset: str | Path) -> bool:
+    """Whether a chars model's dataset holds tunes as :func:`pipeline.inputs.abc_io.music_text` (unknown: no)."""
+    from pipeline.store.dataset import read_manifest
+
+    try:
+        return read_manifest(dataset).get("config", {}).get("abc_header") == "music"
+    except Exception:  # the dataset moved or was deleted: the primer is used as typed
+        return False
+
+
+def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
+    """``samples/t<T>-s<seed>``; if that holds samples drawn with other options, ``…-2``, ``-3``…
+
+    The same options give the same samples, so they may replace themselves;
+    samples drawn with other options are never overwritten.
+    """
+    tag = f"t{config.temperature:g}-s{config.seed}"
+    want = config.to_dict()
+    for k in range(1, 1000):
+        folder = run_dir / "samples" / (tag if k == 1 else f"{tag}-{k}")
+        found = read_config(folder)
+        if found is not None and found != want:
+            continue
+        if found is None and folder.exists() and any(folder.iterdir()):
+            continue
+        return folder
+    raise RunError(f"too many sample folders named {tag}-* in {run_dir / 'samples'}")
+
+
+# ------------------------------------------------------------------ the command
+
+@dataclass
+class TemperatureResult:
+    """One temperature of :func:`generate_command`."""
+
+    temperature: float
+    folder: str
+    lengths: list[int]
+    midi_files: int = 0
+    validity: object = None   # chars: the validity table (DataFrame)
+
+
+@dataclass
+class GenerateResult:
+    run: str
+    temperatures: list[TemperatureResult] = field(default_factory=list)
+    validity_summary: object = None     # chars: DataFrame over temperatures
+    summary_files: list[str] = field(default_factory=list)
+
+
+def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Sequence[float], *,
+                     primer_text: str = "", render_midi: bool = True, engrave: bool = True,
+                     engrave_count: int | None = None, device: str = "auto", max_length: int = MAX_LENGTH,
+                     progress: Callable[[int], None] | None = None,
+                     on_total: Callable[[int, str, str], None] = lambda n, desc, unit: None,
+                     notice: Callable[[str], None] = lambda s: None,
+                     on_temperature: Callable[[TemperatureResult], None] = lambda r: None) -> GenerateResult:
+    """Draw ``base.count`` samples at each temperature, then render or check them.
+
+    ``primer_text`` is what the user typed after ``--primer-tokens``: space-separated
+    note tokens, or for chars models ABC text (``\\n`` for a newline) after ``<start>``.
+    ``on_total(n, desc, unit)`` starts a progress bar that ``progress`` advances: the
+    token steps of each temperature, then (chars) the tunes checked.
+    Note models get MIDI files (``render_midi``); chars models get ``.abc`` files,
+    MIDI and SVG sheet music for the playable tunes, ``validity.csv`` per temperature
+    and ``samples/validity_summary.csv``/``.md`` across temperatures.
+    """
+    from pipeline.stages.render import RenderConfig, render_samples
+    from pipeline.store.rundir import read_run_config
+
+    run_dir = Path(run_dir)
+    resolve_device(device)  # an absent --device is one line now, not after loading the run
+    chars = read_run_config(run_dir).get("encoding") == "chars"
+    primer = base.primer or ("tokens" if primer_text else "start" if chars else "validation")
+    if chars:
+        primer_text = primer_text.replace("\\n", "\n")  # a newline is awkward to type in a shell
+        if primer_text and reads_music_text(read_run_config(run_dir).get("dataset", "")):
+            as_read = music_primer(primer_text)
+            if as_read != primer_text:
+                notice(f"primer written as the model reads tunes (R: M: L: K: and notes): {as_read!r}")
+                primer_text = as_read
+    tokens = tuple([START, *primer_text] if chars else primer_text.split()) if primer == "tokens" else ()
+    base = replace(base, primer=primer, primer_tokens=tokens)
+    base.validate(max_length)  # before loading anything: a typo in --length fails at once
+    ckpt = load_checkpoint(run_dir, base.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    result = GenerateResult(run=str(run_dir))
+    validity = {}
+    length = base.length or DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH)
+    for t in temperatures:
+        on_total(length, f"sampling T={t:g}", "token")
+        s = generate(run_dir, replace(base, temperature=t), device=device, max_length=max_length,
+                     model=model, ckpt=ckpt, progress=progress)
+        res = TemperatureResult(temperature=t, folder=str(s.folder), lengths=[len(x) for x in s.samples])
+        if chars:
+            from pipeline.measures.abc_eval import default_engrave_count, score_sample_folder
+
+            n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None else engrave_count or None)
+            on_total(len(s.samples), f"checking T={t:g}", "tune")
+            res.validity = validity[t] = score_sample_folder(s.folder, midi=render_midi, engrave_count=n_draw,
+                                                             progress=progress, notice=notice)
+        elif render_midi:
+            rendered = render_samples(s.folder, RenderConfig(audio="none", piano_roll=False), notice=notice)
+            res.midi_files = sum("midi" in f for f in rendered.files)
+        result.temperatures.append(res)
+        on_temperature(res)
+    if chars:
+        from pipeline.measures.abc_eval import write_validity_summary
+
+        result.validity_summary, paths = write_validity_summary(validity, run_dir / "samples")
+        result.summary_files = [str(p) for p in paths]
+    return result

@@ -1,0 +1,1 @@
+"""The on-disk owners: one module per folder format, reader and writer side by side."""
