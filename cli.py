@@ -242,7 +242,7 @@ def train(name, runs, resume, **raw):
       python cli.py train --data processed/nocturnes --name my-run --resume
     """
     from pipeline.store.rundir import TrainConfig
-    from pipeline.stages.train import train_command
+    from pipeline.commands.train import run as train_command
 
     values = parse_train_values(raw)
     multi = [k for k, v in values.items() if len(v) > 1]
@@ -271,9 +271,9 @@ def train(name, runs, resume, **raw):
 
 
 def _chars_defaults_help() -> str:
-    from pipeline.store.rundir import ENCODING_DEFAULTS
+    from pipeline.codecs import get_codec
 
-    return "  " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in ENCODING_DEFAULTS["chars"].items())
+    return "  " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in get_codec("chars").train_defaults.items())
 
 
 train.help = train.help.replace("CHARS_DEFAULTS", _chars_defaults_help())
@@ -359,7 +359,8 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
     for the playable ones and validity.csv (parses, MIDI, bars matching the meter, ended, length,
     error); samples/validity_summary.csv and .md compare the temperatures of the command.
     """
-    from pipeline.stages.generate import GenerateConfig, generate_command
+    from pipeline.commands import generate as generate_command
+    from pipeline.stages.generate import GenerateConfig
 
     temps = floats(temperature, "--temperature")
     with known_errors("interrupted; the temperatures reported above are written, the one being sampled is not"):
@@ -367,7 +368,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
         base = GenerateConfig(count=count, length=length, seed=seed, primer=primer or "", primer_length=primer_length,
                               primer_piece=primer_piece, checkpoint=checkpoint, keys=keys)
         with Progress(unit="tune") as bar:
-            res = generate_command(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
+            res = generate_command.run(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
                                    engrave=engrave, engrave_count=engrave_count, device=device,
                                    max_length=max_length, progress=bar.update, on_total=bar.start, notice=echo_err,
                                    on_temperature=lambda r: click.echo(_temperature_line(r, count, do_render)))
@@ -459,7 +460,8 @@ def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
       python cli.py render runs/nocturnes-gru-4x128/samples/t1-s0
       python cli.py render ../shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid --audio flac
     """
-    from pipeline.stages.render import RenderConfig, render_default, render_paths
+    from pipeline.commands import render as render_command
+    from pipeline.stages.render import RenderConfig, render_paths
 
     config = RenderConfig(audio=audio, piano_roll=piano_roll, fixed_beats=fixed_beats, include_primer=not no_primer)
     with known_errors("interrupted; the files rendered so far are kept"), Progress(unit="file") as bar:
@@ -467,7 +469,7 @@ def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
         if folders:
             res = render_paths(folders, config, progress=bar.update, notice=echo_err)
         else:
-            res = render_default(run_dir, config, device=device, on_start=click.echo, progress=bar.update,
+            res = render_command.run(run_dir, config, device=device, on_start=click.echo, progress=bar.update,
                                  notice=echo_err)
     skipped = f" ({len(res.skipped)} skipped)" if res.skipped else ""
     click.echo(f"rendered {res.rendered} sequences{skipped} (MIDI{', ' + audio if audio != 'none' else ''}"

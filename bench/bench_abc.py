@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import abc_io  # noqa: E402
-from pipeline.measures.abc_eval import (char_ngram_baseline, generation_speed, score_sample_folder,  # noqa: E402
+from pipeline.inputs import abc_io  # noqa: E402
+from pipeline.measures.abc_eval import (score_sample_folder,  # noqa: E402
                                summarise_validity, validate_tunes, validity_markdown, write_validity_summary)
 from pipeline.inputs.corpus import corpus_paths  # noqa: E402
-from pipeline.codecs.encodings import decode_chars  # noqa: E402
+from bench.abc_tools import char_ngram_baseline, generation_speed  # noqa: E402
+from pipeline.codecs import decode_chars  # noqa: E402
 from pipeline.store.dataset import load_dataset  # noqa: E402
 from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
 from pipeline.stages.generate import GenerateConfig, generate  # noqa: E402

@@ -29,8 +29,10 @@ from pipeline.store.dataset import load_dataset  # noqa: E402
 from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
 from pipeline.stages.generate import sample_refeed  # noqa: E402
 from pipeline.models.network import resolve_device  # noqa: E402
-from pipeline.store.rundir import TrainConfig, load_checkpoint, model_from_checkpoint  # noqa: E402
-from pipeline.stages.train import make_windows, train  # noqa: E402
+from pipeline.store.rundir import TrainConfig, load_checkpoint  # noqa: E402
+from pipeline.models.network import model_from_checkpoint  # noqa: E402
+from pipeline.models.feeding import make_windows  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 
 def bench_extract(data: Path, work: Path) -> dict:
@@ -84,7 +86,7 @@ def bench_train(ds_dir: Path, work: Path, max_epochs: int, threads: int) -> dict
 
 
 def _time_validation(run: Path) -> float:
-    from pipeline.stages.train import Trainer
+    from pipeline.models.trainer import Trainer
     ckpt = load_checkpoint(run, "best")
     cfg = TrainConfig.from_dict(ckpt.train_config)
     ds = load_dataset(cfg.dataset, cfg.encoding)

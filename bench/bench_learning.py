@@ -231,7 +231,7 @@ def abc_config(dataset: Path, args) -> TrainConfig:
 def bench_abc(args, work: Path) -> dict:
     from pipeline.measures.abc_eval import score_sample_folder, summarise_validity, validate_tunes, validity_markdown
     from pipeline.store.dataset import load_dataset
-    from pipeline.codecs.encodings import decode_chars
+    from pipeline.codecs import decode_chars
     from pipeline.stages.generate import GenerateConfig, generate
 
     dataset = args.abc_data or _abc_dataset(work)

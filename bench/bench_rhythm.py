@@ -38,7 +38,8 @@ import torch  # noqa: E402
 from pipeline.store.dataset import load_dataset, read_notes  # noqa: E402
 from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
 from pipeline.store.rundir import read_metrics  # noqa: E402
-from pipeline.stages.train import TrainConfig, train  # noqa: E402
+from pipeline.store.rundir import TrainConfig  # noqa: E402
+from pipeline.stages.train import train  # noqa: E402
 
 NOCTURNES = Path(__file__).resolve().parents[2] / "shared" / "data" / "chopin-nocturnes"
 CELLS = ("rnn", "lstm", "gru")
@@ -98,7 +99,7 @@ def choice_table(data: Path, runs: dict[str, Path]) -> str:
 
 def rhythm_check(data: Path, run: Path, encoding: str, count: int, length: int, seed: int) -> str:
     from pipeline.stages.compare import measure, training_reference
-    from pipeline.codecs.encodings import onset_tokens
+    from pipeline.codecs import onset_tokens
     from pipeline.stages.generate import GenerateConfig, generate
     from pipeline.measures.metrics import longest_repeat_run
     from pipeline.codecs.tokenize import decode_continuation

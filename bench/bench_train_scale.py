@@ -61,7 +61,12 @@ def run_case(data: str, transpose: int, steps: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from pipeline.stages import train as T
+    import types
+
+    from pipeline.models import feeding, scoring, trainer
+    T = types.SimpleNamespace(training_data=feeding.training_data, model_config=trainer.model_config,
+                              Trainer=trainer.Trainer, _totals=scoring._totals,
+                              forward_resetting=feeding.forward_resetting, detach_state=feeding.detach_state)
     from pipeline.models.network import SequenceModel
     from pipeline.store.rundir import TrainConfig
 

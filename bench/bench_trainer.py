@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.store.dataset import is_dataset, load_dataset  # noqa: E402
 from pipeline.models.network import SequenceModel, resolve_device  # noqa: E402
 from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.stages.train import OPTIMIZERS, Trainer, model_config  # noqa: E402
+from pipeline.models.trainer import OPTIMIZERS, Trainer, model_config  # noqa: E402
 
 NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
 

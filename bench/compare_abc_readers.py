@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipeline import abc_io  # noqa: E402
+from pipeline.inputs import abc_io  # noqa: E402
 from pipeline.core.errors import AbcParseError  # noqa: E402
 
 REPEAT_SIGN = re.compile(r":\||\|:|::|\[\d|\|\d")

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from cli import main
 from pipeline.inputs import abc_io
-from pipeline.measures.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS, char_ngram_baseline, generation_speed,
+from pipeline.measures.abc_eval import (SUMMARY_COLUMNS, VALIDITY_COLUMNS,
                                score_sample_folder, summarise_validity, validate_tunes)
-from pipeline.codecs.encodings import END, START, decode_chars
+from pipeline.codecs import END, START, decode_chars
+from bench.abc_tools import char_ngram_baseline, generation_speed
 from pipeline.media.engrave import available_engraver
 from pipeline.stages.extract import ExtractConfig, extract
 from pipeline.stages.generate import GenerateConfig, generate

@@ -10,11 +10,11 @@ from pipeline.measures import abc_eval
 
 from pipeline.inputs import abc_io, corpus
 
-from pipeline.codecs import encodings
+from pipeline.codecs import chars as encodings
 
 from pipeline.media import engrave
 from pipeline.inputs.abc_io import AbcTune
-from pipeline.codecs.encodings import END, START
+from pipeline.codecs import END, START
 from pipeline.core.errors import AbcParseError, ConfigError, EngraveError
 from pipeline.core.notes import COLUMNS
 

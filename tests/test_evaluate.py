@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import melody, tiny_train_config, write_pm
-from pipeline.codecs.encodings import Vocabulary
+from conftest import tiny_train_config, write_pm
+from pipeline.codecs import Vocabulary
 from pipeline.core.errors import DatasetError
 from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
 from pipeline.stages.extract import ExtractConfig, extract
@@ -68,7 +68,8 @@ def test_evaluate_counts_unknown_tokens_and_scores_every_row_on_the_same_targets
 def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset, tmp_path):
     from pipeline.measures.baseline import NGramModel
     from pipeline.store.dataset import load_dataset
-    from pipeline.stages.train import augment_transpositions, make_windows
+    from pipeline.models.augment import augment_transpositions
+    from pipeline.models.feeding import make_windows
     run = tmp_path / "t"
     cfg = tiny_train_config(tiny_dataset, encoding="pitch", transpose=2, epochs=1, hidden=8)
     train(cfg, run)

@@ -11,6 +11,8 @@ import torch
 from click.testing import CliRunner
 from matplotlib.image import imread
 
+from pipeline.codecs.chars import CHAR_FEATURES
+from pipeline.codecs.names import NOTE_FEATURES
 from pipeline.stages import heatmap as hm
 from pipeline.core.errors import ConfigError
 from pipeline.stages.heatmap import (HeatmapConfig, grid_layout, heatmap_png, rank_units, record_activations,
@@ -103,7 +105,7 @@ def test_recording_leaves_the_random_state_alone():
 
 def test_char_features_of_a_tiny_tune():
     f = sequence_features(CHARS, "chars")
-    assert set(f) == set(hm.CHAR_FEATURES) and all(v.shape == (len(CHARS),) for v in f.values())
+    assert set(f) == set(CHAR_FEATURES) and all(v.shape == (len(CHARS),) for v in f.values())
     text = lambda name: "".join(t if on else "_" for t, on in zip(CHARS, f[name]) if len(t) == 1)  # noqa: E731
     assert text("in_header") == "X:1\nT:Hi\nK:G\n" + "_" * len('"G"[GB]|A2 B|\n')
     assert text("in_title") == "____T:Hi\n" + "_" * (len(TUNE) - 9)
@@ -267,7 +269,7 @@ def test_cli_on_a_trained_note_model(note_run, tmp_path):
     folder = note_run / "heatmaps"
     assert out.count("\n") == 1 and f"-> {folder}/" in out and "LSTM layer 1 (hidden state)" in out
     ranking = pd.read_csv(folder / "ranking.csv")
-    assert set(ranking.feature) == set(hm.NOTE_FEATURES) and (ranking.groupby("feature").size() == 3).all()
+    assert set(ranking.feature) == set(NOTE_FEATURES) and (ranking.groupby("feature").size() == 3).all()
     feats = pd.read_csv(folder / "features.csv")
     assert list(feats.columns[:2]) == ["step", "token"] and len(feats) == 8 + 30  # primer = one window
     pngs = sorted(p.name for p in folder.glob("heatmap_*.png"))

@@ -32,7 +32,7 @@ from pipeline.store.dataset import assign_split, load_dataset, read_manifest
 from pipeline.core.errors import ConfigError
 from pipeline.stages.extract import ExtractConfig, extract
 from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries
-from pipeline.store.rundir import load_checkpoint, read_status
+from pipeline.store.rundir import read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(ROOT / "cli.py")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,8 @@ from pipeline.store.dataset import load_dataset
 from pipeline.stages.evaluate import EvalConfig, evaluate_run
 from pipeline.stages.generate import GenerateConfig, generate, sample_refeed
 from pipeline.models.network import KeyAveraged, ModelConfig, SequenceModel
-from pipeline.store.rundir import load_checkpoint, model_from_checkpoint
+from pipeline.store.rundir import load_checkpoint
+from pipeline.models.network import model_from_checkpoint
 from pipeline.stages.train import train
 
 PITCHES = [str(p) for p in range(58, 67)]  # a pitch vocabulary of 9 notes: 58..66

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from conftest import type0_file, write_pm
-from pipeline.codecs.encodings import (Vocabulary, encode_notes, groups_to_tokens, onset_groups,
+from pipeline.codecs import (Vocabulary, build_vocabulary, encode_notes, groups_to_tokens, onset_groups,
                                 tokens_to_groups, tokens_to_pitches)
 from pipeline.core.errors import MidiReadError
 from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
@@ -104,13 +104,13 @@ def test_groups_tokens_inverse():
 
 
 def test_vocabulary_round_trip(tmp_path):
-    v = Vocabulary.build([["E4", "C4.E4"], ["C4", "E4"]], "names")
+    v = build_vocabulary([["E4", "C4.E4"], ["C4", "E4"]], "names")
     assert v.tokens == ["C4", "C4.E4", "E4"]
     ids = v.encode(["E4", "C4"])
     assert v.decode(ids) == ["E4", "C4"]
     v.save(tmp_path / "v.json")
     assert Vocabulary.load(tmp_path / "v.json") == v
-    assert Vocabulary.build([], "pitch").encode(["0", "127"]).tolist() == [0, 127]
+    assert build_vocabulary([], "pitch").encode(["0", "127"]).tolist() == [0, 127]
 
 
 def test_onset_groups_empty():

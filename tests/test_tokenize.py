@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_train_config
 from pipeline.codecs import tokenize
 from pipeline.store.dataset import load_dataset, read_notes
-from pipeline.codecs.encodings import (ENCODINGS, NOTE_ENCODINGS, TIMED_ENCODINGS, Vocabulary, encode_notes,
+from pipeline.codecs import (ENCODINGS, build_vocabulary, NOTE_ENCODINGS, TIMED_ENCODINGS, encode_notes,
                                 tokens_to_groups, tokens_to_pitches, transpose_tokens)
 from pipeline.core.errors import ConfigError
 from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
@@ -77,10 +77,10 @@ def test_transpose_keeps_the_rhythm_and_refuses_to_leave_the_piano():
 def test_vocabulary_is_the_tokenizers_whole_vocabulary():
     assert set(TIMED_ENCODINGS) <= set(NOTE_ENCODINGS) <= set(ENCODINGS)
     for enc in TIMED_ENCODINGS:
-        v = Vocabulary.build([], enc)
+        v = build_vocabulary([], enc)
         assert v.tokens == tokenize.vocabulary(enc) and "PAD_None" not in v.index
         assert {"Pitch_21", "Pitch_108", "Duration_0.1.12", "Duration_12.0.4"} <= set(v.index)
-    assert "TimeShift_0.1.12" in Vocabulary.build([], "tsd").index and "Bar_None" in Vocabulary.build([], "remi").index
+    assert "TimeShift_0.1.12" in build_vocabulary([], "tsd").index and "Bar_None" in build_vocabulary([], "remi").index
 
 
 def test_decoding_bad_or_partial_tokens():
@@ -129,13 +129,15 @@ def test_extract_writes_the_timed_encodings(tiny_dataset):
 
 @pytest.mark.slow
 def test_train_generate_render_heatmap_on_tsd(tiny_dataset, tmp_path):
-    from pipeline.stages.generate import GenerateConfig, generate_command
-    from pipeline.stages.heatmap import TIMED_FEATURES, HeatmapConfig, heatmap, sequence_features
+    from pipeline.commands import generate as generate_command
+    from pipeline.stages.generate import GenerateConfig
+    from pipeline.codecs.tokenize import TIMED_FEATURES
+    from pipeline.stages.heatmap import HeatmapConfig, heatmap, sequence_features
     from pipeline.stages.train import train
 
     run = tmp_path / "run"
     train(tiny_train_config(tiny_dataset, encoding="tsd", window=12, transpose=1, epochs=1), run)
-    res = generate_command(run, GenerateConfig(count=2, length=40, seed=0), [1.0])
+    res = generate_command.run(run, GenerateConfig(count=2, length=40, seed=0), [1.0])
     folder = res.temperatures[0].folder
     assert res.temperatures[0].midi_files == 2
     mid, _ = midi_file_to_notes(f"{folder}/sample_000.mid")

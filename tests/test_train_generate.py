@@ -13,7 +13,8 @@ from pipeline.stages.generate import GenerateConfig, generate, sample_refeed
 from pipeline.models.network import ModelConfig, SequenceModel
 from pipeline.stages.render import RenderConfig, render_samples
 from pipeline.store.rundir import TrainConfig, load_checkpoint
-from pipeline.stages.train import make_windows, train
+from pipeline.models.feeding import make_windows
+from pipeline.stages.train import train
 
 METRIC_COLS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 
@@ -74,7 +75,7 @@ def test_killed_run_resumes_to_the_same_end(tiny_dataset, tmp_path, cell, mode, 
 def test_token_noise_replaces_a_share_of_the_inputs_by_tokens_of_the_batch(tiny_dataset):
     from pipeline.store.dataset import load_dataset
     from pipeline.store.rundir import with_encoding_defaults
-    from pipeline.stages.train import Trainer
+    from pipeline.models.trainer import Trainer
     ds = load_dataset(tiny_dataset, "names")
     x = torch.arange(64 * 50).reshape(64, 50) % 97
     for share in (0.0, 0.3):
@@ -229,11 +230,11 @@ def test_killed_before_first_checkpoint_starts_again(tiny_dataset, tmp_path):
 
 
 def test_transpose_augmentation(tiny_dataset, tmp_path):
-    from pipeline.codecs.encodings import transpose_tokens
+    from pipeline.codecs import transpose_tokens
     from pipeline.store.dataset import load_dataset
     assert transpose_tokens(["C4.E4", "G4"], "names", 2) == ["D4.F#4", "A4"]
     assert transpose_tokens(["127"], "pitch", 1) is None
-    from pipeline.stages.train import augment_transpositions
+    from pipeline.models.augment import augment_transpositions
     ds = load_dataset(tiny_dataset, "names")
     aug = augment_transpositions(ds, 2)
     assert len(aug.split["train"]) == 5 * len(ds.split["train"]) and aug.split["validation"] == ds.split["validation"]
@@ -251,7 +252,7 @@ def test_transposed_pieces_are_the_stored_ids_read_through_a_key_map(tiny_datase
     """Each piece in each key equals it moved token by token; the pieces themselves are held once."""
     from pipeline.models.augment import training_pieces
     from pipeline.store.dataset import Dataset, load_dataset
-    from pipeline.codecs.encodings import Vocabulary, transpose_tokens
+    from pipeline.codecs import Vocabulary, transpose_tokens
     ds = load_dataset(tiny_dataset, "names")
     pieces = training_pieces(ds, 3)
     want, new = {p: ds.sequences[p] for p in ds.pieces("train")}, []
@@ -291,7 +292,7 @@ def test_epochs_through_the_key_map_equal_epochs_over_copied_pieces(tiny_dataset
     copies of every transposed piece gave (the trainer's old way), in the same order for a seed."""
     from pipeline.models.augment import augment_transpositions, training_pieces
     from pipeline.store.dataset import load_dataset
-    from pipeline.stages.train import Streams, training_windows
+    from pipeline.models.feeding import Streams, training_windows
     ds = load_dataset(tiny_dataset, "pitch")
     pieces = training_pieces(ds, 2)
     copied = augment_transpositions(ds, 2).piece_arrays("train")
@@ -355,7 +356,7 @@ def test_generate_never_overwrites_samples_drawn_with_other_options(tiny_dataset
 # ------------------------------------------------------------------ truncated BPTT and the two validation measures
 
 def test_streams_cover_every_piece_once_per_epoch():
-    from pipeline.stages.train import Streams
+    from pipeline.models.feeding import Streams
     arrays = [torch.arange(0, 50), torch.arange(100, 130), torch.arange(200, 290)]
     s = Streams(arrays, batch=4, chunk=7)
     g = torch.Generator().manual_seed(3)
@@ -374,7 +375,7 @@ def test_streams_cover_every_piece_once_per_epoch():
 
 
 def test_forward_resetting_starts_each_piece_from_a_zero_state():
-    from pipeline.stages.train import forward_resetting
+    from pipeline.models.feeding import forward_resetting
     torch.manual_seed(0)
     for cell in ("gru", "lstm"):
         model = SequenceModel(ModelConfig(vocab_size=7, cell=cell, layers=2, hidden=6, embed=3))
@@ -393,7 +394,8 @@ def test_forward_resetting_starts_each_piece_from_a_zero_state():
 
 
 def test_full_context_scores_the_same_targets_as_the_windows():
-    from pipeline.stages.train import make_windows, score_full_context, score_windows, summarise
+    from pipeline.models.feeding import make_windows
+    from pipeline.models.scoring import score_full_context, score_windows, summarise
     torch.manual_seed(0)
     model = SequenceModel(ModelConfig(vocab_size=9, cell="lstm", layers=2, hidden=8, embed=4))
     model.eval()
@@ -449,8 +451,9 @@ def test_runs_written_before_tbptt_read_as_windows_runs():
 
 
 def test_chars_defaults_apply_only_to_options_not_given():
-    from pipeline.store.rundir import ENCODING_DEFAULTS, with_encoding_defaults
-    chars = ENCODING_DEFAULTS["chars"]
+    from pipeline.codecs import get_codec
+    from pipeline.store.rundir import with_encoding_defaults
+    chars = get_codec("chars").train_defaults
     cfg = with_encoding_defaults(TrainConfig(encoding="chars", seed=3), {"encoding", "seed"})
     for k, v in chars.items():
         assert getattr(cfg, k) == v, k
@@ -464,7 +467,7 @@ def test_chars_defaults_apply_only_to_options_not_given():
 def test_one_piece_dataset_transposes_its_training_head_only(tiny_midi_dir, tmp_path):
     from pipeline.store.dataset import load_dataset
     from pipeline.stages.extract import ExtractConfig, extract
-    from pipeline.stages.train import augment_transpositions
+    from pipeline.models.augment import augment_transpositions
     extract([tiny_midi_dir / "piece1.mid"], ExtractConfig(name="one", out=str(tmp_path / "p"), workers=1))
     ds = load_dataset(tmp_path / "p" / "one", "pitch")
     aug = augment_transpositions(ds, 2)

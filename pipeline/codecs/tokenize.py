@@ -20,13 +20,20 @@ has an id. Tokenising and de-tokenising is MidiTok's (``encode``/``decode`` on a
 """
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
+from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pretty_midi
+from symusic import Note, Score, Track
 
-from pipeline.codecs.encodings import TIMED_ENCODINGS
+from pipeline.codecs.base import Codec
+from pipeline.codecs.onsets import TimingModel
+from pipeline.core.notes import empty_note_table, normalise_note_table
+
 
 
 def _miditok():
@@ -37,20 +44,20 @@ def _miditok():
     tokenizers, and extracting must not pay for torch, so unless torch is loaded
     already that optional submodule is marked absent before the import.
     """
-    import sys
-
     if "miditok" not in sys.modules and "torch" not in sys.modules:
         sys.modules.setdefault("miditok.pytorch_data", None)  # None in sys.modules: ImportError on import
-    import miditok
+    import miditok  # lazy: see above (torch must not load with it)
 
     return miditok
-from pipeline.core.notes import empty_note_table, normalise_note_table
+
 
 BEAT_RES = {(0, 4): 12, (4, 12): 4}   # grid steps per beat, by duration range in beats
 PITCH_RANGE = (21, 109)               # MidiTok's range is [low, high): the 88 piano keys
 BEATS_PER_BAR = 4                     # REMI's bars (time signatures are not encoded)
 DEFAULT_VELOCITY = 80
 PAD = "PAD_None"
+TIMED_FEATURES = ("is_pitch", "is_duration", "is_time", "is_bar", "pitch", "high_register", "low_register",
+                  "duration", "beat_in_bar", "chord_note")  # token_features, in this order
 
 
 def _config():
@@ -82,8 +89,6 @@ def vocabulary(encoding: str) -> list[str]:
 
 def notes_to_score(notes: pd.DataFrame, ticks_per_beat: int):
     """One piece's note table -> a one-track ``symusic.Score`` (every track merged), timed in beats."""
-    from symusic import Note, Score, Track
-
     score = Score(ticks_per_beat)
     track = Track(program=0)
     on = np.rint(notes["start_beat"].to_numpy(float) * ticks_per_beat).astype(np.int64)
@@ -261,12 +266,8 @@ def token_errors(tokens: Sequence[str], encoding: str) -> float:
 def short_label(token: str) -> str:
     """A few characters for a heatmap cell: ``C4``, ``d3/2`` (duration), ``+1/4`` (time shift),
     ``|`` (bar), ``@5/2`` (position in beats); no ``.``, which would split the label into lines."""
-    from fractions import Fraction
-
     kind, _, value = token.partition("_")
     if kind == "Pitch":
-        import pretty_midi
-
         return pretty_midi.note_number_to_name(int(value))
     if kind in ("Duration", "TimeShift"):
         b, st, r = (int(x) for x in value.split("."))
@@ -310,5 +311,57 @@ def token_features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
     return f
 
 
-__all__ = ["TIMED_ENCODINGS", "tokenizer", "vocabulary", "encode", "decode", "decode_continuation", "pitches",
-           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "short_label"]
+class TimedCodec(Codec):
+    """A MidiTok tokenisation: its tokens carry their own rhythm, and a chord's notes sound together."""
+
+    timed = True
+    default_length = 300
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def encode(self, notes: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
+        """Onsets quantised to MidiTok's beat grid (``tolerance`` does not apply)."""
+        return encode(notes, self.name)
+
+    def dropped(self, notes: pd.DataFrame) -> dict[str, int]:
+        lo, hi = PITCH_RANGE
+        n = int(((notes["pitch"] < lo) | (notes["pitch"] >= hi)).sum())
+        return {"outside the piano's 88 keys (tsd/remi)": n} if n else {}
+
+    def vocabulary(self, sequences) -> list[str]:
+        """The tokenizer's whole vocabulary (every transposition and duration)."""
+        return vocabulary(self.name)
+
+    def to_groups(self, tokens: Sequence[str]) -> list[list[int]]:
+        return onset_groups(tokens)
+
+    def pitches(self, tokens: Sequence[str]) -> list[int]:
+        return pitches(tokens)
+
+    def onset_tokens(self, tokens: Sequence[str]) -> list[str]:
+        """Each onset as one chord name (``C4.E4.G4``): a repeated chord is a repeated token whatever
+        its rhythm, and an 8-gram spans 8 onsets as it does for ``names``."""
+        names = pretty_midi.note_number_to_name
+        return [".".join(names(p) for p in g) for g in onset_groups(tokens)]
+
+    def decode(self, tokens: Sequence[str], timing: TimingModel, *, seed: int = 0,
+               context: Sequence[str] = ()) -> pd.DataFrame:
+        """The tokens' own timing at ``timing.qpm``; ``context`` is decoded with them, then left out."""
+        return decode_continuation(context, tokens, self.name, qpm=timing.qpm, velocity=timing.velocity)
+
+    def transpose(self, tokens: Sequence[str], shift: int) -> list[str] | None:
+        return transpose(tokens, shift)
+
+    def features(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+        return token_features(tokens)
+
+    def label(self, token: str) -> str:
+        return short_label(token)
+
+    def grammar_errors(self, tokens: Sequence[str]) -> float | None:
+        return token_errors(tokens, self.name)
+
+
+__all__ = ["tokenizer", "vocabulary", "encode", "decode", "decode_continuation", "pitches",
+           "transpose", "onset_groups", "token_times", "token_errors", "token_features", "short_label", "TimedCodec"]

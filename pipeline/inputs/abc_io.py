@@ -10,7 +10,7 @@ Music
     helpers (``parse_abc``, ``time_limit``, ``pitched_notes``...) are the one
     music21 adapter that the other ABC modules share.
 
-Elsewhere: the ``chars`` token codec is in :mod:`pipeline.codecs.encodings`, the
+Elsewhere: the ``chars`` token codec is in :mod:`pipeline.codecs`, the
 tunebooks that ship inside music21 in :mod:`pipeline.inputs.corpus`, MIDI export and
 sheet music in :mod:`pipeline.media.engrave`, the validity of a tune
 (``check_tune``) in :mod:`pipeline.measures.abc_eval`.

@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from pipeline.inputs.abc_io import (PARSE_TIMEOUT_S, ParseTimeout, field_value, parse_abc, pitched_notes, time_limit,
                      with_x_line)
-from pipeline.codecs.encodings import END, START, decode_chars
+from pipeline.codecs import END, START, decode_chars, get_codec
 from pipeline.media.engrave import abc_to_midi_file, available_engraver, engrave, score_to_midi_file
 from pipeline.core.errors import AbcParseError, ConfigError, EngraveError, PipelineError, one_line
 from pipeline.core.fsutil import atomic_write_text
@@ -338,7 +336,7 @@ def score_sample_folder(folder: str | Path, *, midi: bool = True, engrave_count:
     """
     folder = Path(folder)
     data = read_samples(folder)
-    if data.encoding != "chars":
+    if get_codec(data.encoding).plays_notes:
         raise ConfigError(f"{folder} holds {data.encoding} samples, not ABC characters")
     texts, ended = tunes_of_samples(data, include_primer)
     table = validate_tunes(texts, ended, timeout_s=timeout_s, progress=progress)
@@ -382,100 +380,6 @@ def write_validity_summary(df_by_temperature: Mapping[object, pd.DataFrame],
     return summary, [csv, md]
 
 
-# --------------------------------------------------------------------------- measurements
-
-def generation_speed(run_dir: str | Path, *, count: int = 100, length: int = 1000, temperature: float = 1.0,
-                     seed: int = 0, checkpoint: str = "best") -> dict:
-    """Characters a second when ``count`` tunes are drawn as one batch vs one tune at a time.
-
-    Both ways use the same model, primer (``<start>``), length limit,
-    temperature and stop at ``<end>``. A batch keeps stepping finished rows
-    until its last tune ends, so its rate counts only the characters kept.
-
-    Returns
-    -------
-    dict: ``batch`` and ``single``, each ``{"seconds", "chars", "chars_per_s",
-    "ended"}`` (chars include each ``<end>``), ``speedup`` (batch rate /
-    single rate), plus the settings and torch's thread count.
-    """
-    import torch
-
-    from pipeline.codecs.encodings import Vocabulary
-    from pipeline.store.rundir import load_checkpoint, model_from_checkpoint
-
-    if count < 1 or length < 1:
-        raise ConfigError("count and length must be at least 1")
-    ckpt = load_checkpoint(run_dir, checkpoint)
-    vocab = Vocabulary(ckpt.vocab)
-    if START not in vocab.index or END not in vocab.index:
-        raise ConfigError(f"{run_dir} is not a chars model (no <start>/<end> tokens)")
-    model = model_from_checkpoint(ckpt)
-    start, end = vocab.index[START], vocab.index[END]
-
-    def timed(rows: int, calls: int) -> dict:
-        g = torch.Generator().manual_seed(seed)
-        t = time.perf_counter()
-        out = [s for _ in range(calls)
-               for s in model.generate(torch.full((rows, 1), start, dtype=torch.long), length, temperature, g,
-                                       stop_id=end)]
-        seconds = time.perf_counter() - t
-        chars = sum(len(s) for s in out)
-        return {"seconds": seconds, "chars": chars, "chars_per_s": chars / seconds,
-                "ended": sum(bool(s) and s[-1] == end for s in out)}
-
-    batch, single = timed(count, 1), timed(1, count)
-    return {"count": count, "length": length, "temperature": temperature, "threads": torch.get_num_threads(),
-            "batch": batch, "single": single, "speedup": batch["chars_per_s"] / single["chars_per_s"]}
-
-
-def char_ngram_baseline(dataset_folder: str | Path, window: int, orders: Sequence[int] = (3, 5, 7),
-                        max_targets: int | None = None) -> dict:
-    """Interpolated Witten-Bell char n-grams on the chars encoding's train tunes.
-
-    Scored on exactly the model's validation targets: the next character after
-    every ``window``-character window of the held-out tunes (stride 1), each
-    tune framed by ``<start>``/``<end>``. ``max_targets`` keeps that many
-    targets, evenly spaced, when scoring all of them would be too slow (pure
-    Python, about 25 µs a target and order); ``targets`` < ``total_targets``
-    in the result says so. The highest order is counted once and the lower
-    orders reuse its counts (an order-k model's counts are the first k levels).
-
-    Returns
-    -------
-    dict ``{"<k>-gram": {"loss": nats/char, "acc", "targets", "total_targets",
-    "seconds"}}`` per order; loss and acc are NaN when there is no target.
-
-    Raises
-    ------
-    DatasetError
-        The folder is not a processed dataset with a ``chars`` encoding.
-    """
-    from pipeline.store.dataset import load_dataset
-    from pipeline.stages.evaluate import fit_baselines
-    from pipeline.stages.train import make_windows
-
-    if not orders or min(orders) < 1:
-        raise ConfigError("orders must be positive integers")
-    if window < 1:
-        raise ConfigError("window must be at least 1")
-    ds = load_dataset(dataset_folder, "chars")
-    vx, vy = make_windows(ds.piece_arrays("validation"), window, 1).arrays()
-    targets, total = vy[:, -1], len(vy)
-    if max_targets is not None and total > max_targets:
-        keep = np.unique(np.linspace(0, total - 1, max_targets).round().astype(int))
-        vx, targets = vx[keep], targets[keep]
-    out = {}
-    for name, model in fit_baselines(ds.piece_arrays("train"), len(ds.vocab), orders).items():
-        t = time.perf_counter()
-        res = model.evaluate(vx, targets)
-        out[name] = {**res, "targets": int(len(targets)), "total_targets": int(total),
-                     "seconds": time.perf_counter() - t}
-    return out
-
-
-__all__ = [
-    "TuneValidity", "check_tune",
-    "VALIDITY_COLUMNS", "SUMMARY_COLUMNS", "tunes_of_samples", "validate_tunes", "summarise_validity",
-    "validity_markdown", "default_engrave_count", "score_sample_folder", "write_validity_summary",
-    "generation_speed", "char_ngram_baseline",
-]
+__all__ = ["TuneValidity", "check_tune", "VALIDITY_COLUMNS", "SUMMARY_COLUMNS", "tunes_of_samples", "validate_tunes",
+           "summarise_validity", "validity_markdown", "default_engrave_count", "score_sample_folder",
+           "write_validity_summary"]

@@ -9,7 +9,7 @@ and rhythm), rhythm falling apart (:func:`groove_consistency`,
 Inputs are plain data:
 
 ``pitches``  MIDI pitches 0-127 in onset order, chord notes low to high, as
-             :func:`pipeline.codecs.encodings.tokens_to_pitches` gives them. The
+             :func:`pipeline.codecs.tokens_to_pitches` gives them. The
              pitch metrics take no timing, so their histograms count notes,
              not durations (mgeval weights by duration).
 ``tokens``   the model's tokens (``'E4'``, ``'C4.E4.G4'`` or ABC characters);

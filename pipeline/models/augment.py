@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.store.dataset import Dataset
-from pipeline.codecs.encodings import NOTE_ENCODINGS, Vocabulary, transpose_tokens
+from pipeline.codecs import Vocabulary, get_codec
 
 
 @dataclass
@@ -66,17 +66,14 @@ def moved_token(token: str, encoding: str, shift: int) -> str | None:
 
     Note and timed encodings move a token into exactly one token (a chord stays one ``names`` token).
     """
-    if token.startswith("<"):
-        return token
-    moved = transpose_tokens([token], encoding, shift)
-    return None if moved is None else moved[0]
+    return get_codec(encoding).move_token(token, shift)
 
 
 def training_pieces(ds: Dataset, max_shift: int = 0) -> TrainingPieces:
     """The training pieces of ``ds``, also shifted by -max_shift..+max_shift semitones when ``max_shift`` > 0.
 
     A piece is left out of a key where one of its pitches would leave 0..127 (a
-    timed encoding: the piano's range), as :func:`pipeline.codecs.encodings.transpose_tokens`
+    timed encoding: the piano's range), as :meth:`pipeline.codecs.base.Codec.transpose`
     says. Equal to transposing every piece token by token (``tests``), without a copy.
     """
     side = ds.side_sequences("train")
@@ -164,7 +161,7 @@ def as_predicting(model, ckpt, keys: str = "all"):
     from pipeline.store.rundir import TrainConfig
 
     shift = TrainConfig.from_dict(ckpt.train_config).transpose
-    if keys != "all" or not shift or ckpt.task != "classify" or ckpt.encoding not in NOTE_ENCODINGS:
+    if keys != "all" or not shift or ckpt.task != "classify" or not get_codec(ckpt.encoding).transposable:
         return model
     key_map = vocab_key_map(list(ckpt.vocab), ckpt.encoding, shift)
     return KeyAveraged(model, key_map).to(next(model.parameters()).device)

@@ -21,10 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.store.rundir import STACKS
+from pipeline.core.choices import DEVICES, STACKS
+from pipeline.core.errors import ConfigError
+from pipeline.store.rundir import Checkpoint
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -32,8 +33,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 
     Raises ConfigError (one line) when the requested accelerator is absent.
     """
-    from pipeline.core.errors import ConfigError
-
     name = (name or "auto").lower()
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -440,3 +439,11 @@ class KeyAveraged(nn.Module):
             return self._average(m._step(x, state, m.head.weight, m.head.bias, cells), alive) * scale
 
         return m.sample(out[:, -1] * scale, step, length, temperature, generator, stop_id, noise, progress)
+
+
+def model_from_checkpoint(ckpt: Checkpoint) -> "SequenceModel":
+    """The trained network of a checkpoint, in eval mode, on the CPU."""
+    model = SequenceModel.from_dict(ckpt.model_args)
+    model.load_state_dict(ckpt.model)
+    model.eval()
+    return model

@@ -25,12 +25,11 @@ in pitch only; the real continuation then keeps its own notes and timing.
 from __future__ import annotations
 
 import html
-import json
 import random
 import string
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,8 +38,7 @@ import pandas as pd
 
 from pipeline.core.config import StageConfig
 from pipeline.store.dataset import Dataset, load_dataset, read_notes
-from pipeline.codecs.encodings import (NOTE_ENCODINGS, Vocabulary, groups_to_tokens, is_timed, onset_groups, onset_tokens,
-                        tokens_to_pitches)
+from pipeline.codecs import Vocabulary, get_codec, onset_groups, onset_tokens, tokens_to_pitches
 from pipeline.core.errors import ConfigError, DatasetError, RunError
 from pipeline.core.fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
 from pipeline.stages.generate import GenerateConfig, generate
@@ -162,10 +160,11 @@ def real_notes(ds: Dataset, piece: str, first: int, stop: int) -> pd.DataFrame:
     """
     notes = read_notes(ds.folder, piece)
     groups = onset_groups(notes, ds.onset_tolerance)
-    if groups_to_tokens([g.pitches for g in groups], ds.encoding) != ds.sequences[piece]:
+    codec = get_codec(ds.encoding)
+    if codec.from_groups([g.pitches for g in groups]) != ds.sequences[piece]:
         raise DatasetError(f"{ds.folder}: notes.parquet and the {ds.encoding} tokens of {piece} disagree; "
                            "run `extract` again")
-    starts = np.cumsum([0] + [1 if ds.encoding == "names" else len(g.pitches) for g in groups])[:-1]
+    starts = np.cumsum([0] + [codec.tokens_per_group(g.pitches) for g in groups])[:-1]
     chosen = np.flatnonzero((starts >= first) & (starts < stop))
     if not len(chosen):
         return notes.iloc[:0]
@@ -197,11 +196,10 @@ def measure(tokens: list[str], encoding: str, reference, notes: pd.DataFrame) ->
     grammar (a Pitch with no Duration, say), which play no note.
     """
     m = sample_metrics(onset_tokens(tokens, encoding), tokens_to_pitches(tokens, encoding), reference, notes=notes)
-    if is_timed(encoding):
-        from pipeline.codecs.tokenize import token_errors
-
+    errors = get_codec(encoding).grammar_errors(tokens)
+    if errors is not None:
         m["n_tokens"] = float(len(tokens))
-        m["token_error_rate"] = token_errors(tokens, encoding)
+        m["token_error_rate"] = errors
     return m
 
 
@@ -270,8 +268,8 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     labels = [run_label(r) for r in runs]
     ckpts = [load_checkpoint(r, config.checkpoint) for r in runs]
     encoding = ckpts[0].encoding
-    if encoding not in NOTE_ENCODINGS:
-        raise ConfigError(f"compare plays note models (names or pitch); {runs[0].name} uses {encoding!r}")
+    if not get_codec(encoding).plays_notes:
+        raise ConfigError(f"compare plays note models; {runs[0].name} uses {encoding!r}, whose tokens are not notes")
     for r, c in zip(runs, ckpts):
         if c.encoding != encoding:
             raise ConfigError(f"runs differ in encoding: {runs[0].name} uses {encoding!r}, "
@@ -303,7 +301,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         raise DatasetError(f"{ds.folder} no longer holds the opening saved with {runs[0].name}; extract it again")
     reference = training_reference(ds)
     real_tokens = ds.sequences[base][offset + n_primer:offset + n_primer + config.length]
-    timed = is_timed(encoding)
+    timed = get_codec(encoding).timed
 
     entries = list(labels)
     ngram = None

@@ -36,7 +36,7 @@ import numpy as np
 from pipeline.models.augment import KEYS, as_predicting
 from pipeline.core.config import StageConfig
 from pipeline.store.dataset import load_dataset
-from pipeline.codecs.encodings import Vocabulary
+from pipeline.codecs import Vocabulary
 from pipeline.core.errors import ConfigError, DatasetError
 from pipeline.store.rundir import STUDY_WINDOW, TrainConfig, best_row, load_checkpoint, selection_metric, write_eval
 
@@ -142,8 +142,8 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     import torch
 
     from pipeline.models.network import resolve_device
-    from pipeline.store.rundir import model_from_checkpoint
-    from pipeline.stages.train import make_windows, training_data
+    from pipeline.models.network import model_from_checkpoint
+    from pipeline.models.feeding import make_windows, training_data
 
     config.validate()
     t0 = time.perf_counter()
@@ -222,7 +222,7 @@ def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: 
     Batches shrink with the number of keys read at once, and full-context chunks
     with the vocabulary, so a key-averaged ``names`` model fits where one key did.
     """
-    from pipeline.stages.train import score_full_context, score_windows, summarise
+    from pipeline.models.scoring import score_full_context, score_windows, summarise
 
     keys = getattr(model, "keys", 1)
     rows = max(1, 64 // keys)

@@ -8,14 +8,12 @@ Files whose sha256 is unchanged since the last run are not parsed again.
 """
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import pandas as pd
 
 from pipeline.inputs import midi_io
@@ -23,7 +21,7 @@ from pipeline.inputs.abc_io import ABC_HEADERS, music_text
 from pipeline.core.config import StageConfig
 from pipeline.store.dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
                       read_previous, write_dataset)
-from pipeline.codecs.encodings import NOTE_ENCODINGS, encode_chars, encode_notes, group_onsets, grouped_tokens, is_timed
+from pipeline.codecs import CODECS, encode_chars, group_onsets, timing_stats
 from pipeline.core.errors import ConfigError, NoUsableInputError, PipelineError
 from pipeline.core.fsutil import atomic_dir, folder_lock, sha256_file
 from pipeline.core.notes import empty_note_table, normalise_note_table, note_table_bytes
@@ -230,28 +228,6 @@ def _piece_ids(files: list[Path], shas: list[str]) -> list[str]:
     return [s if counts[s] == 1 else f"{s}~{h[:8]}" for s, h in zip(stems, shas)]
 
 
-def timing_stats(notes: pd.DataFrame, tolerance: float) -> dict:
-    """Onset-interval / duration pairs (in beats) and tempo, to render tokens with plausible timing.
-
-    Returns a dict with ``pairs`` (list of [ioi_beats, duration_beats], at most
-    20,000, sampled evenly), ``qpm`` (median tempo in quarter notes per minute)
-    and ``velocity`` (median).
-    """
-    groups = group_onsets(notes, tolerance)  # all pieces in one pass
-    same_piece = groups.piece[1:] == groups.piece[:-1]
-    # each onset group's gap to the next one in its piece, and its own duration
-    ioi = np.diff(groups.start_beat)[same_piece].tolist()
-    duration = np.maximum(groups.duration_beat[:-1], 1e-3)[same_piece].tolist()
-    keep = range(len(ioi)) if len(ioi) <= 20000 else np.linspace(0, len(ioi) - 1, 20000).astype(int).tolist()
-    pairs = [[round(ioi[i], 4), round(duration[i], 4)] for i in keep]
-    spans = notes.groupby("piece", sort=True).agg(s0=("start", "min"), s1=("end", "max"),
-                                                  b0=("start_beat", "min"), b1=("end_beat", "max"))
-    span_s, span_b = spans["s1"] - spans["s0"], spans["b1"] - spans["b0"]
-    qpms = (60.0 * span_b / span_s)[(span_s > 0) & (span_b > 0)].tolist()
-    return {"pairs": pairs or [[0.5, 0.5]], "qpm": float(np.median(qpms)) if qpms else 120.0,
-            "velocity": int(notes["velocity"].median()) if len(notes) else 80}
-
-
 def _run_parallel(jobs: list[tuple], workers: int, progress: Callable | None) -> list[FileResult]:
     if workers <= 1 or len(jobs) <= 1:
         results = []
@@ -384,12 +360,9 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     texts = {k: v for r in ok for k, v in r.texts.items()}
     piece_names = sorted(notes["piece"].unique())
     groups = group_onsets(notes, config.onset_tolerance)  # every piece in one pass
-    sequences = {enc: grouped_tokens(groups, enc) for enc in NOTE_ENCODINGS if not is_timed(enc)}
-    if any(map(is_timed, NOTE_ENCODINGS)):  # MidiTok's encodings quantise on their own beat grid
-        by_piece = dict(tuple(notes.groupby("piece", sort=True)))
-        for enc in filter(is_timed, NOTE_ENCODINGS):
-            sequences[enc] = {p: encode_notes(by_piece[p], enc) for p in piece_names}
-    lengths = {p: min(len(sequences[enc][p]) for enc in NOTE_ENCODINGS) for p in piece_names}
+    note_codecs = {enc: c for enc, c in CODECS.items() if c.plays_notes}
+    sequences = {enc: c.encode_pieces(notes, groups, config.onset_tolerance) for enc, c in note_codecs.items()}
+    lengths = {p: min(len(sequences[enc][p]) for enc in note_codecs) for p in piece_names}
     split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
     if texts:
         as_read = music_text if config.abc_header == "music" else str
@@ -403,7 +376,8 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
         "totals": {
             "files_ok": len(ok), "files_skipped": len(ordered) - len(ok) + len(duplicates) + len(rejected),
             "files_reused": reused, "pieces": len(piece_names), "notes": int(len(notes)),
-            "dropped": _sum_dicts(r.dropped for r in ok),
+            # notes a reader left out, and notes an encoding cannot hold (counted, never silently lost)
+            "dropped": _sum_dicts([*(r.dropped for r in ok), *(c.dropped(notes) for c in note_codecs.values())]),
         },
     }
     with atomic_dir(folder, also_ours=is_dataset) as tmp:

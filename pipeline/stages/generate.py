@@ -3,30 +3,26 @@
 Sampling feeds the primer once, then carries the recurrent state forward one
 token at a time (:meth:`pipeline.models.network.SequenceModel.generate`): each new token
 costs one step of the network, not a pass over a whole window. All samples are
-drawn as one batch. :func:`generate_command` is what ``cli.py generate`` does:
-one folder per temperature, then MIDI (note models) or the ABC checks,
-sheet music and validity tables (chars models).
+drawn as one batch (``cli.py generate`` is :mod:`pipeline.commands.generate`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
-from pipeline.inputs.abc_io import music_primer
 from pipeline.models.augment import KEYS, as_predicting
 from pipeline.core.config import StageConfig
-from pipeline.codecs.encodings import END, START, Vocabulary
+from pipeline.codecs import END, START, Vocabulary, get_codec
 from pipeline.core.errors import ConfigError, RunError
-from pipeline.models.network import SequenceModel, resolve_device
-from pipeline.store.rundir import Checkpoint, best_row, load_checkpoint, model_from_checkpoint, read_primers
+from pipeline.models.network import PITCH_SCALE, SequenceModel, resolve_device
+from pipeline.store.rundir import Checkpoint, best_row, load_checkpoint, read_primers
+from pipeline.models.network import model_from_checkpoint
 from pipeline.store.samples import Samples, read_config, write_samples
 
-DEFAULT_LENGTH = {"chars": 1000}   # a whole tune; note models get DEFAULT_NOTE_LENGTH
-DEFAULT_NOTE_LENGTH = 300
 MAX_LENGTH = 100_000               # a sensible cap; --max-length lifts it
 
 
@@ -107,8 +103,6 @@ def choose_primer(ckpt: Checkpoint, config: GenerateConfig, run_dir: Path) -> tu
 
 def regression_noise(ckpt: Checkpoint) -> float:
     """Sampling noise of a pitch regressor: its validation RMSE, in semitones."""
-    from pipeline.models.network import PITCH_SCALE
-
     return math.sqrt(best_row(ckpt.metrics)["val_loss"]) * PITCH_SCALE if ckpt.metrics else 0.0
 
 
@@ -123,7 +117,7 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     run_dir = Path(run_dir)
     ckpt = ckpt or load_checkpoint(run_dir, config.checkpoint)
     if config.length is None:
-        config = replace(config, length=DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH))
+        config = replace(config, length=get_codec(ckpt.encoding).default_length)
     config.validate(max_length)
     dev = resolve_device(device)
     model = (model or model_from_checkpoint(ckpt)).to(dev)
@@ -140,16 +134,6 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
                 primer=primer, samples=[vocab.decode(x) for x in new], primer_info=primer_info)
     write_samples(s)
     return s
-
-
-def reads_music_text(dataset: str | Path) -> bool:
-    """Whether a chars model's dataset holds tunes as :func:`pipeline.inputs.abc_io.music_text` (unknown: no)."""
-    from pipeline.store.dataset import read_manifest
-
-    try:
-        return read_manifest(dataset).get("config", {}).get("abc_header") == "music"
-    except Exception:  # the dataset moved or was deleted: the primer is used as typed
-        return False
 
 
 def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
@@ -169,88 +153,3 @@ def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
             continue
         return folder
     raise RunError(f"too many sample folders named {tag}-* in {run_dir / 'samples'}")
-
-
-# ------------------------------------------------------------------ the command
-
-@dataclass
-class TemperatureResult:
-    """One temperature of :func:`generate_command`."""
-
-    temperature: float
-    folder: str
-    lengths: list[int]
-    midi_files: int = 0
-    validity: object = None   # chars: the validity table (DataFrame)
-
-
-@dataclass
-class GenerateResult:
-    run: str
-    temperatures: list[TemperatureResult] = field(default_factory=list)
-    validity_summary: object = None     # chars: DataFrame over temperatures
-    summary_files: list[str] = field(default_factory=list)
-
-
-def generate_command(run_dir: str | Path, base: GenerateConfig, temperatures: Sequence[float], *,
-                     primer_text: str = "", render_midi: bool = True, engrave: bool = True,
-                     engrave_count: int | None = None, device: str = "auto", max_length: int = MAX_LENGTH,
-                     progress: Callable[[int], None] | None = None,
-                     on_total: Callable[[int, str, str], None] = lambda n, desc, unit: None,
-                     notice: Callable[[str], None] = lambda s: None,
-                     on_temperature: Callable[[TemperatureResult], None] = lambda r: None) -> GenerateResult:
-    """Draw ``base.count`` samples at each temperature, then render or check them.
-
-    ``primer_text`` is what the user typed after ``--primer-tokens``: space-separated
-    note tokens, or for chars models ABC text (``\\n`` for a newline) after ``<start>``.
-    ``on_total(n, desc, unit)`` starts a progress bar that ``progress`` advances: the
-    token steps of each temperature, then (chars) the tunes checked.
-    Note models get MIDI files (``render_midi``); chars models get ``.abc`` files,
-    MIDI and SVG sheet music for the playable tunes, ``validity.csv`` per temperature
-    and ``samples/validity_summary.csv``/``.md`` across temperatures.
-    """
-    from pipeline.stages.render import RenderConfig, render_samples
-    from pipeline.store.rundir import read_run_config
-
-    run_dir = Path(run_dir)
-    resolve_device(device)  # an absent --device is one line now, not after loading the run
-    chars = read_run_config(run_dir).get("encoding") == "chars"
-    primer = base.primer or ("tokens" if primer_text else "start" if chars else "validation")
-    if chars:
-        primer_text = primer_text.replace("\\n", "\n")  # a newline is awkward to type in a shell
-        if primer_text and reads_music_text(read_run_config(run_dir).get("dataset", "")):
-            as_read = music_primer(primer_text)
-            if as_read != primer_text:
-                notice(f"primer written as the model reads tunes (R: M: L: K: and notes): {as_read!r}")
-                primer_text = as_read
-    tokens = tuple([START, *primer_text] if chars else primer_text.split()) if primer == "tokens" else ()
-    base = replace(base, primer=primer, primer_tokens=tokens)
-    base.validate(max_length)  # before loading anything: a typo in --length fails at once
-    ckpt = load_checkpoint(run_dir, base.checkpoint)
-    model = model_from_checkpoint(ckpt)
-    result = GenerateResult(run=str(run_dir))
-    validity = {}
-    length = base.length or DEFAULT_LENGTH.get(ckpt.encoding, DEFAULT_NOTE_LENGTH)
-    for t in temperatures:
-        on_total(length, f"sampling T={t:g}", "token")
-        s = generate(run_dir, replace(base, temperature=t), device=device, max_length=max_length,
-                     model=model, ckpt=ckpt, progress=progress)
-        res = TemperatureResult(temperature=t, folder=str(s.folder), lengths=[len(x) for x in s.samples])
-        if chars:
-            from pipeline.measures.abc_eval import default_engrave_count, score_sample_folder
-
-            n_draw = 0 if not engrave else (default_engrave_count() if engrave_count is None else engrave_count or None)
-            on_total(len(s.samples), f"checking T={t:g}", "tune")
-            res.validity = validity[t] = score_sample_folder(s.folder, midi=render_midi, engrave_count=n_draw,
-                                                             progress=progress, notice=notice)
-        elif render_midi:
-            rendered = render_samples(s.folder, RenderConfig(audio="none", piano_roll=False), notice=notice)
-            res.midi_files = sum("midi" in f for f in rendered.files)
-        result.temperatures.append(res)
-        on_temperature(res)
-    if chars:
-        from pipeline.measures.abc_eval import write_validity_summary
-
-        result.validity_summary, paths = write_validity_summary(validity, run_dir / "samples")
-        result.summary_files = [str(p) for p in paths]
-    return result

@@ -44,7 +44,7 @@ from pipeline.store.dataset import load_dataset
 from pipeline.core.fsutil import atomic_write_json, folder_lock
 from pipeline.core.procs import die_with_parent, terminate_as_interrupt
 from pipeline.stages.report import ensure_run_curves, read_run, write_report
-from pipeline.store.rundir import EXECUTION_ONLY, TrainConfig, canonical_config, run_name, with_encoding_defaults
+from pipeline.store.rundir import TrainConfig, canonical_config, run_name, with_encoding_defaults
 
 EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -505,7 +505,7 @@ def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *, given: set
                  notice: Callable[[str], None] = lambda s: None,
                  progress: Callable[[str, dict], None] | None = None) -> dict:
     """What ``cli.py grid`` does: pick the dataset (default: the latest), expand the options, run the grid."""
-    from pipeline.stages.train import resolve_dataset
+    from pipeline.store.dataset import resolve_dataset
 
     values = dict(values)
     dataset, picked = resolve_dataset(values["dataset"][0] if values.get("dataset") else None)

@@ -9,9 +9,8 @@ out as text. ``heatmap`` does all of it for a run folder (the CLI command).
 """
 from __future__ import annotations
 
-import re
 import textwrap
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,19 +18,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.codecs.encodings import (CHORD_SEP, END, NOTE_ENCODINGS, START, Vocabulary, encode_chars, encode_notes, is_timed,
-                        tokens_to_groups)
+from pipeline.codecs import CHORD_SEP, END, START, Vocabulary, get_codec
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, RunError
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.store.samples import read_samples
 from pipeline.media.figures import atomic_write_figure, new_figure
 from pipeline.core.fsutil import atomic_write_json, atomic_write_text
 from pipeline.models.network import SequenceModel, Stack, resolve_device
-from pipeline.store.rundir import Checkpoint, load_checkpoint, model_from_checkpoint
+from pipeline.store.rundir import Checkpoint, load_checkpoint
 
+from pipeline.models.network import model_from_checkpoint
 MAX_TOKENS = 2000   # a heatmap draws at most this many tokens (the rest is noted in its title)
 MAX_ROWS = 250      # ... and at most this many rows of text, so images stay near 5,000 px high or less
-HIGH_PITCH = 72     # high register: mean pitch of the token >= C5
-LOW_PITCH = 48      # low register: mean pitch of the token < C3
 STATES = ("hidden", "cell")
 
 
@@ -113,124 +112,19 @@ def _lstm_cells(rnn: Stack, k: int, x: torch.Tensor, h: torch.Tensor) -> torch.T
 
 # ------------------------------------------------------------------ features
 
-CHAR_FEATURES = ("in_header", "in_title", "marker", "bar_line", "space", "newline", "digit", "upper_case",
-                 "colon", "in_quotes", "in_chord", "line_position")
-NOTE_FEATURES = ("is_chord", "n_notes", "pitch", "high_register", "low_register", "repeated")
-TIMED_FEATURES = ("is_pitch", "is_duration", "is_time", "is_bar", "pitch", "high_register", "low_register",
-                  "duration", "beat_in_bar", "chord_note")  # pipeline.codecs.tokenize.token_features
-_HEADER_LINE = re.compile(r"^([A-Za-z]:|%)")
-
-
-def _char_features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
-    n = len(tokens)
-    f = {name: np.zeros(n) for name in CHAR_FEATURES}
-    # split into lines: a line ends with its newline (included) or at a marker
-    lines, cur = [], []
-    for i, t in enumerate(tokens):
-        if t in (START, END):
-            if cur:
-                lines.append(cur)
-            lines.append([i])
-            cur = []
-            continue
-        cur.append(i)
-        if t == "\n":
-            lines.append(cur)
-            cur = []
-    if cur:
-        lines.append(cur)
-    header = True  # a sequence (or a tune after <start>) opens with its header
-    for line in lines:
-        first = tokens[line[0]]
-        if first in (START, END):
-            f["marker"][line[0]] = 1
-            header = first == START
-            continue
-        text = "".join(tokens[i] for i in line).rstrip("\n")
-        if header and _HEADER_LINE.match(text):
-            f["in_header"][line] = 1
-            if text.startswith("T:"):
-                f["in_title"][line] = 1
-            header = not text.startswith("K:")  # the header ends after the key line
-        else:
-            header = False
-        quote = chord = False
-        for col, i in enumerate(line):
-            t = tokens[i]
-            f["line_position"][i] = col
-            f["bar_line"][i] = t == "|"
-            f["space"][i] = t == " "
-            f["newline"][i] = t == "\n"
-            f["digit"][i] = t.isdigit()
-            f["upper_case"][i] = t.isupper()
-            f["colon"][i] = t == ":"
-            # delimiters count as inside; an unclosed quote or bracket ends with its line
-            opening = t == '"' and not quote
-            f["in_quotes"][i] = quote or t == '"'
-            quote = opening or (quote and t != '"')
-            if not quote and t == "[":
-                chord = True
-            f["in_chord"][i] = chord
-            if t == "]":
-                chord = False
-    return f
-
-
-def _note_features(tokens: Sequence[str], encoding: str) -> dict[str, np.ndarray]:
-    try:
-        groups = tokens_to_groups(tokens, encoding)
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"not a {encoding} token sequence: {exc}") from None
-    mean = np.array([float(np.mean(g)) for g in groups]).reshape(-1)
-    f = {
-        "is_chord": np.array([CHORD_SEP in t for t in tokens], float),
-        "n_notes": np.array([len(g) for g in groups], float),
-        "pitch": mean,
-        "high_register": (mean >= HIGH_PITCH).astype(float),
-        "low_register": (mean < LOW_PITCH).astype(float),
-        "repeated": np.array([i > 0 and tokens[i] == tokens[i - 1] for i in range(len(tokens))], float),
-    }
-    if encoding == "pitch":  # one note per token: no chords to see
-        del f["is_chord"], f["n_notes"]
-    return f
-
-
 def sequence_features(tokens: Sequence[str], encoding: str) -> dict[str, np.ndarray]:
-    """Describe every step of a token sequence, to compare units against.
-
-    chars (ABC text, ``<start>``/``<end>`` markers):
-        ``in_header`` lines like ``T:``/``M:``/``K:`` (``^[A-Za-z]:`` or ``%``) from the
-        start of a tune up to and including the ``K:`` line; ``in_title`` the ``T:``
-        line(s) of the header; ``marker`` ``<start>``/``<end>``; ``bar_line`` ``|``;
-        ``space``; ``newline``; ``digit``; ``upper_case``; ``colon``; ``in_quotes``
-        a ``"..."`` chord symbol or annotation, ``in_chord`` a ``[...]`` chord or inline
-        field (delimiters included, both end with their line); ``line_position`` the
-        column within the line (continuous).
-    names / pitch:
-        ``is_chord`` (token holds ``.``), ``n_notes``, ``pitch`` (mean MIDI pitch,
-        continuous), ``high_register`` (mean pitch >= 72, C5), ``low_register``
-        (mean pitch < 48, C3), ``repeated`` (same token as the one before).
-        ``pitch`` tokens are single notes, so they have no ``is_chord``/``n_notes``.
-    tsd / remi (MidiTok tokens, :func:`pipeline.codecs.tokenize.token_features`):
-        ``is_pitch``, ``is_duration``, ``is_time`` (TimeShift, Bar or Position), ``is_bar``,
-        ``pitch`` and ``duration`` (beats) of the latest note (carried forward),
-        ``high_register``/``low_register``, ``beat_in_bar``, ``chord_note`` (a pitch at an
-        onset that already has one).
+    """Describe every step of a token sequence, to compare units against: the encoding's codec says
+    what each token is (:meth:`pipeline.codecs.base.Codec.features`; its docstring lists the features).
 
     Returns
     -------
     features : name -> float64 array of shape (time,); binary features are 0/1.
         An empty sequence gives arrays of shape (0,).
     """
-    if encoding == "chars":
-        return _char_features(tokens)
-    if is_timed(encoding):
-        from pipeline.codecs.tokenize import token_features
-
-        return token_features(tokens)
-    if encoding in NOTE_ENCODINGS:
-        return _note_features(tokens, encoding)
-    raise ConfigError(f"unknown encoding {encoding!r}")
+    try:
+        return get_codec(encoding).features(tokens)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"not a {encoding} token sequence: {exc}") from None
 
 
 def rank_units(activations: np.ndarray, features: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -426,23 +320,15 @@ class HeatmapConfig(StageConfig):
             raise ConfigError("--state must be hidden or cell")
 
 
-def _encode_abc(text: str) -> list[str]:
-    """ABC text -> chars tokens: each tune of a tunebook framed as in ``extract``; text with no X: line as one."""
-    from pipeline.inputs.abc_io import split_tunebook
-
-    tunes = split_tunebook(text)
-    return [t for tune in tunes for t in encode_chars(tune.text)] if tunes else encode_chars(text)
-
-
 def load_tokens(run_dir: Path, ckpt: Checkpoint, config: HeatmapConfig, out_dir: Path,
                 device: str = "auto") -> tuple[list[str], str]:
     """The sequence to look at, and where it came from (one line)."""
     encoding = ckpt.encoding
+    codec = get_codec(encoding)
     chosen = [name for name in ("sample", "file", "text") if getattr(config, name)]
     if len(chosen) > 1:
         raise ConfigError(f"give one of --sample, --file and --text, not {' and '.join('--' + c for c in chosen)}")
     if config.sample:
-        from pipeline.store.samples import read_samples
         data = read_samples(config.sample)
         if data.encoding != encoding:
             raise ConfigError(f"{config.sample} holds {data.encoding} samples; this run is a {encoding} model")
@@ -454,21 +340,14 @@ def load_tokens(run_dir: Path, ckpt: Checkpoint, config: HeatmapConfig, out_dir:
         path = Path(config.file)
         if not path.is_file():
             raise ConfigError(f"{path} is not a file")
-        if encoding == "chars":
-            if path.suffix.lower() != ".abc":
-                raise ConfigError(f"this is a chars model: give an .abc file, not {path.name}")
-            from pipeline.inputs.abc_io import read_abc_text
-            return _encode_abc(read_abc_text(path)), str(path)
-        if path.suffix.lower() not in (".mid", ".midi"):
-            raise ConfigError(f"this is a {encoding} model: give a MIDI file, not {path.name}")
-        from pipeline.inputs.midi_io import midi_file_to_notes
-        notes, _ = midi_file_to_notes(path)
-        return encode_notes(notes, encoding), str(path)
+        try:
+            return codec.read_file(path), str(path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if config.text:
-        return (_encode_abc(config.text) if encoding == "chars" else config.text.split()), "--text"
-    from pipeline.stages.generate import GenerateConfig, generate
+        return codec.parse_text(config.text), "--text"
     gc = GenerateConfig(count=1, length=config.length, temperature=config.temperature, seed=config.seed,
-                        primer="start" if encoding == "chars" else "validation", checkpoint=config.checkpoint)
+                        primer=codec.default_primer, checkpoint=config.checkpoint)
     where = f"a fresh sample (seed {config.seed}, T={config.temperature:g})"
     res = generate(run_dir, gc, out_dir / "sample", device=device)  # primers.json in the run: no dataset needed
     return res.primer + res.samples[0], where
@@ -537,15 +416,11 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
         jobs = [(f"heatmap_{r.feature}_unit{r.unit}.png", int(r.unit),
                  f"unit {r.unit} ~ {r.feature} (r={r.corr:+.2f})") for r in best.itertuples() if r.score > 0]
     pictures = []
-    if is_timed(ckpt.encoding):  # C4, d1/2, +1/4, | rather than Pitch_60, Duration_0.6.12, ...
-        from pipeline.codecs.tokenize import short_label
-
-        shown = [short_label(t) for t in tokens]
-    else:
-        shown = tokens
+    codec = get_codec(ckpt.encoding)
+    shown = [codec.label(t) for t in tokens]  # tsd/remi: C4, d1/2, +1/4, | rather than Pitch_60, ...
     for name, u, label in jobs:
         heatmap_png(shown, acts[:, u], out / name, title=f"{label} · {where}", columns=columns, limit=limit,
-                    chars=ckpt.encoding == "chars")
+                    chars=codec.text_layout)
         pictures.append(name)
         if progress:
             progress(1)

@@ -16,62 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from pipeline.core.config import StageConfig
-from pipeline.codecs.encodings import END, START, is_timed, tokens_to_groups
-from pipeline.core.errors import ConfigError, PipelineError, RunError
+from pipeline.codecs import END, START, TimingModel, get_codec
+from pipeline.core.errors import AbcParseError, ConfigError, PipelineError, RunError
 from pipeline.inputs.midi_io import MIDI_SUFFIXES, notes_to_midi_file
-from pipeline.core.notes import normalise_note_table
+from pipeline.measures.abc_eval import score_sample_folder
+from pipeline.media import audio as audio_mod
+from pipeline.media.pianoroll import piano_roll_png
 from pipeline.store.rundir import read_timing
-from pipeline.store.samples import Samples, is_samples_folder, read_samples
-
-MIN_IOI_SECONDS = 0.06  # well above any onset tolerance, so rendered chords stay chords
-
-
-@dataclass
-class TimingModel:
-    """How to place onset groups in time.
-
-    pairs : (n, 2) array of [inter-onset interval, duration] in beats.
-    qpm : tempo in quarter notes per minute.
-    fixed_beats : when > 0, every onset lasts and is spaced by this many beats.
-    """
-
-    pairs: np.ndarray
-    qpm: float = 120.0
-    velocity: int = 80
-    fixed_beats: float = 0.0
-
-    @classmethod
-    def from_stats(cls, stats: dict, fixed_beats: float = 0.0) -> "TimingModel":
-        return cls(np.asarray(stats.get("pairs") or [[0.5, 0.5]], float), float(stats.get("qpm", 120.0)),
-                   int(stats.get("velocity", 80)), fixed_beats)
-
-    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Onset intervals and durations in seconds, each shape (n,)."""
-        spb = 60.0 / self.qpm
-        if self.fixed_beats > 0:
-            ioi = np.full(n, self.fixed_beats * spb)
-            return ioi, ioi.copy()
-        pick = self.pairs[rng.integers(0, len(self.pairs), n)]
-        ioi = np.maximum(pick[:, 0] * spb, MIN_IOI_SECONDS)
-        dur = np.maximum(pick[:, 1] * spb, MIN_IOI_SECONDS / 2)
-        return ioi, dur
-
-
-def groups_to_notes(groups: list[list[int]], timing: TimingModel, rng: np.random.Generator,
-                    piece: str = "sample") -> pd.DataFrame:
-    """Pitch groups (onset order) -> a one-track note table with drawn timing."""
-    ioi, dur = timing.draw(len(groups), rng)
-    starts = np.concatenate([[0.0], np.cumsum(ioi)[:-1]]) if len(groups) else np.zeros(0)
-    spb = 60.0 / timing.qpm
-    rows = [(piece, 0, 0, p, timing.velocity, s, s + d, s / spb, (s + d) / spb)
-            for g, s, d in zip(groups, starts, dur) for p in g]
-    return normalise_note_table(pd.DataFrame(rows, columns=[
-        "piece", "track", "program", "pitch", "velocity", "start", "end", "start_beat", "end_beat"]))
-
+from pipeline.store.samples import is_samples_folder, read_samples
 
 def tokens_to_notes(tokens: list[str], encoding: str, timing: TimingModel, seed: int = 0,
                     context: Sequence[str] = ()) -> pd.DataFrame:
@@ -83,18 +38,10 @@ def tokens_to_notes(tokens: list[str], encoding: str, timing: TimingModel, seed:
     Other encodings draw their timing from ``timing`` with ``seed`` and ignore ``context``.
     """
     tokens = [t for t in tokens if t not in (START, END)]
-    if is_timed(encoding):
-        from pipeline.codecs.tokenize import decode_continuation
-
-        try:
-            return decode_continuation(context, tokens, encoding, qpm=timing.qpm, velocity=timing.velocity)
-        except ValueError as exc:
-            raise ConfigError(f"cannot render token: {exc}") from None
     try:
-        groups = tokens_to_groups(tokens, encoding)
+        return get_codec(encoding).decode(tokens, timing, seed=seed, context=context)
     except ValueError as exc:
         raise ConfigError(f"cannot render token: {exc}") from None
-    return groups_to_notes(groups, timing, np.random.default_rng(seed))
 
 
 @dataclass
@@ -139,9 +86,8 @@ def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
     """
     config.validate()
     data = read_samples(folder)
-    if data.encoding == "chars":
-        from pipeline.measures.abc_eval import score_sample_folder
-
+    codec = get_codec(data.encoding)
+    if not codec.plays_notes:
         # sample_NNN.abc for every tune (its primer text included), validity.csv, and MIDI only
         # for the tunes that pass every check, each judged once with a time limit
         table = score_sample_folder(data.folder, include_primer=config.include_primer, notice=notice)
@@ -153,7 +99,7 @@ def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
             raise RunError(f"{data.folder} was drawn from {data.run}, which is gone or has no timing.json; "
                            "render needs the run folder the samples came from") from None
         timing = TimingModel.from_stats(stats, config.fixed_beats)
-        if config.fixed_beats and is_timed(data.encoding):
+        if config.fixed_beats and codec.timed:
             notice(f"--fixed-beats is ignored: {data.encoding} samples carry their own rhythm")
         seqs = [(data.primer if config.include_primer else []) + s for s in data.samples]
         context = [] if config.include_primer else data.primer
@@ -180,8 +126,6 @@ def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
 
 def _chars_midi(folder: Path, table: pd.DataFrame) -> Callable[[int, Path], Path]:
     """The MIDI ``score_sample_folder`` wrote for sample i, or an error with its reason."""
-    from pipeline.core.errors import AbcParseError
-
     def make(i: int, path: Path) -> Path:
         if table.at[i, "midi"]:
             return folder / table.at[i, "midi"]
@@ -196,9 +140,6 @@ _notified: set[str] = set()
 def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
                  notice: Callable[[str], None] = lambda s: None) -> dict:
     """Audio and/or a piano roll beside a MIDI file; returns the file names written."""
-    from pipeline.media import audio as audio_mod
-    from pipeline.media.pianoroll import piano_roll_png
-
     files = {}
     if audio:
         if audio not in AUDIO_FORMATS:
@@ -263,31 +204,3 @@ def render_paths(paths: Sequence[str | Path], config: RenderConfig, *,
     if not res.rendered:
         raise ConfigError(f"nothing rendered ({len(res.skipped)} files skipped)")
     return res
-
-
-def latest_samples(run_dir: Path) -> list[Path]:
-    """Samples folders of a run, most recent first."""
-    found = [p.parent for p in (run_dir / "samples").glob("*/samples.json")]
-    return sorted(found, key=lambda p: (p / "samples.json").stat().st_mtime_ns, reverse=True)
-
-
-def render_default(run_dir: Path | None, config: RenderConfig, *, runs_root: str | Path = "runs",
-                   device: str = "auto", on_start: Callable[[str], None] = lambda s: None,
-                   progress: Callable[[int], None] | None = None,
-                   notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
-    """``cli.py render`` with no paths: the latest samples of a run (by default the latest run),
-    drawing them first with the generate defaults when the run has none."""
-    from pipeline.stages.generate import GenerateConfig, generate
-    from pipeline.store.rundir import latest_run
-
-    picked = run_dir is None
-    run_dir = run_dir or latest_run(runs_root)
-    if run_dir is None:
-        raise RunError(f"no trained run under {runs_root}/; run `train` first (e.g. cli.py train --cell gru)")
-    folders = latest_samples(Path(run_dir))
-    if folders:
-        on_start(f"rendering {folders[0]} (the latest samples of {'the latest run, ' if picked else ''}{run_dir})")
-    else:
-        on_start(f"sampling {'the latest run, ' if picked else ''}{run_dir} with the generate defaults, then rendering")
-        folders = [generate(run_dir, GenerateConfig(), device=device).folder]
-    return render_paths(folders[:1], config, progress=progress, notice=notice)

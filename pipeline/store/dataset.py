@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from pipeline.codecs.encodings import Vocabulary
+from pipeline.codecs import Vocabulary, build_vocabulary
 from pipeline.core.errors import DatasetError
 from pipeline.core.fsutil import atomic_write_json, folder_lock, stable_id
 
@@ -245,7 +245,7 @@ def write_sequences(folder: Path, seqs: dict[str, list[str]], encoding: str) -> 
     """Write ``sequences.json`` and ``vocab.json`` of one encoding; returns the token count."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "sequences.json", {"encoding": encoding, "pieces": seqs})
-    Vocabulary.build(seqs.values(), encoding).save(folder / "vocab.json")
+    build_vocabulary(seqs.values(), encoding).save(folder / "vocab.json")
     return sum(len(s) for s in seqs.values())
 
 
@@ -325,3 +325,13 @@ def latest_dataset(root: str | Path = "processed") -> Path | None:
     root = Path(root)
     found = [p for p in root.iterdir() if is_dataset(p)] if root.is_dir() else []
     return max(found, key=lambda p: (p / MANIFEST).stat().st_mtime_ns) if found else None
+
+
+def resolve_dataset(dataset: str | None, root: str | Path = "processed") -> tuple[str, bool]:
+    """The dataset given, or the most recently extracted one under ``root`` (and whether it was picked)."""
+    if dataset:
+        return str(dataset), False
+    latest = latest_dataset(root)
+    if latest is None:
+        raise DatasetError(f"no processed dataset under {root}/; run `extract` first (e.g. cli.py extract raw_midi/)")
+    return str(latest), True

@@ -34,40 +34,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.codecs import CODECS, get_codec
+from pipeline.core.choices import CELL_NAMES, EXECUTION_ONLY, MODES, OPTIMIZER_NAMES, STACKS, STUDY_WINDOW, TASKS  # noqa: F401
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, RunError
 from pipeline.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_id
 
 CONFIG, METRICS, STATUS, TIMING, PRIMERS = "config.json", "metrics.csv", "status.json", "timing.json", "primers.json"
 EVAL = "eval"
-CELL_NAMES = ("rnn", "lstm", "gru")
-STACKS = ("residual", "plain")
-MODES = ("tbptt", "windows")
-STUDY_WINDOW = 30  # the nocturne study's measure: the next token after every 30-token window
-OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad")
-TASKS = ("classify", "regress")
-# Fields that change how fast a run goes, not what it learns: left out of a run's identity.
-EXECUTION_ONLY = ("threads", "device")
 # What a config.json written before a field existed meant by its absence (where that differs
 # from today's default): runs and grids written earlier keep their meaning.
 LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0,
           "stack": "plain"}
-# Defaults that depend on the encoding (chars: whole ABC tunes, see README: benchmarks);
-# an option given explicitly always wins (:func:`with_encoding_defaults`).
-ENCODING_DEFAULTS: dict[str, dict[str, Any]] = {
-    # leave one nocturne out, GRU 2x128 (README: benchmarks): 30% of the inputs replaced by other tokens of
-    # the batch beat the best n-gram by 13.4% instead of 11.8%; no other option moved it by half as much
-    "pitch": {"token_noise": 0.3},
-    # O'Neill's 1850 as music text (R: M: L: K: and notes, 405,000 training characters) under a 10-minute
-    # budget on 2 cores (README: benchmarks): more updates (16 streams x 50 characters a step) beat a
-    # larger batch or longer chunks, GRU 2x256 a third layer or LSTM, and a rate decaying x0.8 an epoch
-    # the faster x0.6 (92% of sampled tunes parse, 84% of their bars fit the meter); a plain stack beat a
-    # residual one (full-context loss 1.16 against 1.19, bars fitting the meter 84% against 74%)
-    "chars": {"hidden": 256, "embed": 32, "dropout": 0.1, "lr": 0.003, "lr_decay": 0.8, "batch": 16,
-              "window": 50, "stack": "plain"},
-}
-
-
 @dataclass
 class TrainConfig(StageConfig):
     """Options of the train stage; saved as ``config.json`` in the run folder."""
@@ -107,7 +85,9 @@ class TrainConfig(StageConfig):
             raise ConfigError(f"--cell must be one of {', '.join(CELL_NAMES)}, not {self.cell!r}")
         if self.task not in TASKS:
             raise ConfigError("--task must be classify or regress")
-        if self.task == "regress" and self.encoding != "pitch":
+        if self.encoding not in CODECS:
+            raise ConfigError(f"--encoding must be one of {', '.join(CODECS)}, not {self.encoding!r}")
+        if self.task == "regress" and not get_codec(self.encoding).can_regress:
             raise ConfigError("--task regress predicts a pitch number: use it with --encoding pitch")
         if self.stack not in STACKS:
             raise ConfigError(f"--stack must be one of {', '.join(STACKS)}, not {self.stack!r}")
@@ -140,7 +120,7 @@ class TrainConfig(StageConfig):
             raise ConfigError("--transpose must be between 0 and 11 semitones")
 
     def __post_init__(self) -> None:
-        if self.encoding == "chars":
+        if self.encoding in CODECS and not get_codec(self.encoding).transposable:
             self.transpose = 0  # transposition is for notes; chars ignores it (one identity for the run)
 
     @classmethod
@@ -154,9 +134,9 @@ def with_encoding_defaults(config: TrainConfig, given: set[str] | frozenset[str]
 
     ``given`` names the options the user chose (typed on the command line, or
     swept by a grid); the others were class defaults, which suit note encodings.
-    ``chars`` models get :data:`ENCODING_DEFAULTS` ``["chars"]`` instead.
+    An encoding's codec names its own (:attr:`pipeline.codecs.base.Codec.train_defaults`).
     """
-    extra = {k: v for k, v in ENCODING_DEFAULTS.get(config.encoding, {}).items() if k not in given}
+    extra = {k: v for k, v in get_codec(config.encoding).train_defaults.items() if k not in given}
     return replace(config, **extra) if extra else config
 
 
@@ -198,7 +178,7 @@ def run_name(config: TrainConfig, *, dataset_prefix: bool = False, hashed: bool 
     """
     parts = [Path(config.dataset).name] if dataset_prefix else []
     parts += [config.cell, f"{config.layers}x{config.hidden}"]
-    parts += [config.encoding] if config.encoding != "names" else []
+    parts += [config.encoding] if config.encoding != TrainConfig.encoding else []
     parts += [config.task] if config.task != "classify" else []
     parts += [stable_id(canonical_config(config))] if hashed else []
     return "-".join(parts)
@@ -389,16 +369,6 @@ def load_checkpoint(run_dir: str | Path, which: str = "best") -> Checkpoint:
         return Checkpoint.from_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:
         raise RunError(f"{path} is damaged ({type(exc).__name__}); retrain or use the other checkpoint") from None
-
-
-def model_from_checkpoint(ckpt: Checkpoint):
-    """The trained network of a checkpoint, in eval mode, on the CPU."""
-    from pipeline.models.network import SequenceModel
-
-    model = SequenceModel.from_dict(ckpt.model_args)
-    model.load_state_dict(ckpt.model)
-    model.eval()
-    return model
 
 
 def latest_run(root: str | Path = "runs") -> Path | None:

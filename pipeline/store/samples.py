@@ -80,3 +80,9 @@ def read_config(folder: str | Path) -> dict | None:
         return json.loads((Path(folder) / SAMPLES).read_text())["config"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def latest_samples(run_dir: Path) -> list[Path]:
+    """Samples folders of a run, most recent first."""
+    found = [p.parent for p in (run_dir / "samples").glob("*/samples.json")]
+    return sorted(found, key=lambda p: (p / "samples.json").stat().st_mtime_ns, reverse=True)
