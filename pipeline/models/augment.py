@@ -14,8 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.store.dataset import Dataset
 from pipeline.codecs import Vocabulary, get_codec
+from pipeline.models.network import KeyAveraged
+from pipeline.store.dataset import Dataset
+from pipeline.store.rundir import TrainConfig
 
 
 @dataclass
@@ -157,9 +159,6 @@ def as_predicting(model, ckpt, keys: str = "all"):
     """The network of a run as it predicts: with ``keys`` ``all``, a classifier of a note encoding trained in
     several keys (``--transpose N``) averages its prediction over them (:class:`pipeline.models.network.KeyAveraged`);
     otherwise, and with ``one``, the network as it is."""
-    from pipeline.models.network import KeyAveraged
-    from pipeline.store.rundir import TrainConfig
-
     shift = TrainConfig.from_dict(ckpt.train_config).transpose
     if keys != "all" or not shift or ckpt.task != "classify" or not get_codec(ckpt.encoding).transposable:
         return model

@@ -36,17 +36,38 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.codecs import (
+    Vocabulary,
+    get_codec,
+    onset_groups,
+    onset_tokens,
+    tokens_to_pitches,
+)
 from pipeline.core.config import StageConfig
-from pipeline.store.dataset import Dataset, load_dataset, read_notes
-from pipeline.codecs import Vocabulary, get_codec, onset_groups, onset_tokens, tokens_to_pitches
 from pipeline.core.errors import ConfigError, DatasetError, RunError
-from pipeline.core.fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
-from pipeline.stages.generate import GenerateConfig, generate
-from pipeline.measures.metrics import build_reference, sample_metrics
+from pipeline.core.fsutil import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    stable_id,
+)
 from pipeline.inputs.midi_io import notes_to_midi_file
+from pipeline.measures.baseline import NGramModel
+from pipeline.measures.metrics import build_reference, sample_metrics
+from pipeline.models.augment import training_pieces
 from pipeline.models.network import resolve_device
+from pipeline.stages.generate import GenerateConfig, generate
 from pipeline.stages.render import TimingModel, render_media, tokens_to_notes
-from pipeline.store.rundir import is_run, load_checkpoint, read_metrics, read_primers, read_run_config, read_timing
+from pipeline.store.dataset import Dataset, latest_dataset, load_dataset, read_notes
+from pipeline.store.rundir import (
+    is_run,
+    load_checkpoint,
+    read_metrics,
+    read_primers,
+    read_run_config,
+    read_status,
+    read_timing,
+)
 
 COLLAPSE_RUN = 8      # a token repeated this many times back to back is the "same note forever" collapse
 COPY_FLAG = 0.5       # share of the sample's 8-grams found in training above which it reads as memorised
@@ -213,9 +234,6 @@ def fit_ngram(ds: Dataset, transpose: int, vocab: Vocabulary, order: int = 0):
     :data:`NGRAM_VALIDATION_TARGETS` of them, evenly spaced), as early stopping picks
     the networks' checkpoints. Returns ``(model, order, validation loss or nan)``.
     """
-    from pipeline.models.augment import training_pieces
-    from pipeline.measures.baseline import NGramModel
-
     pieces = training_pieces(ds, transpose)
     if pieces.vocab.tokens == vocab.tokens:
         arrays = pieces  # each transposed piece made when the fit reaches it
@@ -534,9 +552,6 @@ Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times
 
 def runs_of_latest_dataset(runs_root: str | Path = "runs", processed: str | Path = "processed") -> tuple[list[Path], Path]:
     """Finished runs (at any depth under ``runs_root``) trained on the most recently extracted dataset."""
-    from pipeline.store.dataset import latest_dataset
-    from pipeline.store.rundir import read_status
-
     latest = latest_dataset(processed)
     if latest is None:
         raise DatasetError(f"no processed dataset under {processed}/; run `extract` and `train` first")

@@ -32,13 +32,25 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 
-from pipeline.models.augment import KEYS, as_predicting
-from pipeline.core.config import StageConfig
-from pipeline.store.dataset import load_dataset
 from pipeline.codecs import Vocabulary
+from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, DatasetError
-from pipeline.store.rundir import STUDY_WINDOW, TrainConfig, best_row, load_checkpoint, selection_metric, write_eval
+from pipeline.measures.baseline import NGramModel
+from pipeline.models.augment import KEYS, as_predicting
+from pipeline.models.feeding import make_windows, training_data
+from pipeline.models.network import model_from_checkpoint, resolve_device
+from pipeline.models.scoring import score_full_context, score_windows, summarise
+from pipeline.store.dataset import load_dataset
+from pipeline.store.rundir import (
+    STUDY_WINDOW,
+    TrainConfig,
+    best_row,
+    load_checkpoint,
+    selection_metric,
+    write_eval,
+)
 
 ORDERS = (1, 2, 3, 5)
 
@@ -99,8 +111,6 @@ def known_segments(pieces: Sequence[Sequence[str]], vocab: Vocabulary) -> tuple[
 
 def fit_baselines(train_arrays: Iterable[np.ndarray], vocab_size: int, orders: Sequence[int]) -> dict:
     """Witten-Bell n-grams of each order, counted once at the highest order (lower orders share the counts)."""
-    from pipeline.measures.baseline import NGramModel
-
     full = NGramModel(max(orders), vocab_size).fit(train_arrays)
     models = {}
     for order in sorted(set(orders)):
@@ -139,12 +149,6 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
         than the window, or the run's training data is gone or changed (the baselines
         are fitted on it).
     """
-    import torch
-
-    from pipeline.models.network import resolve_device
-    from pipeline.models.network import model_from_checkpoint
-    from pipeline.models.feeding import make_windows, training_data
-
     config.validate()
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -222,8 +226,6 @@ def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: 
     Batches shrink with the number of keys read at once, and full-context chunks
     with the vocabulary, so a key-averaged ``names`` model fits where one key did.
     """
-    from pipeline.models.scoring import score_full_context, score_windows, summarise
-
     keys = getattr(model, "keys", 1)
     rows = max(1, 64 // keys)
     chunk = int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))

@@ -16,16 +16,25 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from pipeline.inputs import midi_io
-from pipeline.inputs.abc_io import ABC_HEADERS, music_text
-from pipeline.core.config import StageConfig
-from pipeline.store.dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
-                      read_previous, write_dataset)
 from pipeline.codecs import CODECS, encode_chars, group_onsets, timing_stats
+from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, NoUsableInputError, PipelineError
 from pipeline.core.fsutil import atomic_dir, folder_lock, sha256_file
 from pipeline.core.notes import empty_note_table, normalise_note_table, note_table_bytes
 from pipeline.core.procs import die_with_parent
+from pipeline.inputs import abc_io, midi_io
+from pipeline.inputs.abc_io import ABC_HEADERS, music_text
+from pipeline.inputs.corpus import CORPORA, corpus_paths
+from pipeline.store.dataset import (
+    CachedFile,
+    DatasetError,
+    assign_split,
+    is_dataset,
+    previous_inputs,
+    read_cached,
+    read_previous,
+    write_dataset,
+)
 
 ABC_SUFFIXES = (".abc",)
 INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
@@ -176,8 +185,6 @@ def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
 
 def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
     """Every tune of an ABC file, as abc2midi plays it (read through symusic; no music21)."""
-    from pipeline.inputs import abc_io
-
     res = FileResult(path=path, sha256=sha, kind="abc")
     try:
         tunes = abc_io.read_abc_file(path)
@@ -417,8 +424,6 @@ def extract_command(paths: list[str | Path], config: ExtractConfig, *, corpus: I
     with music21, written out as MIDI under ``raw_root``) is used. The name
     defaults to the first path's folder name, or the corpus name.
     """
-    from pipeline.inputs.corpus import CORPORA, corpus_paths
-
     corpus = list(corpus) or ([] if paths else ["bach-chorales"])
     inputs = list(paths)
     for name in corpus:

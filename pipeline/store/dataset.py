@@ -32,6 +32,7 @@ import pandas as pd
 from pipeline.codecs import Vocabulary, build_vocabulary
 from pipeline.core.errors import DatasetError
 from pipeline.core.fsutil import atomic_write_json, folder_lock, stable_id
+from pipeline.core.notes import write_note_table
 
 MANIFEST, NOTES, SPLIT, TIMING, CACHE = "manifest.json", "notes.parquet", "split.json", "timing.json", "cache"
 TAIL = ":tail"  # suffix of the held-out opening of a one-piece dataset
@@ -258,8 +259,6 @@ def write_dataset(folder: Path, *, notes: pd.DataFrame, sequences: dict[str, dic
     ``previous`` (the dataset being replaced) already holds are hard-linked, not
     rewritten. Returns tokens per encoding, also stored in ``manifest["totals"]["tokens"]``.
     """
-    from pipeline.core.notes import write_note_table
-
     (folder / CACHE).mkdir(parents=True, exist_ok=True)
     for c in cache:
         cached = folder / CACHE / f"{c.sha256}.parquet"
