@@ -25,7 +25,7 @@ import io
 import json
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ ROLL_SUFFIXES = (".mat", ".pickle", ".pkl", ".json")
 _SIDE_KEYS = {"traindata": "train", "validdata": "valid", "testdata": "test", **{s: s for s in SIDES}}
 
 Roll = list[list[int]]  # frames -> sorted MIDI pitches
+_FRAME_TYPES = (list, tuple, set, frozenset)  # what a frame of a pickle or JSON file may be
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RollFile:
     source : how error messages name the file.
     """
 
-    splits: dict[str, list[Roll]]
+    splits: dict[str, list[Roll]] = field(repr=False)
     source: str = "rolls"
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class RollFile:
                 raise ValueError(f"{side} piece {j} is a {type(piece).__name__}, not a list of frames")
             frames: Roll = []
             for i, frame in enumerate(piece):
-                if not isinstance(frame, (list, tuple)) or not all(type(p) is int for p in frame):
+                if not isinstance(frame, _FRAME_TYPES) or not all(type(p) is int for p in frame):
                     frame = _pitches(frame, f"{side} piece {j}, frame {i}")
                 row = sorted(set(frame))
                 if row and (row[0] < PIANO_LOW or row[-1] > PIANO_HIGH):
@@ -110,7 +111,7 @@ class RollFile:
 
 def _pitches(frame: object, where: str) -> list[int]:
     """A frame's pitches as ints, or ValueError saying what is wrong with it."""
-    if not isinstance(frame, (list, tuple)):
+    if not isinstance(frame, _FRAME_TYPES):
         raise ValueError(f"{where} is a {type(frame).__name__}, not a list of pitches")
     out = []
     for p in frame:
@@ -266,9 +267,10 @@ def rolls_to_notes(pieces: Sequence[Sequence[Sequence[int]]], *, frame_seconds: 
     order = np.lexsort((frame, pitch, piece))
     piece, pitch, frame = piece[order], pitch[order], frame[order]
     same_key = (np.diff(piece) == 0) & (np.diff(pitch) == 0)
-    run = np.concatenate([[True], ~(same_key & (np.diff(frame) <= 1))])  # a listed-twice pitch joins its run
+    run = np.ones(len(pitch), bool)  # where a held note starts; a pitch listed twice in a frame joins its run
+    run[1:] = ~(same_key & (np.diff(frame) <= 1))
     first = np.flatnonzero(run)
-    last = np.concatenate([first[1:], [len(run)]]) - 1
+    last = np.append(first[1:], len(run))[:len(first)] - 1
     piece_first = np.concatenate([[0], np.cumsum(frames_per_piece)])[piece[first]]
     on, off = frame[first] - piece_first, frame[last] + 1 - piece_first
     n = len(first)
