@@ -224,6 +224,6 @@ def features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
     }
 
 
-__all__ = ["FRAME_END", "VOCABULARY", "NOTE_TOKENS", "FEATURES", "PIANO_LOW", "PIANO_HIGH", "OUTSIDE_KEYS",
+__all__ = ["FRAME_END", "VOCABULARY", "NOTE_TOKENS", "FEATURES", "PIANO_LOW", "PIANO_HIGH", "KEYS", "OUTSIDE_KEYS",
            "notes_to_frames", "rolls_to_tokens", "tokens_to_rolls", "frames_to_notes", "move_token",
            "transpose", "count_frames", "features"]
