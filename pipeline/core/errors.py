@@ -17,6 +17,10 @@ class AbcParseError(PipelineError):
     """An ABC tune could not be parsed."""
 
 
+class RollReadError(PipelineError):
+    """A piano-roll file (.mat, .pickle, .json) could not be read, or holds something other than rolls."""
+
+
 class NoUsableInputError(PipelineError):
     """Not one of the given input files could be used."""
 
