@@ -107,7 +107,10 @@ def main(ctx):
 @click.option("--abc-header", type=click.Choice(["music", "full"]), default="music", show_default=True,
               help="ABC text for the chars encoding: 'music' keeps the R: M: L: K: fields and the notes "
                    "(titles, numbers, sources dropped); 'full' keeps each tune as written.")
-def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction, split_seed, workers, abc_header):
+@click.option("--frame-seconds", type=float, default=0.3, show_default=True,
+              help="Piano-roll files (.mat, .pickle, .json): seconds a frame lasts (the files carry no tempo).")
+def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction, split_seed, workers, abc_header,
+            frame_seconds):
     """Parse MIDI/ABC files or folders (recursively) into processed/<name>/.
 
     With no PATH and no --corpus, the embedded default corpus is used: Bach chorales
@@ -117,12 +120,13 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
     Example:
       python cli.py extract ../shared/data/chopin-nocturnes --name nocturnes
       python cli.py extract --corpus oneills1850 --name oneills
+      python cli.py extract ../shared/data/polyphonic/jsb-chorales.mat --name jsb
     """
     from pipeline.stages.extract import ExtractConfig, extract_command
 
     config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
                            val_fraction=val_fraction, split_seed=split_seed, workers=workers,
-                           abc_header=abc_header)
+                           abc_header=abc_header, frame_seconds=frame_seconds)
     with known_errors("interrupted; nothing was written (an earlier dataset of that name is unchanged)"), \
             Progress() as bar:
         s = extract_command(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,
@@ -141,7 +145,7 @@ def train_options(f):
         click.option("--data", "dataset", type=click.Path(path_type=Path),
                      help="A processed dataset folder, e.g. processed/nocturnes. Default: the most recently "
                           "extracted one under processed/ (named in the first output line)."),
-        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch, chars, tsd or remi (MidiTok, with rhythm)."),
+        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch, chars, tsd or remi (MidiTok, with rhythm), frames (a sixteenth grid: chords and rhythm; the benchmarks' piano rolls)."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
         click.option("--mode", default=d["mode"], show_default=True,
@@ -395,7 +399,7 @@ def _temperature_line(r, count: int, midi: bool) -> str:
 @run_option
 @click.option("--data", "dataset", required=True, type=click.Path(path_type=Path),
               help="A processed dataset (any corpus, e.g. pieces the run never saw); every piece is scored.")
-@click.option("--side", default="all", show_default=True, type=click.Choice(["all", "train", "validation"]),
+@click.option("--side", default="all", show_default=True, type=click.Choice(["all", "train", "validation", "test"]),
               help="Score every piece, or one side of the dataset's split (validation: its held-out pieces; "
                    "written to <dataset name>-validation.json).")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))

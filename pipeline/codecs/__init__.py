@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 
 from pipeline.codecs.base import CHORD_SEP, END, START, Codec, Vocabulary, name_to_pitch, pitch_to_name
 from pipeline.codecs.chars import CharsCodec, decode_chars, encode_chars, split_generated
+from pipeline.codecs.frames import FramesCodec
 from pipeline.codecs.names import NamesCodec, OnsetCodec
 from pipeline.codecs.onsets import GroupedNotes, OnsetGroup, TimingModel, group_onsets, onset_groups, timing_stats
 from pipeline.codecs.pitch import PitchCodec
@@ -21,6 +22,7 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     CharsCodec(),
     TimedCodec("tsd"),
     TimedCodec("remi"),
+    FramesCodec(),
 )}
 ENCODINGS = tuple(CODECS)
 NOTE_ENCODINGS = tuple(n for n, c in CODECS.items() if c.plays_notes)

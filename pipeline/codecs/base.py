@@ -20,7 +20,6 @@ from pipeline.inputs.midi_io import MIDI_SUFFIXES, midi_file_to_notes
 CHORD_SEP = "."
 START = "<start>"  # the chars markers: one token each, never characters of a tune
 END = "<end>"
-PIANO = (21, 108)  # the piano's 88 keys, lowest and highest MIDI pitch
 
 
 def pitch_to_name(pitch: int) -> str:
@@ -145,6 +144,10 @@ class Codec:
     def label(self, token: str) -> str:
         """A few characters for a heatmap cell."""
         return token
+
+    def scored_frames(self, tokens: Sequence[str]) -> int | None:
+        """Time steps a piece's loss is divided by for a per-frame figure; None: not a frame encoding."""
+        return None
 
     def grammar_errors(self, tokens: Sequence[str]) -> float | None:
         """Share of tokens that play nothing because they break the grammar; None where no grammar applies."""

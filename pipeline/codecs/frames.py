@@ -16,15 +16,18 @@ rolls as here, and the decoder makes one held note of either.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pretty_midi
 
-PIANO_LOW, PIANO_HIGH = 21, 108  # A0, C8: MIDI pitch of roll column 0 and 87
-KEYS = PIANO_HIGH - PIANO_LOW + 1
+from pipeline.codecs.base import Codec
+from pipeline.codecs.onsets import TimingModel
+from pipeline.core.notes import KEYS, OUTSIDE_KEYS, PIANO_HIGH, PIANO_LOW
+from pipeline.inputs.rolls import rolls_to_notes
+
 FRAME_END = "|"
-OUTSIDE_KEYS = "outside the piano's 88 keys"  # the reason a note is left out of the encoding
 NOTE_TOKENS: tuple[str, ...] = tuple(pretty_midi.note_number_to_name(p) for p in range(PIANO_LOW, PIANO_HIGH + 1))
 VOCABULARY: tuple[str, ...] = NOTE_TOKENS + (FRAME_END,)  # code k < 88: pitch 21 + k; code 88: FRAME_END
 
@@ -146,8 +149,6 @@ def frames_to_notes(tokens: Sequence[str], *, seconds_per_frame: float, beats_pe
     notes : note table, shape (n_notes, 9); frame i starts at
         ``i * seconds_per_frame`` seconds and ``i * beats_per_frame`` beats.
     """
-    from pipeline.inputs.rolls import rolls_to_notes
-
     return rolls_to_notes([tokens_to_rolls(tokens)], frame_seconds=seconds_per_frame,
                           frame_beats=beats_per_frame, names=[piece], velocity=velocity)
 
@@ -227,3 +228,73 @@ def features(tokens: Sequence[str]) -> dict[str, np.ndarray]:
 __all__ = ["FRAME_END", "VOCABULARY", "NOTE_TOKENS", "FEATURES", "PIANO_LOW", "PIANO_HIGH", "KEYS", "OUTSIDE_KEYS",
            "notes_to_frames", "rolls_to_tokens", "tokens_to_rolls", "frames_to_notes", "move_token",
            "transpose", "count_frames", "features"]
+
+
+GRID_BEATS = 0.25  # sixteenths for MIDI; a benchmark roll's frame is written as one such step (extract)
+
+
+class FramesCodec(Codec):
+    """``frames``: the piece on a sixteenth-note grid, each frame its sounding notes then ``|``.
+
+    A piece's sequence opens with one ``|`` (the silence before it begins), so the
+    first real frame is predicted like every other, from a state reset at the piece's
+    start: nats per frame score every token after that marker (:meth:`scored_frames`).
+    """
+
+    name = "frames"
+    timed = True           # frames carry their own rhythm
+    has_chords = True
+    default_length = 600   # tokens: about 150 frames of four-part writing, 9 s at 0.25 beat a frame and 100 qpm
+    # chosen on the validation pieces of the benchmark corpora (docs/bench/polyphonic.md)
+    train_defaults: dict[str, Any] = {"hidden": 256, "embed": 32, "dropout": 0.2, "lr": 0.003, "lr_decay": 0.9,
+                                      "batch": 32, "window": 100, "stack": "plain", "patience": 3}
+
+    def encode(self, notes: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
+        """``|`` then the frames of ``notes`` on the sixteenth grid (``tolerance`` does not apply)."""
+        if notes.empty:
+            return []
+        return [FRAME_END, *notes_to_frames(notes, GRID_BEATS)[0]]
+
+    def dropped(self, notes: pd.DataFrame) -> dict[str, int]:
+        n = int(((notes["pitch"] < PIANO_LOW) | (notes["pitch"] > PIANO_HIGH)).sum())
+        return {f"{OUTSIDE_KEYS} (frames)": n} if n else {}
+
+    def vocabulary(self, sequences) -> list[str]:
+        return list(VOCABULARY)
+
+    def _body(self, tokens: Sequence[str]) -> Sequence[str]:
+        return tokens[1:] if len(tokens) and tokens[0] == FRAME_END else tokens
+
+    def to_groups(self, tokens: Sequence[str]) -> list[list[int]]:
+        """The pitches struck at each frame (a pitch not sounding in the frame before), frames with one."""
+        rolls = tokens_to_rolls(self._body(tokens))
+        out, before = [], set()
+        for frame in rolls:
+            struck = [p for p in frame if p not in before]
+            if struck:
+                out.append(struck)
+            before = set(frame)
+        return out
+
+    def onset_tokens(self, tokens: Sequence[str]) -> list[str]:
+        """Each frame as one token (``C4.E4.G4``, ``|`` for silence): an 8-gram spans 8 frames."""
+        return [".".join(str(p) for p in f) or FRAME_END for f in tokens_to_rolls(self._body(tokens))]
+
+    def decode(self, tokens: Sequence[str], timing: TimingModel, *, seed: int = 0,
+               context: Sequence[str] = ()) -> pd.DataFrame:
+        """Consecutive frames of a pitch are one held note; a frame lasts a sixteenth at ``timing.qpm``."""
+        return frames_to_notes(self._body(list(tokens)), seconds_per_frame=GRID_BEATS * 60.0 / timing.qpm,
+                               beats_per_frame=GRID_BEATS, velocity=timing.velocity)
+
+    def transpose(self, tokens: Sequence[str], shift: int) -> list[str] | None:
+        return transpose(tokens, shift)
+
+    def move_token(self, token: str, shift: int) -> str | None:
+        return move_token(token, shift)
+
+    def features(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+        return features(tokens)
+
+    def scored_frames(self, tokens: Sequence[str]) -> int:
+        """Frames a piece's loss is divided by: every ``|`` but the opening marker."""
+        return max(count_frames(tokens) - 1, 0) if len(tokens) and tokens[0] == FRAME_END else count_frames(tokens)

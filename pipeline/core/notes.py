@@ -23,6 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+PIANO_LOW, PIANO_HIGH = 21, 108  # A0 and C8: the piano's lowest and highest key as MIDI pitches
+KEYS = PIANO_HIGH - PIANO_LOW + 1
+OUTSIDE_KEYS = "outside the piano's 88 keys"  # the reason an encoding or a roll leaves a note out
+
 COLUMNS: dict[str, str] = {
     "piece": "string",
     "track": "int16",

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from pipeline.codecs import Vocabulary
+from pipeline.codecs import Vocabulary, get_codec
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, DatasetError
 from pipeline.measures.baseline import NGramModel
@@ -60,7 +60,7 @@ class EvalConfig(StageConfig):
     """Options of the evaluate stage; saved inside the result (``config``)."""
 
     dataset: str = ""
-    side: str = "all"                 # every piece, or one side of the dataset's split: train, validation
+    side: str = "all"                 # every piece, or one side of the dataset's split: train, validation, test
     checkpoint: str = "best"
     window: int = STUDY_WINDOW        # the study's measure: the next token after every window of this many
     orders: tuple[int, ...] = ORDERS  # n-gram baselines
@@ -70,8 +70,8 @@ class EvalConfig(StageConfig):
         super().validate()
         if not self.dataset:
             raise ConfigError("--data is required: the processed dataset to score the run on")
-        if self.side not in ("all", "train", "validation"):
-            raise ConfigError("--side must be all, train or validation")
+        if self.side not in SIDES:
+            raise ConfigError(f"--side must be one of {', '.join(SIDES)}")
         if self.checkpoint not in ("best", "last"):
             raise ConfigError("--checkpoint must be best or last")
         if self.window < 1:
@@ -118,6 +118,9 @@ def fit_baselines(train_arrays: Iterable[np.ndarray], vocab_size: int, orders: S
         m.counts = full.counts[:order]
         models[f"{order}-gram"] = m
     return models
+
+
+SIDES = ("all", "train", "validation", "test")
 
 
 def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
@@ -191,6 +194,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
         if progress:
             progress(n)
     best = min(baselines, key=baselines.get)
+    per_frame = frame_scores(get_codec(ckpt.encoding), predictor, pieces, vocab, train_pieces, config.orders, dev)
     rows = ckpt.metrics
     result = {
         "run": str(run_dir.resolve()), "dataset": str(Path(config.dataset).resolve()), "encoding": ckpt.encoding,
@@ -206,7 +210,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
         "baselines": baselines, "baseline_acc": baseline_acc, "best_baseline": best,
         "gain": _gain(net["net_loss"], baselines[best], task),
         "full_context_gain": _gain(full["full_loss"], baselines[best], task),
-        "keys": keys,
+        "keys": keys, **per_frame,
         **({"one_key": {"loss": one_key[0]["net_loss"], "acc": one_key[0]["net_acc"],
                         "full_context_loss": one_key[1]["full_loss"], "full_context_acc": one_key[1]["full_acc"],
                         "gain": _gain(one_key[0]["net_loss"], baselines[best], task),
@@ -217,6 +221,43 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
     name = Path(config.dataset).resolve().name + ("" if config.side == "all" else f"-{config.side}")
     result["file"] = str(write_eval(run_dir, name, result))
     return result
+
+
+def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, train_pieces, orders: Sequence[int],
+                 dev) -> dict:
+    """Nats per frame, the polyphonic benchmarks' measure, for an encoding with frames (else ``{}``).
+
+    Every token of every whole piece after its opening marker is scored with the state carried from
+    the piece's start (end-of-frame tokens included), summed, and divided by the number of frames
+    (:meth:`pipeline.codecs.base.Codec.scored_frames`); ``model`` is what evaluate scores (averaged
+    over keys where the run trained in several: a proper distribution). The n-gram baselines are
+    scored on the same tokens, each context padded at the piece's start with its opening token.
+
+    Returns
+    -------
+    dict: ``frames``, ``nats_per_frame``, ``baseline_nats_per_frame`` (order -> nats/frame) and
+    ``nats_per_frame_scored`` (which predictor was scored).
+    """
+    frames = [codec.scored_frames(p) for p in pieces]
+    if not pieces or frames[0] is None:
+        return {}
+    arrays = [vocab.encode(p) for p in pieces]
+    tot = score_full_context(model, arrays, 1, dev, rows=max(1, 64 // getattr(model, "keys", 1)))
+    n_frames = int(sum(frames))
+    width = max(orders) - 1
+    contexts, targets = [], []
+    for a in arrays:
+        padded = np.concatenate([np.full(width, a[0]), a])
+        for t in range(1, len(a)):
+            contexts.append(padded[t:t + width])
+            targets.append(a[t])
+    ctx = np.array(contexts, dtype=np.int64).reshape(-1, width)
+    tgt = np.array(targets, dtype=np.int64)
+    baselines = {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) / max(n_frames, 1)
+                 for name, m in fit_baselines(train_pieces, len(vocab), orders).items()}
+    return {"frames": n_frames, "nats_per_frame": float(tot["loss"]) / max(n_frames, 1),
+            "baseline_nats_per_frame": baselines,
+            "nats_per_frame_scored": "averaged over keys" if getattr(model, "keys", 1) > 1 else "written key"}
 
 
 def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: int, dev,

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from pipeline.codecs import CODECS, encode_chars, group_onsets, timing_stats
+from pipeline.codecs.frames import GRID_BEATS
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, NoUsableInputError, PipelineError
 from pipeline.core.fsutil import atomic_dir, folder_lock, sha256_file
@@ -25,7 +26,9 @@ from pipeline.core.procs import die_with_parent
 from pipeline.inputs import abc_io, midi_io
 from pipeline.inputs.abc_io import ABC_HEADERS, music_text
 from pipeline.inputs.corpus import CORPORA, corpus_paths
+from pipeline.inputs.rolls import read_rolls, rolls_to_notes
 from pipeline.store.dataset import (
+    read_manifest_config,
     CachedFile,
     DatasetError,
     assign_split,
@@ -37,7 +40,10 @@ from pipeline.store.dataset import (
 )
 
 ABC_SUFFIXES = (".abc",)
-INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES
+# piano-roll benchmark files; .json only when named on the command line (a folder's .json files are rarely rolls)
+ROLL_SUFFIXES = (".mat", ".pickle", ".pkl")
+INPUT_SUFFIXES = midi_io.MIDI_SUFFIXES + ABC_SUFFIXES + ROLL_SUFFIXES
+ROLL_SIDES = {"train": "train", "valid": "validation", "test": "test"}  # a roll file's split -> the dataset's side
 
 
 @dataclass
@@ -51,6 +57,7 @@ class ExtractConfig(StageConfig):
     split_seed: int = 0
     workers: int = 0                # 0 = one per core
     abc_header: str = "music"       # chars text: "music" (R: M: L: K: and the notes) or "full" (as written)
+    frame_seconds: float = 0.3      # a piano-roll file's time step, in seconds (its frames carry no tempo)
 
     def validate(self) -> None:
         super().validate()
@@ -58,6 +65,8 @@ class ExtractConfig(StageConfig):
             raise ConfigError("--val-fraction must be between 0 and 1")
         if self.onset_tolerance < 0:
             raise ConfigError("--onset-tolerance must be >= 0 seconds")
+        if not 0 < self.frame_seconds <= 10:
+            raise ConfigError("--frame-seconds must be above 0 and at most 10")
         if self.workers < 0:
             raise ConfigError("--workers must be >= 0 (0 = one per core)")
         if self.abc_header not in ABC_HEADERS:
@@ -126,7 +135,7 @@ def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]
                 rejected.append({"path": str(p), "reason": "folder holds no .mid/.midi/.abc file"})
             files.extend(found)
         elif p.is_file():
-            if p.suffix.lower() in INPUT_SUFFIXES:
+            if p.suffix.lower() in INPUT_SUFFIXES + (".json",):
                 files.append(p)
             else:
                 rejected.append({"path": str(p), "reason": f"unsupported file type {p.suffix or '(none)'}"})
@@ -183,6 +192,35 @@ def _parse_midi(path: str, sha: str, piece: str) -> FileResult:
     return res
 
 
+def _parse_rolls(path: str, sha: str, piece: str, frame_seconds: float) -> FileResult:
+    """Every piece of a piano-roll benchmark file, named ``<file>#<side>-<NNN>``; the file's split is kept.
+
+    A frame is one sixteenth-note step of the ``frames`` grid lasting ``frame_seconds``.
+    """
+    res = FileResult(path=path, sha256=sha, kind="rolls")
+    try:
+        rolls = read_rolls(path)
+    except PipelineError as exc:
+        res.status, res.reason = "skipped", str(exc)
+        return res
+    names, pieces = [], []
+    for side, side_pieces in rolls.splits.items():
+        for i, frames in enumerate(side_pieces):
+            names.append(f"{piece}#{side}-{i:03d}")
+            pieces.append(frames)
+    res.notes = rolls_to_notes(pieces, frame_seconds=frame_seconds, frame_beats=GRID_BEATS, names=names)
+    res.pieces, res.tracks = len(pieces), len(pieces)
+    res.dropped = rolls.report()
+    return res
+
+
+def roll_side(piece: str) -> str | None:
+    """The side a piece of a piano-roll file keeps (``train``, ``validation``, ``test``); None for other pieces."""
+    head, sep, tail = piece.rpartition("#")
+    side = tail.rpartition("-")[0]
+    return ROLL_SIDES.get(side) if sep else None
+
+
 def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
     """Every tune of an ABC file, as abc2midi plays it (read through symusic; no music21)."""
     res = FileResult(path=path, sha256=sha, kind="abc")
@@ -215,11 +253,14 @@ def _parse_abc(path: str, sha: str, piece: str) -> FileResult:
     return res
 
 
-def parse_file(path: str, sha: str, piece: str) -> FileResult:
+def parse_file(path: str, sha: str, piece: str, frame_seconds: float = 0.3) -> FileResult:
     """Parse one input file into a :class:`FileResult`; never raises on bad input."""
-    parse = _parse_abc if Path(path).suffix.lower() in ABC_SUFFIXES else _parse_midi
+    suffix = Path(path).suffix.lower()
     try:
-        res = parse(path, sha, piece)
+        if suffix in ROLL_SUFFIXES + (".json",):
+            res = _parse_rolls(path, sha, piece, frame_seconds)
+        else:
+            res = (_parse_abc if suffix in ABC_SUFFIXES else _parse_midi)(path, sha, piece)
         if res.notes is not None:
             res.parquet = note_table_bytes(res.notes)
         return res
@@ -308,6 +349,9 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
         raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
 
     previous, prev_split = read_previous(folder)
+    if read_manifest_config(folder).get("frame_seconds", 0.3) != config.frame_seconds:
+        # the cached notes of piano-roll files were timed with another --frame-seconds
+        previous = {k: v for k, v in previous.items() if v.get("kind") != "rolls"}
     gone = sorted(set(previous_inputs(folder)) - {str(f) for f in files})
     if gone:
         more, many = " ..." if len(gone) > 5 else "", len(gone) > 1
@@ -329,7 +373,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     for f, sha, piece in zip(files, shas, pieces):
         old = previous.get(sha)
         if old is None:
-            jobs.append((str(f), sha, piece))
+            jobs.append((str(f), sha, piece, config.frame_seconds))
             continue
         res = FileResult(path=str(f), sha256=sha, kind=old.get("kind", "midi"), status=old["status"],
                          reason=old.get("reason", ""), pieces=old.get("pieces", 0),
@@ -340,7 +384,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                 res.notes, res.texts = _renamed(*read_cached(folder, sha), piece, res.kind)
             except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
                 log(f"notice: {exc}; parsing {f.name} again")
-                jobs.append((str(f), sha, piece))
+                jobs.append((str(f), sha, piece, config.frame_seconds))
                 continue
         results[sha] = res
     reused = len(results)
@@ -370,7 +414,12 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     note_codecs = {enc: c for enc, c in CODECS.items() if c.plays_notes}
     sequences = {enc: c.encode_pieces(notes, groups, config.onset_tolerance) for enc, c in note_codecs.items()}
     lengths = {p: min(len(sequences[enc][p]) for enc in note_codecs) for p in piece_names}
-    split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
+    fixed = {p: side for p in piece_names if (side := roll_side(p))}  # a roll file's own split is kept
+    free = [p for p in piece_names if p not in fixed]
+    split = assign_split(free, config.val_fraction, config.split_seed, prev_split, lengths=lengths) if free else \
+        {"train": [], "validation": []}
+    for side in ("train", "validation", "test"):
+        split[side] = sorted([*split.get(side, []), *(p for p, s in fixed.items() if s == side)])
     if texts:
         as_read = music_text if config.abc_header == "music" else str
         sequences["chars"] = {p: encode_chars(as_read(texts[p])) for p in sorted(texts)}
@@ -399,7 +448,8 @@ def _renamed(notes: pd.DataFrame, texts: dict[str, str], piece: str,
              kind: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Cached notes under this run's piece id (a file's id changes when another file with its stem arrives)."""
     def rename(name: str) -> str:
-        return f"{piece}#{name.rpartition('#')[2]}" if kind == "abc" else piece  # ABC tunes are <piece>#<n>
+        # ABC tunes are <piece>#<n>, a roll file's pieces <piece>#<side>-<n>
+        return f"{piece}#{name.rpartition('#')[2]}" if kind in ("abc", "rolls") else piece
     return notes.assign(piece=notes["piece"].map(rename)), {rename(k): v for k, v in texts.items()}
 
 

@@ -59,7 +59,7 @@ class Dataset:
 
     def pieces(self, side: str) -> list[str]:
         """Pieces on one side of the split (``train`` or ``validation``) that have tokens."""
-        return [p for p in self.split[side] if p in self.sequences]
+        return [p for p in self.split.get(side, []) if p in self.sequences]
 
     def _tail_cut(self) -> tuple[str, int]:
         piece = self.split["train"][0]
@@ -173,6 +173,14 @@ def read_notes(folder: str | Path, piece: str | None = None) -> pd.DataFrame:
         return pd.read_parquet(folder / NOTES, filters=[("piece", "==", piece)] if piece is not None else None)
     except Exception as exc:  # pyarrow raises its own types for damaged files
         raise DatasetError(f"{folder / NOTES} is damaged ({type(exc).__name__}); run `extract` again") from None
+
+
+def read_manifest_config(folder: str | Path) -> dict:
+    """The extract options an earlier run recorded in its manifest; ``{}`` when there is none."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def read_previous(folder: str | Path) -> tuple[dict[str, dict], dict | None]:
