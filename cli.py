@@ -137,6 +137,11 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
 
 
 # ------------------------------------------------------------------ train
+def device_option(f):
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")(f)
+
+
 def train_options(f):
     """Options shared by `train` and `grid` (grid accepts comma-separated lists)."""
     from pipeline.store.rundir import TrainConfig
@@ -193,12 +198,14 @@ def train_options(f):
         click.option("--max-minutes", "max_minutes", default=str(d["max_minutes"]), show_default=True,
                      help="Time budget (training and validation): the epoch under way when it runs out stops "
                           "early, is validated and ends the run; 0 = none."),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
+        click.option("--init-from", "init_from", default=None,
+                     help="Start from another run's weights (its best.pt), e.g. a frames model trained on more "
+                          "music; its cell, layers, width, embedding and stack are taken unless given. The "
+                          "vocabularies must agree (frames always do)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    return device_option(f)
 
 
 def parse_train_values(raw: dict) -> dict[str, list]:
@@ -209,7 +216,7 @@ def parse_train_values(raw: dict) -> dict[str, list]:
     for key, value in raw.items():
         if key not in types or value is None:
             continue
-        items = [str(value)] if key == "dataset" else csv_list(str(value))
+        items = [str(value)] if key in ("dataset", "init_from") else csv_list(str(value))
         try:
             out[key] = [types[key](v) for v in items]
         except ValueError:
@@ -287,11 +294,6 @@ train.help = train.help.replace("CHARS_DEFAULTS", _chars_defaults_help())
 def run_option(f):
     return click.option("--run", "run_dir", type=click.Path(path_type=Path),
                         help="A run folder. Default: the most recently trained run under runs/.")(f)
-
-
-def device_option(f):
-    return click.option("--device", default="auto", show_default=True,
-                        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")(f)
 
 
 def keys_option(f):

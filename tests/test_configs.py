@@ -8,6 +8,7 @@ import pytest
 from pipeline.stages.compare import CompareConfig
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError
+from pipeline.stages.evaluate import EvalConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.generate import GenerateConfig
 from pipeline.stages.grid import GridConfig
@@ -16,9 +17,11 @@ from pipeline.stages.render import RenderConfig
 from pipeline.store.rundir import TrainConfig
 
 CONFIGS = [
-    ExtractConfig(name="noct", out="elsewhere", onset_tolerance=0.05, val_fraction=0.3, split_seed=4, workers=2),
+    ExtractConfig(name="noct", out="elsewhere", onset_tolerance=0.05, val_fraction=0.3, split_seed=4, workers=2,
+                  frame_seconds=0.5),
     TrainConfig(dataset="processed/x", encoding="pitch", task="regress", cell="lstm", layers=3, hidden=17,
-                dropout=0.1, optimizer="rmsprop", lr=0.01, transpose=3, max_minutes=1.5),
+                dropout=0.1, optimizer="rmsprop", lr=0.01, transpose=3, max_minutes=1.5, init_from="runs/base"),
+    EvalConfig(dataset="processed/jsb", side="test", checkpoint="last", window=20, keys="one", orders=(1, 3)),
     GenerateConfig(count=3, length=40, temperature=0.7, seed=9, primer="tokens", primer_tokens=("C4", "E4.G4")),
     RenderConfig(audio="flac", piano_roll=False, fixed_beats=0.5, include_primer=False),
     CompareConfig(temperatures=(0.5, 1.5), count=3, length=50, blind=True, primer_piece="p"),
@@ -39,14 +42,16 @@ def test_save_then_load_gives_the_same_config(config, tmp_path):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
 def test_defaults_are_valid(config):
-    type(config)().validate() if not isinstance(config, ExtractConfig) else ExtractConfig(name="x").validate()
+    required = {ExtractConfig: {"name": "x"}, EvalConfig: {"dataset": "processed/x"}}  # options with no default
+    type(config)(**required.get(type(config), {})).validate()
 
 
 @pytest.mark.parametrize("make", [
     lambda: TrainConfig(lr=math.inf), lambda: TrainConfig(dropout=math.nan), lambda: TrainConfig(cell="transformer"),
     lambda: GenerateConfig(temperature=math.nan), lambda: GenerateConfig(length=10**9),
     lambda: RenderConfig(audio="mp3"), lambda: CompareConfig(temperatures=(1.0, math.inf)),
-    lambda: HeatmapConfig(top=0), lambda: GridConfig(executor="slurm"), lambda: ExtractConfig(name="x", val_fraction=1),
+    lambda: HeatmapConfig(top=0), lambda: EvalConfig(), lambda: EvalConfig(dataset="x", side="everything"),
+    lambda: ExtractConfig(name="x", frame_seconds=0), lambda: GridConfig(executor="slurm"), lambda: ExtractConfig(name="x", val_fraction=1),
 ])
 def test_bad_values_are_config_errors(make):
     with pytest.raises(ConfigError):

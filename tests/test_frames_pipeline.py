@@ -79,3 +79,35 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
     with pytest.raises(Exception):
         extract([bad], ExtractConfig(name="bad", out=str(tmp_path / "processed"), workers=1))
     assert not (tmp_path / "pwned").exists()
+
+
+def test_init_from_starts_from_another_runs_weights_and_says_so(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    import cli
+    from pipeline.models.network import model_from_checkpoint
+    from pipeline.store.rundir import load_checkpoint, read_run_config
+
+    base = tiny_run(tmp_path / "base", encoding="frames", window=10, hidden=12)
+    other = tmp_path / "other"
+    src = roll_file(tmp_path / "mine.json", {"train": 3, "valid": 1})
+    extract([src], ExtractConfig(name="mine", out=str(other / "processed"), workers=1))
+    r = CliRunner().invoke(cli.main, ["train", "--data", str(other / "processed" / "mine"), "--encoding", "frames",
+                                      "--init-from", str(base), "--epochs", "1", "--window", "10", "--batch", "2",
+                                      "--runs", str(other / "runs"), "--name", "tuned"])
+    assert r.exit_code == 0, r.output
+    tuned = other / "runs" / "tuned"
+    config = read_run_config(tuned)
+    assert config["init_from"] == str(base.resolve()) and config["hidden"] == 12  # the base's width, not asked for
+    # a resume and an evaluate still work from the run folder alone
+    r = CliRunner().invoke(cli.main, ["train", "--runs", str(other / "runs"), "--name", "tuned", "--resume",
+                                      "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tuned, "last").epoch == 2
+    # a names run cannot start from a frames run: one line
+    r = CliRunner().invoke(cli.main, ["train", "--data", str(tmp_path / "base" / "processed" / "tiny"),
+                                      "--init-from", str(base), "--epochs", "1", "--runs", str(other / "runs"),
+                                      "--name", "bad"])
+    assert r.exit_code != 0 and "vocabulary" in r.output and "Traceback" not in r.output
+    assert isinstance(model_from_checkpoint(load_checkpoint(tuned)), torch.nn.Module)

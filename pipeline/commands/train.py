@@ -11,7 +11,7 @@ from pipeline.core.errors import ConfigError, Interrupted, RunError
 from pipeline.core.fsutil import folder_lock
 from pipeline.models.network import resolve_device
 from pipeline.store.dataset import resolve_dataset
-from pipeline.store.rundir import (TrainConfig, read_run_config,
+from pipeline.store.rundir import (MODEL_SHAPE, TrainConfig, read_run_config,
                                    read_status, run_name, with_encoding_defaults)
 
 from pipeline.stages.train import RESUMABLE_CHANGES, TrainResult, train
@@ -50,6 +50,10 @@ def run(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = No
         on_start(f"resuming {run_dir} at epoch {status.epoch + 1 if status else 1}")
         limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
         return _train_locked(config, run_dir, runs, resume=True, on_epoch=on_epoch, limits=limits)
+    if config.init_from:  # the base's network shape, unless given: its weights only fit that shape
+        base = TrainConfig.from_dict(read_run_config(config.init_from))
+        config = replace(config, **{k: getattr(base, k) for k in MODEL_SHAPE if k not in given})
+        given = set(given) | set(MODEL_SHAPE)
     dataset, picked = resolve_dataset(config.dataset if "dataset" in given else None)
     config = with_encoding_defaults(replace(config, dataset=dataset), given)
     config.validate()

@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 from pipeline.core.choices import EXECUTION_ONLY
-from pipeline.core.errors import DatasetError, RunError
+from pipeline.core.errors import ConfigError, DatasetError, RunError
 from pipeline.models.feeding import (training_data)
 from pipeline.models.network import SequenceModel, resolve_device
 from pipeline.models.trainer import Trainer, model_config, seed_everything
 from pipeline.stages.report import curves_title, ensure_run_curves, plot_curves
-from pipeline.store.rundir import (Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config,
+from pipeline.store.rundir import (MODEL_SHAPE, Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config,
                                    save_checkpoint, selection_metric, write_run_header)
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
@@ -81,6 +81,21 @@ class TrainResult:
                    seconds_per_epoch=float(np.mean([r["seconds"] for r in rows])),
                    val_mae=opt("val_mae"), stopped=stopped, val_full_loss=opt("val_full_loss"),
                    val_full_acc=opt("val_full_acc"), val_full_mae=opt("val_full_mae"))
+
+
+def initial_weights(config: TrainConfig, vocab: list[str]) -> dict:
+    """The best weights of the run ``config.init_from``, checked against this run's vocabulary and shape."""
+    base = load_checkpoint(config.init_from, "best")
+    if list(base.vocab) != list(vocab):
+        raise ConfigError(f"--init-from {config.init_from}: its vocabulary ({len(base.vocab)} {base.encoding} tokens) "
+                          f"is not this run's ({len(vocab)} {config.encoding} tokens); the frames encoding always "
+                          "agrees, other encodings only on the same data")
+    theirs = TrainConfig.from_dict(base.train_config)
+    differ = [k for k in MODEL_SHAPE if getattr(theirs, k) != getattr(config, k)]
+    if differ:
+        raise ConfigError(f"--init-from {config.init_from} is a different network: "
+                          + ", ".join(f"--{k} {getattr(theirs, k)} there, {getattr(config, k)} here" for k in differ))
+    return base.model
 
 
 def _data_changes(saved: dict, now: dict) -> list[str]:
@@ -125,6 +140,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --name")
     config.validate()
     config.dataset = str(Path(config.dataset).resolve())  # the run works from any working directory
+    if config.init_from:
+        config.init_from = str(Path(config.init_from).resolve())
     torch.set_num_threads(config.threads or _DEFAULT_THREADS)
     dev = resolve_device(config.device)
     ds, pieces, fingerprint = training_data(config)
@@ -138,6 +155,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     model.set_vocabulary(ds.vocab.tokens)
     if ckpt is not None:
         model.load_state_dict(ckpt.model)
+    elif config.init_from:
+        model.load_state_dict(initial_weights(config, ds.vocab.tokens))
     model.to(dev)
     trainer = Trainer(config, ds, model, dev, pieces)
     del pieces  # the trainer holds what it reads

@@ -46,6 +46,10 @@ EVAL = "eval"
 # from today's default): runs and grids written earlier keep their meaning.
 LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0,
           "stack": "plain"}
+PATHS = ("dataset", "init_from")  # options naming folders: stored absolute, so a run works from anywhere
+MODEL_SHAPE = ("cell", "layers", "hidden", "embed", "stack", "task")  # what --init-from's weights fix
+
+
 @dataclass
 class TrainConfig(StageConfig):
     """Options of the train stage; saved as ``config.json`` in the run folder."""
@@ -78,6 +82,7 @@ class TrainConfig(StageConfig):
     transpose: int = 6       # augment: also train on every piece shifted by -N..+N semitones (note encodings)
     val_sample: int = 5000   # the window measure in training: at most this many evenly spaced targets; 0 = all
     device: str = "auto"     # execution setting: auto (CUDA, then MPS, then CPU), cpu, cuda, mps
+    init_from: str = ""      # a run folder whose best weights this run starts from ("" = random initialisation)
 
     def validate(self) -> None:
         super().validate()
@@ -160,7 +165,7 @@ def normalise_options(config: dict) -> dict:
     out = {}
     for f in fields(TrainConfig):
         value = type(f.default)(config.get(f.name, LEGACY.get(f.name, f.default)))
-        out[f.name] = os.path.abspath(value) if f.name == "dataset" else value
+        out[f.name] = os.path.abspath(value) if f.name in PATHS and value else value
     return out
 
 
