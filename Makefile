@@ -38,8 +38,9 @@ demo: system venv
 test: system venv
 	$(BIN)/python -m pytest
 
+# Every benchmark in bench/, each bounded to a few minutes (the list: bench/run_all.sh).
 bench: system venv
-	$(BIN)/python bench/bench_foundation.py
+	PYTHON=$(BIN)/python bench/run_all.sh
 
 clean:
 	rm -rf processed runs raw_midi/bach-chorales

@@ -23,23 +23,22 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import ROOT
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import pandas as pd
+import torch
 
-from pipeline.inputs import abc_io  # noqa: E402
-from pipeline.measures.abc_eval import (score_sample_folder,  # noqa: E402
+from pipeline.inputs import abc_io
+from pipeline.measures.abc_eval import (score_sample_folder,
                                summarise_validity, validate_tunes, validity_markdown, write_validity_summary)
-from pipeline.inputs.corpus import corpus_paths  # noqa: E402
-from bench.abc_tools import char_ngram_baseline, generation_speed  # noqa: E402
-from pipeline.codecs import decode_chars  # noqa: E402
-from pipeline.store.dataset import load_dataset  # noqa: E402
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.stages.generate import GenerateConfig, generate  # noqa: E402
-from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.inputs.corpus import corpus_paths
+from bench.abc_tools import char_ngram_baseline, generation_speed
+from pipeline.codecs import decode_chars
+from pipeline.store.dataset import load_dataset
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
 WINDOW = 30
 # The reports' best set-up: LSTM 1x150, dropout 0.2, 30-char windows, one-hot input (Keras-style).

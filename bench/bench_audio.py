@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -27,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from shared import NOCTURNES
 
-from pipeline.media.audio import find_fluidsynth, find_soundfont, midi_to_audio  # noqa: E402
+from pipeline.media.audio import find_fluidsynth, find_soundfont, midi_to_audio
 
-CHOPIN = Path("/work/shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid")
+CHOPIN = NOCTURNES / "op09-no2-e-flat-major.mid"
 
 
 def build_random_piece(path: Path, seconds: float = 60.0, seed: int = 0) -> Path:

@@ -25,14 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from shared import NOCTURNES, require
 
-from pipeline.stages.compare import SHOWN, CompareConfig, compare, run_label  # noqa: E402
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.stages.compare import SHOWN, CompareConfig, compare, run_label
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
-NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -89,7 +88,7 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}{' (quick)' if args.quick else ''}\n")
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         work = args.work or Path(tmp)
-        runs = args.runs or train_runs(work, args.data, args)
+        runs = args.runs or train_runs(work, require(args.data), args)
         config = CompareConfig(temperatures=tuple(float(t) for t in args.temperature.split(",")),
                                count=args.count, length=args.length)
         print("| run | cell | size | parameters | epochs | best val loss | val acc |\n|---|---|---|--:|--:|--:|--:|")

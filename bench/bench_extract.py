@@ -33,10 +33,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import NOCTURNES, ROOT, require
 
-CHOPIN = Path(os.environ.get("MUSICRNN_CHOPIN") or ROOT.parent / "shared" / "data" / "chopin-nocturnes")
 # (semitones, tempo factor) of the 8 variants of each nocturne
 VARIANTS = [(-4, 0.8), (-3, 0.85), (-2, 0.9), (-1, 0.95), (1, 1.05), (2, 1.1), (3, 1.15), (4, 1.2)]
 
@@ -68,7 +66,7 @@ def piano_corpus(folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for src in sorted(CHOPIN.glob("*.mid")):
+    for src in sorted(require(NOCTURNES).glob("*.mid")):
         files.append(Path(shutil.copy(src, folder / src.name)))
         for k, f in VARIANTS:
             files.append(write_variant(src, folder / f"{src.stem}_t{k:+d}_x{f:.2f}.mid", k, f))

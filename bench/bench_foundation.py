@@ -1,6 +1,6 @@
 """Figures for the foundation: extraction, training throughput, generation speed, model vs n-gram.
 
-Run:  .venv/bin/python bench/bench_foundation.py [--data ../shared/data/chopin-nocturnes] [--max-epochs 60]
+Run:  .venv/bin/python bench/bench_foundation.py [--data DIR (default: the shared nocturnes)] [--max-epochs 60]
 
 Prints Markdown tables; never asserts on time. Every speed is also given as a
 ratio against a baseline measured in the same run, which survives a noisy
@@ -11,28 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import NOCTURNES, ROOT, require
 
-import torch  # noqa: E402
+import torch
 
-from pipeline.measures.baseline import NGramModel  # noqa: E402
-from dataclasses import asdict  # noqa: E402
+from pipeline.measures.baseline import NGramModel
+from dataclasses import asdict
 
-from pipeline.store.dataset import load_dataset  # noqa: E402
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.stages.generate import sample_refeed  # noqa: E402
-from pipeline.models.network import resolve_device  # noqa: E402
-from pipeline.store.rundir import TrainConfig, load_checkpoint  # noqa: E402
-from pipeline.models.network import model_from_checkpoint  # noqa: E402
-from pipeline.models.feeding import make_windows  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.store.dataset import load_dataset
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.stages.generate import sample_refeed
+from pipeline.models.network import resolve_device
+from pipeline.store.rundir import TrainConfig, load_checkpoint
+from pipeline.models.network import model_from_checkpoint
+from pipeline.models.feeding import make_windows
+from pipeline.stages.train import train
 
 
 def bench_extract(data: Path, work: Path) -> dict:
@@ -133,7 +131,7 @@ def bench_baselines(ds_dir: Path, window: int, encoding: str = "names") -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chopin-nocturnes")
+    ap.add_argument("--data", type=Path, default=NOCTURNES)
     ap.add_argument("--max-epochs", type=int, default=60)
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default (all cores)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "foundation.json")
@@ -144,7 +142,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ex = bench_extract(args.data, work / "processed")
+        ex = bench_extract(require(args.data), work / "processed")
         print("## extraction of", ex["files"], "nocturnes\n")
         print("| method | seconds | ratio |\n|---|---|---|")
         print(f"| `music21.converter.parse` (the study) | {ex['music21_s']:.2f} | 1.0 |")

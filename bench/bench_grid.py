@@ -28,22 +28,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from shared import NOCTURNES, require
 
-import torch  # noqa: E402
+import torch
 
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.stages.grid import GridConfig, cpu_count, expand_grid, run_grid  # noqa: E402
-from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.stages.grid import GridConfig, cpu_count, expand_grid, run_grid
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
-NOCTURNES = Path("/work/shared/data/chopin-nocturnes")
 FULL = {"cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128]}
 QUICK = [("rnn", 1, 64), ("gru", 2, 128)]
 
@@ -89,7 +87,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ds = extract([args.data], ExtractConfig(name="nocturnes", out=str(tmp / "processed")))
+        ds = extract([require(args.data)], ExtractConfig(name="nocturnes", out=str(tmp / "processed")))
         dataset = tmp / "processed" / "nocturnes"
         print(f"dataset: {ds['pieces']} pieces, {ds['tokens']['names']:,} name tokens", flush=True)
         if args.quick:

@@ -39,17 +39,15 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import NOCTURNES, ROOT, require
 
-import torch  # noqa: E402
+import torch
 
-from pipeline.stages.evaluate import EvalConfig, evaluate_run  # noqa: E402
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.store.rundir import TrainConfig, read_run_config, with_encoding_defaults  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.stages.evaluate import EvalConfig, evaluate_run
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.rundir import TrainConfig, read_run_config, with_encoding_defaults
+from pipeline.stages.train import train
 
-NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
 VARIANTS = {   # options on top of the shipped defaults
     "default": {},
     "windows": {"mode": "windows"},
@@ -111,10 +109,15 @@ def note_config(dataset: Path, threads: int, **options) -> TrainConfig:
                                               threads=threads, seed=0, **options), given)
 
 
+def budget(args) -> dict:
+    """``--max-minutes`` as a training option, when given (nocturnes, others and grid runs)."""
+    return {"max_minutes": args.max_minutes} if args.max_minutes else {}
+
+
 # --------------------------------------------------------------------------- nocturnes, leave one out
 
 def bench_nocturnes(args, work: Path) -> dict:
-    files = sorted(NOCTURNES.glob("*.mid"))
+    files = sorted(require(NOCTURNES).glob("*.mid"))
     results = {}
     for variant in args.variants.split(","):
         folds = []
@@ -123,7 +126,7 @@ def bench_nocturnes(args, work: Path) -> dict:
             train_ds = _extract(rest, work / "processed", f"loo-{test.stem}-train")
             test_ds = _extract([test], work / "processed", f"loo-{test.stem}-test")
             run = work / "runs" / variant / f"loo-{test.stem}"
-            summary = _train(note_config(train_ds, args.threads, **VARIANTS[variant]), run)
+            summary = _train(note_config(train_ds, args.threads, **budget(args), **VARIANTS[variant]), run)
             ev = evaluate_run(run, EvalConfig(dataset=str(test_ds)), device="cpu")
             split = json.loads((train_ds / "split.json").read_text())
             folds.append({"test": test.stem, "validation": split["validation"], "train": summary, "eval": ev})
@@ -193,9 +196,9 @@ def bench_others(args, work: Path) -> dict:
     else:
         folder = work / "piano"
         midi = write_piano_midi(folder)
-    noct = _extract([NOCTURNES], work / "processed", "nocturnes")
+    noct = _extract([require(NOCTURNES)], work / "processed", "nocturnes")
     run = work / "runs" / "nocturnes-gru-2x128-pitch"
-    summary = _train(note_config(noct, args.threads), run)
+    summary = _train(note_config(noct, args.threads, **budget(args)), run)
     rows = {}
     for stem, title in midi.items():
         ds = _extract([folder / f"{stem}.mid"], work / "processed", f"piano-{stem}")
@@ -286,9 +289,9 @@ def _abc_dataset(work: Path) -> Path:
 def bench_grid(args, work: Path) -> dict:
     from pipeline.stages.grid import GridConfig, grid_command
 
-    noct = _extract([NOCTURNES], work / "processed", "nocturnes")
+    noct = _extract([require(NOCTURNES)], work / "processed", "nocturnes")
     values = {"dataset": [str(noct)], "cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128],
-              "encoding": [args.grid_encoding], "threads": [1]}
+              "encoding": [args.grid_encoding], "threads": [1], **{k: [v] for k, v in budget(args).items()}}
     t = time.perf_counter()
     res = grid_command(values, GridConfig(name=f"grid-{args.grid_encoding}", runs=str(work / "runs"),
                                           workers=args.workers), progress=lambda rid, r: log(f"grid: {rid} {r['status']}"))
@@ -319,6 +322,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--variants", default="default", help=f"nocturnes: comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--minutes", type=float, default=10.0, help="abc: the training budget")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="nocturnes, others, grid: the training budget of each run; 0 = none (early stopping)")
     ap.add_argument("--heldout", type=Path, default=None,
                     help="others: a folder of MIDI files to score (default: music21's bundled piano pieces)")
     ap.add_argument("--abc-data", type=Path, default=None, help="abc: an extracted O'Neill's 1850 (else extracted)")

@@ -30,18 +30,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from shared import NOCTURNES, ROOT, require
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import pandas as pd
+import torch
 
-from pipeline.store.dataset import load_dataset, read_notes  # noqa: E402
-from pipeline.stages.extract import ExtractConfig, extract  # noqa: E402
-from pipeline.store.rundir import read_metrics  # noqa: E402
-from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.stages.train import train  # noqa: E402
+from pipeline.store.dataset import load_dataset, read_notes
+from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.rundir import read_metrics
+from pipeline.store.rundir import TrainConfig
+from pipeline.stages.train import train
 
-NOCTURNES = Path(__file__).resolve().parents[2] / "shared" / "data" / "chopin-nocturnes"
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -62,7 +61,7 @@ def trained(run: Path, config: TrainConfig) -> Path:
 def train_all(args) -> tuple[Path, dict[str, Path], dict[str, Path]]:
     data = args.work / "processed" / "nocturnes"
     if not (data / "manifest.json").exists():
-        extract([args.data], ExtractConfig(name="nocturnes", out=str(args.work / "processed"), workers=1))
+        extract([require(args.data)], ExtractConfig(name="nocturnes", out=str(args.work / "processed"), workers=1))
     base = dict(dataset=str(data), layers=args.layers, hidden=args.hidden, threads=args.threads, seed=0,
                 patience=3)
     choice = {enc: trained(args.work / "runs" / f"choice-{enc}", TrainConfig(
@@ -163,7 +162,7 @@ def page_table(runs: list[Path], out: Path, count: int, length: int, temperature
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("bench/out/rhythm"))
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "rhythm")
     ap.add_argument("--data", type=Path, default=NOCTURNES)
     ap.add_argument("--encoding", default="tsd")
     ap.add_argument("--layers", type=int, default=2)

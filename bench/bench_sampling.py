@@ -20,15 +20,13 @@ Figures only, as ratios against the baseline measured in the same run::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.stages.generate import sample_refeed  # noqa: E402
-from pipeline.models.network import ModelConfig, SequenceModel, resolve_device  # noqa: E402
+import shared  # noqa: F401  (puts the repository root on sys.path)
+from pipeline.stages.generate import sample_refeed
+from pipeline.models.network import ModelConfig, SequenceModel, resolve_device
 
 
 def synchronize(dev: torch.device) -> None:

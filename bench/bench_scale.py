@@ -27,10 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import NOCTURNES, ROOT, require
 
-CHOPIN = Path(os.environ.get("MUSICRNN_CHOPIN") or ROOT.parent / "shared" / "data" / "chopin-nocturnes")
 SPEEDS = (0.8, 0.9, 1.0, 1.1, 1.2)
 
 
@@ -57,7 +55,7 @@ def synthetic_file(src: Path, out: Path, semitones: int, speed: float, second: i
 
 def write_corpus(folder: Path, files: int) -> int:
     folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(CHOPIN.glob("*.mid"))
+    sources = sorted(require(NOCTURNES).glob("*.mid"))
     notes = 0
     for i in range(files):  # 5 pieces x 9 keys x 5 speeds x 5 second keys: 1,125 different files
         src = sources[i % len(sources)]

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import shared  # noqa: F401  (puts the repository root on sys.path)
 
-from pipeline.models.network import CELLS, ModelConfig, SequenceModel  # noqa: E402
+from pipeline.models.network import CELLS, ModelConfig, SequenceModel
 
 
 class Fused(nn.Module):

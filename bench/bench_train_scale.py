@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+# Not ``import shared``: that would put this checkout first on sys.path, and a --ref child must import
+# the exported revision's pipeline (its PYTHONPATH). The shared nocturnes come through bench_scale.
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve()
 

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from pipeline.store.dataset import is_dataset, load_dataset  # noqa: E402
-from pipeline.models.network import SequenceModel, resolve_device  # noqa: E402
-from pipeline.store.rundir import TrainConfig  # noqa: E402
-from pipeline.models.trainer import OPTIMIZERS, Trainer, model_config  # noqa: E402
+from shared import NOCTURNES, ROOT, require
+from pipeline.store.dataset import is_dataset, load_dataset
+from pipeline.models.network import SequenceModel, resolve_device
+from pipeline.store.rundir import TrainConfig
+from pipeline.models.trainer import OPTIMIZERS, Trainer, model_config
 
-NOCTURNES = ROOT.parent / "shared" / "data" / "chopin-nocturnes"
 
 
 def bare_epoch(model: SequenceModel, opt: torch.optim.Optimizer, trainer: Trainer, epoch: int) -> None:
@@ -100,7 +97,7 @@ def main() -> None:
     data = Path(a.data) if a.data else work / "nocturnes"
     if not is_dataset(data):
         from pipeline.stages.extract import ExtractConfig, extract
-        extract([NOCTURNES], ExtractConfig(name="nocturnes", out=str(work), workers=1))
+        extract([require(NOCTURNES)], ExtractConfig(name="nocturnes", out=str(work), workers=1))
     rows = [compare(data, layers, hidden, a.epochs, a.threads, a.device) for layers, hidden in ((4, 128), (1, 32))]
     print(f"nocturnes, names encoding, window 30, stride 5, batch 64, Adam, clip 1; {a.threads} thread(s), "
           f"device {resolve_device(a.device)}; best of {a.epochs} alternating epochs, per "

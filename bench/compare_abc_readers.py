@@ -48,18 +48,16 @@ import os
 import pickle
 import platform
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shared import ROOT
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipeline.inputs import abc_io  # noqa: E402
-from pipeline.core.errors import AbcParseError  # noqa: E402
+from pipeline.inputs import abc_io
+from pipeline.core.errors import AbcParseError
 
 REPEAT_SIGN = re.compile(r":\||\|:|::|\[\d|\|\d")
 GRACE = re.compile(r"\{[^}]*\}")

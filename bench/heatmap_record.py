@@ -10,15 +10,13 @@ Figures only; never pass/fail.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.stages.heatmap import record_activations  # noqa: E402
-from pipeline.models.network import ModelConfig, SequenceModel  # noqa: E402
+import shared  # noqa: F401  (puts the repository root on sys.path)
+from pipeline.stages.heatmap import record_activations
+from pipeline.models.network import ModelConfig, SequenceModel
 
 
 def best_of(fn, repeat: int = 3) -> float:

@@ -11,22 +11,21 @@ continuation of that chorale, the same number of tokens decoded the same way), b
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from shared import ROOT
 
-from pipeline.store.dataset import load_dataset  # noqa: E402
-from pipeline.stages.generate import GenerateConfig, generate  # noqa: E402
-from pipeline.media.pianoroll import piano_roll_png  # noqa: E402
-from pipeline.stages.render import TimingModel, tokens_to_notes  # noqa: E402
-from pipeline.store.rundir import read_run_config, read_timing  # noqa: E402
+from pipeline.store.dataset import load_dataset
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.media.pianoroll import piano_roll_png
+from pipeline.stages.render import TimingModel, tokens_to_notes
+from pipeline.store.rundir import read_run_config, read_timing
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/demo-tsd-gru"))
-    ap.add_argument("--out", type=Path, default=Path("docs/img"))
+    ap.add_argument("--run", type=Path, default=ROOT / "runs" / "demo-tsd-gru")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--length", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
