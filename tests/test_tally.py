@@ -150,12 +150,13 @@ def test_tally_sums_up_skips_bad_files_and_keeps_the_later_export(page, tmp_path
                                                "t1-s1": {"ratings": {"A": 2, "B": 5, "C": 2}, "real": "B"}}, "", "s-ben")
     foreign = answers_file(tmp_path / "foreign.json", {"t1-s0": {"ratings": {"A": 1}}}, page="ffffffffffff")
     lines = []
-    res = tally(page, [ana, ana_old, ben, foreign, tmp_path / "missing.json"], TallyConfig(resamples=2000),
+    res = tally(page, [ana_old, ana, ben, foreign, tmp_path / "missing.json", ben], TallyConfig(resamples=2000),
                 notice=lines.append)
     assert res.listeners == ["Ana", "ben"]  # a listener without a name is named after the file
-    assert [Path(f).name for f, _ in res.skipped] == ["ana-old.json", "foreign.json", "missing.json"]
-    assert len(lines) == 3 and all(line.startswith("skipped ") for line in lines)
-    assert "earlier export" in lines[0] and "another page" in lines[1] and "cannot be read" in lines[2]
+    assert [Path(f).name for f, _ in res.skipped] == ["ana-old.json", "foreign.json", "missing.json", "ben.json"]
+    assert len(lines) == 4 and all(line.startswith("skipped ") for line in lines)
+    assert f"same listener's answers (one browser) as {ana}" in lines[0] and "another page" in lines[1]
+    assert "cannot be read" in lines[2] and "named twice" in lines[3]
     m = res.models.set_index("column")
     assert m.loc["B", "model"] == "real continuation" and m.loc["A", "model"] == "gru-1x8"
     assert m["ratings"].tolist() == [4, 4, 3]

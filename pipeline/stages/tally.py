@@ -83,7 +83,12 @@ def gather(page: ListeningPage, paths: Sequence[str | Path],
         skipped.append((path, reason))
         notice(f"skipped {path}: {reason}")
 
+    seen: set[Path] = set()
     for path in map(str, paths):
+        if Path(path).resolve() in seen:
+            skip(path, "named twice")
+            continue
+        seen.add(Path(path).resolve())
         try:
             answers = read_answers(path, page)
         except AnswersError as exc:
@@ -91,11 +96,11 @@ def gather(page: ListeningPage, paths: Sequence[str | Path],
             continue
         session = answers.session or path  # a file without a session is a listener of its own
         if session in used:
-            earlier, before = used[session]
-            if (answers.saved, path) < (before.saved, earlier):
-                skip(path, f"an earlier export of the same listener's answers than {earlier}")
+            other, before = used[session]
+            drop, keep = (other, path) if (answers.saved, path) > (before.saved, other) else (path, other)
+            skip(drop, f"the same listener's answers (one browser) as {keep}, which was saved later or is a copy")
+            if drop == path:
                 continue
-            skip(earlier, f"an earlier export of the same listener's answers than {path}")
         used[session] = (path, answers)
     return list(used.values()), skipped
 

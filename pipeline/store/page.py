@@ -147,7 +147,7 @@ _SCRIPT = """<script>
   function save() {
     if (store) { try { store.setItem(KEY, JSON.stringify(state)); } catch (e) { /* full: the export still works */ } }
     progress.textContent = `${count("rating", true)} of ${count("rating")} ratings, ` +
-      `${count("real", true)} of ${count("real")} real-continuation choices; ` +
+      (count("real") ? `${count("real", true)} of ${count("real")} real-continuation choices; ` : "") +
       (store ? "kept in this browser" : "this browser cannot keep them: download them before you leave");
   }
   for (const input of inputs) {
@@ -167,7 +167,7 @@ _SCRIPT = """<script>
                   saved: new Date().toISOString(), answers: state.answers};
     const link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([JSON.stringify(file, null, 1) + "\\n"], {type: "application/json"}));
-    link.download = `answers-${PAGE}-${state.listener.replace(/[^A-Za-z0-9_-]+/g, "_") || "anonymous"}.json`;
+    link.download = `answers-${PAGE}-${(state.listener || "").replace(/[^A-Za-z0-9_-]+/g, "_") || "anonymous"}.json`;
     document.body.appendChild(link);
     link.click();
     link.remove();
