@@ -147,7 +147,8 @@ def test_tally_sums_up_skips_bad_files_and_keeps_the_later_export(page, tmp_path
                                                "t1-s1": {"ratings": {"A": 4, "B": 4, "C": 1}, "real": "A"}},
                        "Ana", "s-ana", saved="2025-01-01T11:00:00.000Z")
     ben = answers_file(tmp_path / "ben.json", {"t1-s0": {"ratings": {"A": 1, "B": 4}, "real": "B"},
-                                               "t1-s1": {"ratings": {"A": 2, "B": 5, "C": 2}, "real": "B"}}, "", "s-ben")
+                                               "t1-s1": {"ratings": {"A": 2, "B": 5, "C": 2}, "real": "B"}},
+                       "", "s-ben")
     foreign = answers_file(tmp_path / "foreign.json", {"t1-s0": {"ratings": {"A": 1}}}, page="ffffffffffff")
     lines = []
     res = tally(page, [ana_old, ana, ben, foreign, tmp_path / "missing.json", ben], TallyConfig(resamples=2000),
@@ -273,4 +274,5 @@ def test_blind_page_records_answers_that_tally_unblinds(tmp_path):
     assert m.loc[[real, rnn, ngram], "picked"].tolist() == [3, 1, 0]
     assert m.loc[real, "p_value"] == pytest.approx(1 / 9)
     pref = pd.read_csv(folder / "tally" / "preference.csv").set_index(["a", "b"])
-    assert pref.loc[(real, rnn), "share"] == pytest.approx(3 / 4) and pref.loc[(rnn, ngram), "share"] == pytest.approx(1 / 3)
+    assert pref.loc[(real, rnn), "share"] == pytest.approx(3 / 4)
+    assert pref.loc[(rnn, ngram), "share"] == pytest.approx(1 / 3)
