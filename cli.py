@@ -667,9 +667,42 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
         res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
                               progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""
-    n_cols = len(res["columns"])
+    n_cols = sum(c["cell"] != "real" for c in res["columns"])  # a blind page's real continuation has a letter too
     click.echo(f"compared {n_cols} column{'s' * (n_cols != 1)} × {len(config.temperatures)} temperatures × "
                f"{count} samples with the real continuation of {res['piece']}{key} -> {res['page']}")
+
+
+# ------------------------------------------------------------------ tally
+@main.command()
+@click.argument("page", metavar="PAGE_FOLDER", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("answers", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resamples", default=10_000, show_default=True, help="Bootstrap resamples of each mean rating.")
+@click.option("--confidence", default=0.95, show_default=True, help="Level of the bootstrap interval.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap (same answers, same interval).")
+def tally(page, answers, resamples, confidence, seed):
+    """Un-blind and sum up listeners' answers to a `compare --blind` page.
+
+    PAGE_FOLDER is the page folder; ANSWERS are the files listeners downloaded from it (one
+    each). Per column: mean rating with a bootstrap interval, how often it was rated
+    above each other column, and how often it was taken for the real continuation (a
+    one-sided binomial test against chance). A file that is not an answer file, is
+    malformed or answers another page gets one `skipped` line and is left out.
+    Writes PAGE_FOLDER/tally/: tally.json, models.csv, preference.csv, tally.png.
+
+    \b
+    Example:
+      python cli.py compare runs/study --blind --out runs/listening-test
+      python cli.py tally runs/listening-test ~/Downloads/answers-*.json
+    """
+    from pipeline.stages.tally import TallyConfig, summary_text, tally as tally_answers
+
+    with known_errors("interrupted; nothing was written (an earlier tally is unchanged)"):
+        res = tally_answers(page, list(answers), TallyConfig(confidence=confidence, resamples=resamples, seed=seed),
+                            notice=echo_err)
+    click.echo(summary_text(res), nl=False)
+    n = len(res.listeners)
+    click.echo(f"tallied {n} listener{'s' * (n != 1)} ({len(res.skipped)} file{'s' * (len(res.skipped) != 1)} "
+               f"skipped) -> {res.folder}/ ({', '.join(f.name for f in res.files)})")
 
 
 if __name__ == "__main__":

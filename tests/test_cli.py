@@ -26,7 +26,7 @@ def fails(runner, args, needle):
 
 
 def test_help_has_examples(runner):
-    for cmd in ("extract", "train", "generate", "render", "grid", "report", "compare", "heatmap"):
+    for cmd in ("extract", "train", "generate", "render", "grid", "report", "compare", "tally", "heatmap"):
         out = ok(runner, [cmd, "--help"])
         assert "Example" in out and "python cli.py " + cmd in out
 

@@ -14,6 +14,7 @@ from pipeline.stages.generate import GenerateConfig
 from pipeline.stages.grid import GridConfig
 from pipeline.stages.heatmap import HeatmapConfig
 from pipeline.stages.render import RenderConfig
+from pipeline.stages.tally import TallyConfig
 from pipeline.store.rundir import TrainConfig
 
 CONFIGS = [
@@ -27,6 +28,7 @@ CONFIGS = [
     CompareConfig(temperatures=(0.5, 1.5), count=3, length=50, blind=True, primer_piece="p"),
     HeatmapConfig(units=(3, 17), layer=0, state="cell", text="X:1"),
     GridConfig(name="study", workers=2, executor="ray", address="auto"),
+    TallyConfig(confidence=0.9, resamples=500, seed=3),
 ]
 
 
@@ -51,7 +53,9 @@ def test_defaults_are_valid(config):
     lambda: GenerateConfig(temperature=math.nan), lambda: GenerateConfig(length=10**9),
     lambda: RenderConfig(audio="mp3"), lambda: CompareConfig(temperatures=(1.0, math.inf)),
     lambda: HeatmapConfig(top=0), lambda: EvalConfig(), lambda: EvalConfig(dataset="x", side="everything"),
-    lambda: ExtractConfig(name="x", frame_seconds=0), lambda: GridConfig(executor="slurm"), lambda: ExtractConfig(name="x", val_fraction=1),
+    lambda: ExtractConfig(name="x", frame_seconds=0), lambda: GridConfig(executor="slurm"),
+    lambda: ExtractConfig(name="x", val_fraction=1),
+    lambda: TallyConfig(confidence=1.0), lambda: TallyConfig(resamples=0),
 ])
 def test_bad_values_are_config_errors(make):
     with pytest.raises(ConfigError):

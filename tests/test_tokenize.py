@@ -5,8 +5,9 @@ import pytest
 
 from conftest import tiny_train_config
 from pipeline.codecs import tokenize
+from pipeline.codecs.tokenize import MIDITOK_ENCODINGS as TIMED_ENCODINGS
 from pipeline.store.dataset import load_dataset, read_notes
-from pipeline.codecs import (ENCODINGS, build_vocabulary, NOTE_ENCODINGS, TIMED_ENCODINGS, encode_notes,
+from pipeline.codecs import (ENCODINGS, build_vocabulary, NOTE_ENCODINGS, encode_notes,
                                 tokens_to_groups, tokens_to_pitches, transpose_tokens)
 from pipeline.core.errors import ConfigError
 from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file

@@ -14,14 +14,13 @@ from pipeline.codecs.frames import FramesCodec
 from pipeline.codecs.names import NamesCodec, OnsetCodec
 from pipeline.codecs.onsets import GroupedNotes, OnsetGroup, TimingModel, group_onsets, onset_groups, timing_stats
 from pipeline.codecs.pitch import PitchCodec
-from pipeline.codecs.tokenize import TimedCodec
+from pipeline.codecs.tokenize import MIDITOK_ENCODINGS, TimedCodec
 
 CODECS: dict[str, Codec] = {c.name: c for c in (
     NamesCodec(),
     PitchCodec(),
     CharsCodec(),
-    TimedCodec("tsd"),
-    TimedCodec("remi"),
+    *(TimedCodec(name) for name in MIDITOK_ENCODINGS),
     FramesCodec(),
 )}
 ENCODINGS = tuple(CODECS)

@@ -56,6 +56,7 @@ PITCH_RANGE = (21, 109)               # MidiTok's range is [low, high): the 88 p
 BEATS_PER_BAR = 4                     # REMI's bars (time signatures are not encoded)
 DEFAULT_VELOCITY = 80
 PAD = "PAD_None"
+MIDITOK_ENCODINGS = ("tsd", "remi")  # the tokenisations this module serves
 TIMED_FEATURES = ("is_pitch", "is_duration", "is_time", "is_bar", "pitch", "high_register", "low_register",
                   "duration", "beat_in_bar", "chord_note")  # token_features, in this order
 

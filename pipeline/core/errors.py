@@ -59,3 +59,11 @@ def one_line(exc: BaseException, limit: int = 160) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class PageError(PipelineError):
+    """A comparison page folder is missing, or is not the listening test the request needs."""
+
+
+class AnswersError(PipelineError):
+    """A listener's answer file is not JSON, not an answer file, malformed, or answers another page."""

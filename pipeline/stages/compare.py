@@ -16,6 +16,12 @@ so it works offline from ``file://``::
     <out>/samples.json   the generated tokens, by column letter
     <out>/key.json       blind mode only: letter -> run, with each column's metrics
 
+Blind mode makes the page a listening test (:mod:`pipeline.store.page` owns its
+record, its key and the listeners' answer files): the real continuation becomes
+one more lettered column, every row asks for a 1-5 rating per column and which
+one is the real continuation, and the answers stay in the browser until the
+listener downloads them for ``tally``.
+
 Rhythm: samples of a timed encoding (``tsd``, ``remi``) carry their own, and
 the real continuation is its tokens decoded the same way. Samples of ``names``
 and ``pitch`` draw theirs from the corpus (:class:`pipeline.stages.render.TimingModel`),
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import html
 import random
+import shutil
 import string
 import tempfile
 import time
@@ -59,6 +66,8 @@ from pipeline.models.network import resolve_device
 from pipeline.stages.generate import GenerateConfig, generate
 from pipeline.stages.render import TimingModel, render_media, tokens_to_notes
 from pipeline.store.dataset import Dataset, latest_dataset, load_dataset, read_notes
+from pipeline.store.page import (ANSWERS_CSS, REAL, answer_controls, answers_script, listener_panel, page_id,
+                                 row_id, write_page_record)
 from pipeline.store.rundir import (
     is_run,
     load_checkpoint,
@@ -329,6 +338,8 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         ngram, n, loss = fit_ngram(ds, transpose, vocab, config.ngram_order)
         n_seqs = len(ds.side_sequences("train")) * (1 + 2 * transpose)
         entries.append({**ngram_label(n, loss, n_seqs), "transpose": transpose})
+    if config.blind and real_tokens:  # one more blind letter: "which one is the real continuation?"
+        entries.append({"run": "", "name": "real continuation", "cell": REAL, "piece": piece})
     order = list(range(len(entries)))
     if config.blind:
         random.Random(config.seed).shuffle(order)
@@ -362,11 +373,21 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
                      else real_notes(ds, base, offset + n_primer, offset + n_primer + len(real_tokens)))
             m = measure(real_tokens, encoding, reference, notes)
             real = {"files": render(notes, assets / "real", qpm), "metrics": m, "flags": flags(m)}
+            if config.blind:  # a column like the others, under the same file names, in every row
+                letter = next(c["letter"] for c in columns if c["cell"] == REAL)
+                for t in config.temperatures:
+                    for i in range(config.count):
+                        cells[letter, t, i] = {**real, "files": copy_media(real["files"], assets,
+                                                                           f"{letter}_t{t:g}_{i}")}
+                for f in real["files"].values():
+                    (tmp / f).unlink()
             rows.append({"column": "real", "run": "", "temperature": np.nan, "sample": 0, **m,
                          "flags": " ".join(real["flags"])})
         else:
             notice(f"{piece} ends within the primer: there is no real continuation to compare with")
         for k, col in enumerate(columns):
+            if col["cell"] == REAL:
+                continue
             run = Path(col["run"]) if col["run"] else None
             # the n-gram column renders as the first run does
             timing = TimingModel.from_stats(read_timing(run or runs[0]))
@@ -395,15 +416,20 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         summary = summarise(table)
         info = {"piece": piece, "n_primer": n_primer, "length": config.length, "encoding": encoding,
                 "dataset": labels[0]["dataset"], "real_tokens": len(real_tokens), "timed": timed}
-        atomic_write_text(tmp / "index.html", page_html(columns, config, info, opening, real, cells, summary))
+        record = {**config.to_dict(), "runs": [str(r) for r in runs], **info}
+        record["page_id"] = page_id({"record": record, "columns": [[c["letter"], c["run"], c["name"]] for c in columns],
+                                     "primer": primer, "real": real_tokens, "samples": tokens})
+        atomic_write_text(tmp / "index.html", page_html(columns, config, info, opening, real, cells, summary,
+                                                        record["page_id"]))
         atomic_write_text(tmp / "metrics.csv", table.to_csv(index=False))
         atomic_write_json(tmp / "samples.json", {"piece": piece, "primer": primer, "real": real_tokens,
                                                  "samples": tokens})
-        atomic_write_json(tmp / "compare.json", {**config.to_dict(), "runs": [str(r) for r in runs], **info})
+        key = None
         if config.blind:
             plain = summary.astype(object).where(summary.notna(), None)
-            atomic_write_json(tmp / "key.json", {c["letter"]: {**c, "summary": plain[
-                plain["column"] == c["letter"]].to_dict("records")} for c in columns})
+            key = {c["letter"]: {**c, "summary": plain[
+                plain["column"] == ("real" if c["cell"] == REAL else c["letter"])].to_dict("records")} for c in columns}
+        write_page_record(tmp, record, key)
     return {"folder": str(out_dir), "page": str(out_dir / "index.html"),
             "key": str(out_dir / "key.json") if config.blind else None,
             "columns": columns, "piece": piece, "primer": primer, "metrics": table, "summary": summary,
@@ -426,6 +452,17 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------ page
 
+def copy_media(files: dict, assets: Path, stem: str) -> dict:
+    """Copies of a cell's files (``assets/...`` paths) named ``<stem>.<ext>``; returns the new paths."""
+    out = {}
+    for kind, rel in files.items():
+        src = assets / Path(rel).name
+        dst = assets / (stem + src.suffix)
+        shutil.copyfile(src, dst)
+        out[kind] = f"assets/{dst.name}"
+    return out
+
+
 def _rhythm_note(info: dict) -> str:
     if info.get("timed"):
         return (f"The {html.escape(info['encoding'])} tokens carry their rhythm: every sample plays the timing its "
@@ -433,6 +470,14 @@ def _rhythm_note(info: dict) -> str:
                 "same way. Repetition, runs and copying count onsets (the notes that start together), not tokens.")
     return (f"Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only; "
             f"the real continuation ({info['real_tokens']} tokens) keeps its own timing.")
+
+
+def _listening_note(ask_real: bool) -> str:
+    real = (" One column is the real continuation of the piece; in every row, pick the one you think it is."
+            if ask_real else "")
+    return (f"<p>Listening test: rate every sample 1 (poor) to 5 (excellent).{real} Your answers stay in this "
+            "browser (a reload loses nothing); when you are done, give your name and download your answers, "
+            f"and send the file to whoever made this page.</p>{listener_panel()}")
 
 
 def _fmt(key: str, v) -> str:
@@ -476,15 +521,22 @@ def _column_label(col: dict, blind: bool) -> str:
 
 
 def page_html(columns: list[dict], config: CompareConfig, info: dict, opening: dict, real: dict | None,
-              cells: dict, summary: pd.DataFrame) -> str:
-    """The whole page as one string: inline CSS, relative links, no script."""
+              cells: dict, summary: pd.DataFrame, page: str = "") -> str:
+    """The whole page as one string: inline CSS, relative links; a blind page's script keeps the answers.
+
+    In blind mode the real continuation is one of ``columns`` (cell ``real``) with a
+    cell in every row, and every cell gets the answer controls of :mod:`pipeline.store.page`.
+    """
     blind, n_rows = config.blind, len(config.temperatures) * (config.count + 1)
     e = html.escape
+    ask_real = any(c["cell"] == REAL for c in columns)
     head = "".join(f"<th>{_column_label(c, blind)}</th>" for c in columns)
+    if not blind:
+        head += f"<th>Real continuation<br><small>{e(info['piece'])}</small></th>"
     body = []
     for k, t in enumerate(config.temperatures):
         ref = ""
-        if k == 0:
+        if k == 0 and not blind:
             inner = _cell(real, "real continuation", not blind) if real else "<p>the piece ends within the primer</p>"
             ref = f'<td class="ref" rowspan="{n_rows}"><div>{inner}</div></td>'
         body.append(f'<tr class="t"><th colspan="{len(columns) + 1}">temperature {t:g}</th>{ref}</tr>')
@@ -494,11 +546,13 @@ def page_html(columns: list[dict], config: CompareConfig, info: dict, opening: d
                 cell = cells[c["letter"], t, i]
                 css = "" if blind else " ".join(f.split()[0] for f in cell["flags"])  # collapse, copies
                 alt = f"sample {c['letter']} T={t:g}"
-                tds.append(f'<td class="{css}">{_cell(cell, alt, not blind)}</td>')
-            body.append(f"<tr><th>T={t:g}<br>#{i + 1}</th>{''.join(tds)}</tr>")
+                controls = answer_controls(row_id(t, i), c["letter"], ask_real) if blind else ""
+                tds.append(f'<td class="{css}">{_cell(cell, alt, not blind)}{controls}</td>')
+            body.append(f'<tr data-row="{row_id(t, i)}"><th>T={t:g}<br>#{i + 1}</th>{"".join(tds)}</tr>')
     if blind:
         tail = ("<p>Blind test: columns are shuffled and the metrics hidden. "
-                "Whoever made it holds the key (letter → run, with the metrics); it is not in this page.</p>")
+                "Whoever made it holds the key (letter → run, with the metrics); it is not in this page.</p>"
+                + answers_script(page))
     else:
         names = {c["letter"]: f"{c['letter']} · {c['name']}" for c in columns}
         keys = [k for k in SHOWN if k in summary]
@@ -530,6 +584,7 @@ td.collapse {{background: #fde8e8}} td.copies {{background: #fff3d6}}
 .m span {{color: #555}} .m b {{text-align: right; font-weight: 600}} a.dl {{font-size: 12px}}
 table.summary {{border-collapse: collapse}} .summary td, .summary th {{border: 1px solid #ccc; padding: 3px 8px}}
 .summary tr.real {{background: #f4fbf4}} .summary td {{text-align: right}} .summary td:first-child {{text-align: left}}
+{ANSWERS_CSS if blind else ""}
 </style></head><body>
 <h1>{title}</h1>
 <p>Every model continues the opening of the held-out piece <b>{e(info['piece'])}</b> ({info['n_primer']}
@@ -540,7 +595,8 @@ Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times
 <h2>The opening every model continues</h2>
 <div class="primer" style="width:560px">{_media(opening['files'], 'primer')}</div>
 <h2>Samples</h2>
-<table class="grid"><tr><th></th>{head}<th>Real continuation<br><small>{e(info['piece'])}</small></th></tr>
+{_listening_note(ask_real) if blind else ""}
+<table class="grid"><tr><th></th>{head}</tr>
 {''.join(body)}
 </table>
 {tail}
