@@ -406,7 +406,7 @@ def test_build_reference_rhythm_pools_within_pieces():
     assert plain.onset_gap_histogram is None and plain.duration_histogram is None
 
 
-RHYTHM_KEYS = {"polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency"}
+RHYTHM_KEYS = {"polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency", "pulse_share"}
 DISTANCE_KEYS = {"onset_gap_histogram_distance", "duration_histogram_distance"}
 
 
@@ -448,3 +448,11 @@ def test_sample_metrics_rhythm_empty_and_one_note():
     assert one["duration_histogram_distance"] == pytest.approx(2 / 3)  # 24 steps: a third of training
     with pytest.raises(ValueError):
         sample_metrics(["C4"], [60], ref, note_table([(60, 0, 2)]).drop(columns="end_beat"))
+
+
+def test_pulse_share_counts_gaps_between_distinct_onsets():
+    from pipeline.measures.metrics import pulse_share
+
+    assert pulse_share([0, 0.5, 1.0, 1.5, 1.5, 2.0]) == 1.0      # a chord is one onset
+    assert pulse_share([0, 0.5, 1.0, 2.0]) == pytest.approx(2 / 3)
+    assert math.isnan(pulse_share([1.0])) and math.isnan(pulse_share([]))

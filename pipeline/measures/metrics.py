@@ -57,6 +57,7 @@ from pipeline.measures.rhythm import (  # noqa: F401  (re-exported: one import f
     DEFAULT_BEATS_PER_BAR, DEFAULT_MAX_BEATS, DEFAULT_POLYPHONY_THRESHOLD, DEFAULT_RESOLUTION, _beat_grid,
     _duration_counts, _onset_gap_counts, _pitches_sounding, _sounding, _step_counts, duration_histogram,
     empty_beat_rate, groove_consistency, onset_gap_histogram, polyphony, polyphony_rate,
+    pulse_share,
 )
 
 DEFAULT_N = 8
@@ -310,6 +311,7 @@ def _rhythm_metrics(notes: pd.DataFrame, reference: Reference | None, beats_per_
         "polyphony_rate": polyphony_rate(p, on, off, resolution=res),
         "empty_beat_rate": empty_beat_rate(on, off, resolution=res),
         "groove_consistency": groove_consistency(on, off, beats_per_bar=beats_per_bar, resolution=res),
+        "pulse_share": pulse_share(on, resolution=res),
     }
     if reference is not None and reference.onset_gap_histogram is not None:
         grid = {"resolution": res, "max_beats": reference.max_beats}

@@ -137,6 +137,20 @@ def empty_beat_rate(start_beat: Sequence[float], end_beat: Sequence[float], *,
     return np.count_nonzero(~steps.reshape(n_beats, resolution).any(axis=1)) / n_beats
 
 
+def pulse_share(start_beat: Sequence[float], *, resolution: int = DEFAULT_RESOLUTION) -> float:
+    """Share of the gaps between consecutive onsets that equal the commonest gap: how steady the pulse is.
+
+    Onsets snap to ``resolution`` steps a beat and notes starting together count once,
+    so a chord is one onset. ``1.0``: every onset the same distance after the one
+    before (a metronome); ``nan`` with fewer than two onsets.
+    """
+    steps = np.unique(np.rint(np.asarray(start_beat, dtype=np.float64) * resolution).astype(np.int64))
+    gaps = np.diff(steps)
+    if len(gaps) == 0:
+        return math.nan
+    return float(np.bincount(gaps).max() / len(gaps))
+
+
 def groove_consistency(start_beat: Sequence[float], end_beat: Sequence[float], *,
                        beats_per_bar: int = DEFAULT_BEATS_PER_BAR, resolution: int = DEFAULT_RESOLUTION) -> float:
     """One minus the mean Hamming distance between neighbouring bars' onset patterns (muspy).

@@ -96,6 +96,7 @@ SHOWN = {
     "polyphony_rate": ("polyphony rate", "{:.2f}"),
     "empty_beat_rate": ("empty beats", "{:.2f}"),
     "groove_consistency": ("groove consist.", "{:.2f}"),
+    "pulse_share": ("pulse", "{:.2f}"),          # share of onset gaps equal to the commonest one
     "onset_gap_histogram_distance": ("onset-gap dist.", "{:.2f}"),
     "duration_histogram_distance": ("duration dist.", "{:.2f}"),
     "token_error_rate": ("token errors", "{:.3f}"),   # timed encodings only
