@@ -31,7 +31,7 @@ from conftest import melody, tiny_train_config, write_pm
 from pipeline.store.dataset import assign_split, load_dataset, read_manifest
 from pipeline.core.errors import ConfigError
 from pipeline.stages.extract import ExtractConfig, extract
-from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries
+from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries, write_marker
 from pipeline.store.rundir import load_checkpoint, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +195,7 @@ def test_compare_out_never_replaces_a_folder_it_did_not_write(runner, tiny_run, 
     assert (tmp_path / "page" / "index.html").exists() and (tmp_path / "page" / MARKER).exists()
     # the swap itself refuses the user's folder too, whoever calls it
     with pytest.raises(ConfigError, match="not written by this tool"):
-        with atomic_dir(user):
+        with atomic_dir(user, "compare"):
             pass
 
 
@@ -415,7 +415,7 @@ def test_a_swap_cut_short_by_a_kill_puts_the_previous_folder_back(tmp_path):
     dead.wait()
     old = tmp_path / f".d.old-{dead.pid}"
     old.mkdir()
-    (old / MARKER).write_text("ours")
+    write_marker(old, "dataset")
     (old / "manifest.json").write_text("{}")
     assert clean_stale_temporaries(tmp_path, "d") == 0
     assert (tmp_path / "d" / "manifest.json").exists() and not old.exists()

@@ -27,8 +27,8 @@ from __future__ import annotations
 import html
 import json
 import random
+import shutil
 import string
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -42,7 +42,7 @@ from pipeline.store.dataset import Dataset, load_dataset, read_notes
 from pipeline.codecs.encodings import (NOTE_ENCODINGS, Vocabulary, groups_to_tokens, is_timed, onset_groups, onset_tokens,
                         tokens_to_pitches)
 from pipeline.core.errors import ConfigError, DatasetError, RunError
-from pipeline.core.fsutil import atomic_dir, atomic_write_json, atomic_write_text, stable_id
+from pipeline.core.fsutil import atomic_dir, atomic_write_json, check_replaceable, atomic_write_text, stable_id
 from pipeline.stages.generate import GenerateConfig, generate
 from pipeline.measures.metrics import build_reference, sample_metrics
 from pipeline.inputs.midi_io import notes_to_midi_file
@@ -263,15 +263,13 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     config.validate()
     resolve_device(device)  # an absent --device fails before any sampling or rendering
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compare.json").exists():
-        # atomic_dir replaces the folder: never let a typo in --out swap a run folder away
-        raise ConfigError(f"{out_dir} exists and is not a comparison page; choose another --out")
+    check_replaceable(out_dir, "compare")  # at once, not after sampling: atomic_dir replaces the folder
     runs = expand_runs(run_dirs)
     labels = [run_label(r) for r in runs]
     ckpts = [load_checkpoint(r, config.checkpoint) for r in runs]
     encoding = ckpts[0].encoding
     if encoding not in NOTE_ENCODINGS:
-        raise ConfigError(f"compare plays note models (names or pitch); {runs[0].name} uses {encoding!r}")
+        raise ConfigError(f"compare plays note models ({', '.join(NOTE_ENCODINGS)}); {runs[0].name} uses {encoding!r}")
     for r, c in zip(runs, ckpts):
         if c.encoding != encoding:
             raise ConfigError(f"runs differ in encoding: {runs[0].name} uses {encoding!r}, "
@@ -332,7 +330,8 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         return {"midi": f"assets/{mid.name}", "audio": f"assets/{files['audio']}", "roll": f"assets/{files['piano_roll']}"}
 
     rows, cells, tokens = [], {}, {}
-    with atomic_dir(out_dir, also_ours=lambda p: (p / "compare.json").exists()) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
+    with atomic_dir(out_dir, "compare") as tmp:
+        scratch = tmp / ".scratch"  # inside the page being built: gone with it on every exit path, kill -9 included
         assets = tmp / "assets"
         assets.mkdir()
         qpm = float(ds.timing.get("qpm", 120.0))
@@ -388,6 +387,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
             plain = summary.astype(object).where(summary.notna(), None)
             atomic_write_json(tmp / "key.json", {c["letter"]: {**c, "summary": plain[
                 plain["column"] == c["letter"]].to_dict("records")} for c in columns})
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"folder": str(out_dir), "page": str(out_dir / "index.html"),
             "key": str(out_dir / "key.json") if config.blind else None,
             "columns": columns, "piece": piece, "primer": primer, "metrics": table, "summary": summary,

@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline.inputs import midi_io
 from pipeline.inputs.abc_io import ABC_HEADERS, music_text
 from pipeline.core.config import StageConfig
-from pipeline.store.dataset import (CachedFile, DatasetError, assign_split, is_dataset, previous_inputs, read_cached,
+from pipeline.store.dataset import (CachedFile, DatasetError, assign_split, previous_inputs, read_cached,
                       read_previous, write_dataset)
 from pipeline.codecs.encodings import NOTE_ENCODINGS, encode_chars, encode_notes, group_onsets, grouped_tokens, is_timed
 from pipeline.core.errors import ConfigError, NoUsableInputError, PipelineError
@@ -324,7 +324,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                                      f"(first: {unreadable[0]['path']}: {unreadable[0]['reason']})")
         raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
 
-    previous, prev_split = read_previous(folder)
+    previous, checksums = read_previous(folder)
     gone = sorted(set(previous_inputs(folder)) - {str(f) for f in files})
     if gone:
         more, many = " ..." if len(gone) > 5 else "", len(gone) > 1
@@ -354,7 +354,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                          skipped_units=old.get("skipped_units", []))
         if res.status == "ok":
             try:
-                res.notes, res.texts = _renamed(*read_cached(folder, sha), piece, res.kind)
+                res.notes, res.texts = _renamed(*read_cached(folder, sha, checksums), piece, res.kind)
             except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
                 log(f"notice: {exc}; parsing {f.name} again")
                 jobs.append((str(f), sha, piece))
@@ -390,7 +390,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
         for enc in filter(is_timed, NOTE_ENCODINGS):
             sequences[enc] = {p: encode_notes(by_piece[p], enc) for p in piece_names}
     lengths = {p: min(len(sequences[enc][p]) for enc in NOTE_ENCODINGS) for p in piece_names}
-    split = assign_split(piece_names, config.val_fraction, config.split_seed, prev_split, lengths=lengths)
+    split = assign_split(piece_names, config.val_fraction, config.split_seed, lengths=lengths)
     if texts:
         as_read = music_text if config.abc_header == "music" else str
         sequences["chars"] = {p: encode_chars(as_read(texts[p])) for p in sorted(texts)}
@@ -406,7 +406,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
             "dropped": _sum_dicts(r.dropped for r in ok),
         },
     }
-    with atomic_dir(folder, also_ours=is_dataset) as tmp:
+    with atomic_dir(folder, "dataset") as tmp:
         write_dataset(tmp, notes=notes, sequences=sequences, split=split,
                       timing=timing_stats(notes, config.onset_tolerance), manifest=manifest,
                       cache=[CachedFile(r.sha256, r.notes, r.texts, r.parquet) for r in ok],

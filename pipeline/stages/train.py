@@ -36,17 +36,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from pipeline.models.augment import TrainingPieces, augment_transpositions, training_pieces  # noqa: F401  (re-exported)
 from pipeline.store.dataset import Dataset, dataset_read_lock, latest_dataset, load_dataset
 from pipeline.core.errors import ConfigError, DatasetError, Interrupted, RunError
-from pipeline.core.fsutil import folder_lock
+from pipeline.core.fsutil import check_replaceable, claim, folder_lock
 from pipeline.models.network import ModelConfig, SequenceModel, resolve_device
 from pipeline.stages.report import curves_title, ensure_run_curves, plot_curves
-from pipeline.store.rundir import (STUDY_WINDOW, Checkpoint, TrainConfig, best_row, load_checkpoint, read_run_config,
-                     read_status, run_name, save_checkpoint, selection_metric, with_encoding_defaults,
+from pipeline.store.rundir import (STUDY_WINDOW, Checkpoint, TrainConfig, best_row, load_checkpoint, read_metrics,
+                     read_run_config, read_status, run_name, save_checkpoint, selection_metric, with_encoding_defaults,
                      write_run_header)
 
 _DEFAULT_THREADS = torch.get_num_threads()  # what threads=0 restores, whatever ran before
@@ -416,13 +417,18 @@ class Trainer:
                 raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
         else:
             self.train = Streams.of(pieces, config.batch, config.window).to(device)
+            if self.train.tokens == 0:
+                raise ConfigError(f"the training pieces hold no {config.encoding} tokens (see the dataset's manifest "
+                                  "for notes dropped); extract other files or train on another --encoding")
             if (self.train.tokens - 1) // config.batch < 1:
                 raise ConfigError(f"the training pieces hold {self.train.tokens} tokens, too few for "
                                   f"--batch {config.batch} streams; lower --batch")
         self.val = make_windows(self.val_arrays, self.val_window, 1).to(device)
         if len(self.val) == 0:
+            fix = ("extract more pieces (a single piece validates on its last tokens)" if ds.tail_fraction
+                   else "extract with another --split-seed")
             raise ConfigError(f"no validation window: validation pieces are shorter than --window {self.val_window} "
-                              "+ 1 tokens; lower --window or extract with another --split-seed")
+                              f"+ 1 tokens; lower --window or {fix}")
         self.val_windows = len(self.val)
         if config.val_sample and len(self.val) > config.val_sample:
             # a window costs val_window steps from a zero state: on a big corpus (ABC) every one would
@@ -570,6 +576,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     limits : on resume, new values for ``epochs`` (more only), ``max_minutes`` or ``patience``.
     """
     run_dir = Path(run_dir)
+    check_replaceable(run_dir, "run")  # missing, empty or a run of the tool's: never a folder of the user's
     ckpt: Checkpoint | None = None
     has_epochs = (run_dir / "last.pt").exists()
     if resume and has_epochs:
@@ -615,6 +622,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         rows, best, bad, start_epoch = ckpt.metrics, ckpt.best_val, ckpt.bad_epochs, ckpt.epoch + 1
     else:
         # rendering needs the corpus rhythms and generation the held-out openings: keep both
+        claim(run_dir, "run")
         write_run_header(run_dir, config, extra={
             "model": model.to_dict(), "parameters": model.n_parameters(),
             **({"train_windows": len(trainer.train)} if config.mode == "windows" else
@@ -696,6 +704,8 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
         raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
                           f"not {name!r}")
     run_dir = Path(runs) / name if name else None
+    if run_dir is not None:
+        check_replaceable(run_dir, "run")
     if resume and run_dir is None:
         raise ConfigError("--resume needs --name: the run folder to continue")
     if resume and not (run_dir / "config.json").exists() and "dataset" not in given:
@@ -710,6 +720,9 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
         if "epochs" in given and config.epochs < saved.epochs:
             raise ConfigError(f"--epochs {config.epochs} is fewer than the run's {saved.epochs}; --resume may only extend a run")
         status = read_status(run_dir)
+        if "threads" not in given:  # the run's own thread count, not the option's default
+            config = replace(config, threads=saved.threads)
+        _check_budget(run_dir, saved, status, given)
         on_start(f"resuming {run_dir} at epoch {status.epoch + 1 if status else 1}")
         limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
         return _train_locked(config, run_dir, runs, resume=True, on_epoch=on_epoch, limits=limits)
@@ -720,6 +733,16 @@ def train_command(config: TrainConfig, *, runs: str | Path = "runs", name: str |
     ignored = " (--transpose does not apply to chars)" if "transpose" in given and config.encoding == "chars" else ""
     on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}{ignored}")
     return _train_locked(config, run_dir, runs, resume=False, on_epoch=on_epoch)
+
+
+def _check_budget(run_dir: Path, saved: TrainConfig, status, given: set[str]) -> None:
+    """Refuse a resume that could train but a step: the run's --max-minutes budget is spent."""
+    if not saved.max_minutes or "max_minutes" in given or (status and status.finished and "epochs" not in given):
+        return
+    spent = float(read_metrics(run_dir).get("seconds", pd.Series(dtype=float)).sum()) / 60
+    if spent >= saved.max_minutes:
+        raise ConfigError(f"{run_dir} has used its --max-minutes {saved.max_minutes:g} budget ({spent:.1f} minutes "
+                          "trained); resume with a larger --max-minutes (0 = no limit) to train on")
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, runs: str | Path, **kw) -> TrainResult:
