@@ -637,3 +637,82 @@ def test_cached_pieces_take_their_new_name(runner, tmp_path):
     split = json.loads((folder / "split.json").read_text())
     assert len(pieces) == 3 and "x" not in pieces and all(p.startswith("x~") for p in pieces - {"y"})
     assert set(split["train"]) | set(split["validation"]) == pieces == set(load_dataset(folder, "pitch").sequences)
+
+
+# ------------------------------------------------------------------ issue 21: ownership by proof, not by file name
+
+def test_extract_never_takes_a_folder_for_its_own_by_a_file_name(runner, tmp_path):
+    """Was: a user's folder holding a `manifest.json` (a browser extension) was replaced by `extract`;
+    files put into a dataset folder were deleted by a re-extract; `--name <a comparison page>` replaced it."""
+    songs(tmp_path / "raw")
+    webext = tmp_path / "u" / "webext"
+    webext.mkdir(parents=True)
+    (webext / "manifest.json").write_text('{"manifest_version": 3}')
+    (webext / "background.js").write_text("x")
+    before = tree(webext)
+    fails(runner, ["extract", "raw", "--out", "u", "--name", "webext", "--workers", "1"],
+          "was not written by this tool", "move it away")
+    (webext / MARKER).write_text("written by musicrnn; this folder may be replaced by a re-run\n")  # any other text
+    fails(runner, ["extract", "raw", "--out", "u", "--name", "webext", "--workers", "1"], "was not written by this tool")
+    (webext / MARKER).unlink()
+    assert tree(webext) == before
+
+    page = tmp_path / "runs" / "page"  # a comparison page of the tool's is not a dataset
+    page.mkdir(parents=True)
+    write_marker(page, "compare")
+    (page / "index.html").write_text("<html>")
+    fails(runner, ["extract", "raw", "--out", "runs", "--name", "page", "--workers", "1"],
+          "is a comparison page of this tool, not a dataset")
+    assert (page / "index.html").read_text() == "<html>"
+
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    d = tmp_path / "processed" / "d"
+    (d / "my-notes.txt").write_text("mine")
+    (d / "cache" / "keep.txt").write_text("mine too")
+    write_pm(tmp_path / "raw" / "more.mid", melody(40, 7))
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    assert (d / "my-notes.txt").read_text() == "mine" and (d / "cache" / "keep.txt").read_text() == "mine too"
+    assert read_manifest(d)["totals"]["files_ok"] == 4
+
+
+def test_compare_out_never_takes_a_folder_with_a_compare_json_for_its_own(runner, tmp_path):
+    """Was: `compare RUN --out c` replaced a user's folder `c` because it held a `compare.json`."""
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "compare.json").write_text("{}")
+    (c / "notes.txt").write_text("keep")
+    (tmp_path / "run").mkdir()  # refused before any run is read
+    fails(runner, ["compare", tmp_path / "run", "--out", c], "not a comparison page")
+    assert tree(c) == {"compare.json": b"{}", "notes.txt": b"keep"}
+
+
+def test_render_never_overwrites_the_users_files_beside_a_midi(runner, tmp_path):
+    """Was: `render song.mid` replaced the user's own song.wav and song.png beside it."""
+    write_pm(tmp_path / "music" / "song.mid", melody(8, 1))
+    (tmp_path / "music" / "song.wav").write_bytes(b"my recording")
+    (tmp_path / "music" / "song.png").write_bytes(b"my picture")
+    for target in (tmp_path / "music" / "song.mid", tmp_path / "music"):
+        out = ok(runner, ["render", target, "--audio", "wav"])
+        assert "music/renders" in out
+    assert (tmp_path / "music" / "song.wav").read_bytes() == b"my recording"
+    assert (tmp_path / "music" / "song.png").read_bytes() == b"my picture"
+    assert (tmp_path / "music" / "renders" / "song.wav").stat().st_size > 1000
+    assert (tmp_path / "music" / "renders" / "song.png").exists()
+    write_pm(tmp_path / "other" / "song.mid", melody(8, 1))
+    (tmp_path / "other" / "renders").mkdir()
+    (tmp_path / "other" / "renders" / "song.wav").write_bytes(b"mine")
+    fails(runner, ["render", tmp_path / "other" / "song.mid"], "was not written by this tool")
+    assert (tmp_path / "other" / "renders" / "song.wav").read_bytes() == b"mine"
+
+
+def test_train_never_writes_into_a_folder_it_did_not_write(runner, tiny_dataset, tmp_path):
+    """Was: `train --name X` into a user's folder overwrote their metrics.csv, curves.png, status.json."""
+    mine = tmp_path / "runs" / "x"
+    mine.mkdir(parents=True)
+    for name in ("metrics.csv", "curves.png", "status.json"):
+        (mine / name).write_text(f"my {name}")
+    before = tree(mine)
+    fails(runner, ["train", "--data", tiny_dataset, "--name", "x", "--epochs", "1", *TINY_TRAIN],
+          "was not written by this tool")
+    fails(runner, ["train", "--name", "x", "--resume", "--epochs", "1"], "was not written by this tool")
+    assert tree(mine) == before

@@ -566,6 +566,8 @@ def compare_command(runs: Sequence[str | Path], config: CompareConfig, out: str 
                     notice: Callable[[str], None] = lambda s: None, device: str = "auto") -> dict:
     """What ``cli.py compare`` does: pick the runs (default: finished runs of the latest dataset), build the page."""
     config.validate()
+    if out:
+        check_replaceable(Path(out), "compare")  # a typo in --out is the first thing said
     if runs:
         run_dirs = expand_runs(runs)
     else:
