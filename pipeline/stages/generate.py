@@ -149,10 +149,10 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     vocab = Vocabulary(ckpt.vocab)
     primer, primer_info = choose_primer(ckpt, config, run_dir)
     g = torch.Generator(device=dev).manual_seed(config.seed)
-    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
     predictor = as_predicting(model, ckpt, config.keys)  # averaged over the keys a transposed note run trained in
     check_memory(config.count, len(primer) + config.length, len(vocab), ckpt.model_args, getattr(predictor, "keys", 1))
+    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     new = predictor.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
                              progress=progress)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
