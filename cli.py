@@ -45,8 +45,8 @@ class Progress:
 
         self.bar = None
         self.unit = unit
-        self.log_every = float(os.environ.get("MUSICRNN_PROGRESS_SECONDS") or log_every) \
-            if log_every and not sys.stderr.isatty() else 0.0
+        self.log_every = None if not log_every or sys.stderr.isatty() else \
+            float(os.environ.get("MUSICRNN_PROGRESS_SECONDS") or log_every)
         if desc:
             self.start(total, desc)
 
@@ -68,7 +68,7 @@ class Progress:
             self.start(0, "")
         self.bar.update(n)
         self.done += n
-        if self.log_every and time.monotonic() - self.logged >= self.log_every:
+        if self.log_every is not None and time.monotonic() - self.logged >= self.log_every:
             self.logged = time.monotonic()
             share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
             echo_err(f"{self.desc}: {self.done:,}{f'/{self.total:,}' if self.total else ''} {self.unit}{share}")

@@ -945,3 +945,28 @@ def test_a_cache_file_damaged_in_place_is_parsed_again(runner, tmp_path):
     with pytest.raises(DatasetError, match="end before they start"):
         write_note_table(before.assign(end=before["start"] - 1), tmp_path / "bad.parquet")
     assert not (tmp_path / "bad.parquet").exists()
+
+
+# ------------------------------------------------------------------ issue 21: what the user is told
+
+def test_the_user_is_told_what_happens_and_why(runner, tiny_run, tiny_dataset, tmp_path):
+    """Was: evaluate silent when stderr is not a terminal; a resume after --max-minutes trained one step
+    without a word; "another --split-seed" for a one-piece dataset."""
+    env = {**ENV, "MUSICRNN_PROGRESS_SECONDS": "0"}
+    res = subprocess.run([sys.executable, CLI, "evaluate", "--run", tiny_run, "--data", tiny_dataset, "--window", "8",
+                          "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert any(l.startswith("evaluate tiny-run on tiny: ") and "target" in l for l in res.stderr.splitlines()), \
+        res.stderr
+
+    ok(runner, ["train", "--data", tiny_dataset, "--epochs", "1", "--name", "b", "--max-minutes", "0.0001",
+                *TINY_TRAIN])
+    fails(runner, ["train", "--name", "b", "--resume", "--epochs", "3"], "has used its --max-minutes 0.0001 budget",
+          "resume with a larger --max-minutes")
+    out = ok(runner, ["train", "--name", "b", "--resume", "--epochs", "2", "--max-minutes", "0"])
+    assert "trained 2 epochs" in out
+
+    write_pm(tmp_path / "solo" / "solo.mid", melody(30, 1))
+    ok(runner, ["extract", "solo", "--name", "solo", "--workers", "1"])
+    fails(runner, ["train", "--data", "processed/solo", "--epochs", "1", "--mode", "windows", "--window", "20",
+                   *TINY_TRAIN[:-6]], "extract more pieces")
