@@ -393,7 +393,7 @@ def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(runner, tmp
     # a writer killed in the middle of writing the dataset folder
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\nfrom pipeline.core.fsutil import atomic_dir\n"
-        "with atomic_dir('processed/big') as tmp:\n"
+        "with atomic_dir('processed/big', 'dataset') as tmp:\n"
         "    (tmp / 'half-written.parquet').write_bytes(b'x' * 2_000_000)\n"
         "    print(tmp, flush=True)\n    time.sleep(600)\n")], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True)
     with ended(holder):
