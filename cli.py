@@ -33,26 +33,45 @@ def known_errors(interrupted: str = "interrupted"):
 
 
 class Progress:
-    """A tqdm bar on stderr that a pipeline function starts (``start(total, desc)``) and advances."""
+    """A tqdm bar on stderr that a pipeline function starts (``start(total, desc)``) and advances.
 
-    def __init__(self, total: int = 0, desc: str = "", unit: str = "it"):
+    With ``log_every`` seconds and stderr not a terminal (a log file, a pipe), a plain line
+    ``<desc>: <done>/<total> <unit> (<percent>)`` is written that often instead, so a long
+    command run from a script still shows that it is alive ($MUSICRNN_PROGRESS_SECONDS overrides it).
+    """
+
+    def __init__(self, total: int = 0, desc: str = "", unit: str = "it", log_every: float = 0.0):
+        import os
+
         self.bar = None
         self.unit = unit
+        self.log_every = None if not log_every or sys.stderr.isatty() else \
+            float(os.environ.get("MUSICRNN_PROGRESS_SECONDS") or log_every)
         if desc:
             self.start(total, desc)
 
     def start(self, total: int, desc: str, unit: str | None = None) -> None:
+        import time
+
         from tqdm import tqdm
 
         if self.bar is not None:
             self.bar.close()
         self.unit = unit or self.unit
+        self.desc, self.total, self.done, self.logged = desc, total, 0, time.monotonic()
         self.bar = tqdm(total=total or None, desc=desc, unit=self.unit, disable=None, file=sys.stderr, leave=False)
 
     def update(self, n: int = 1) -> None:
+        import time
+
         if self.bar is None:
             self.start(0, "")
         self.bar.update(n)
+        self.done += n
+        if self.log_every is not None and time.monotonic() - self.logged >= self.log_every:
+            self.logged = time.monotonic()
+            share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+            echo_err(f"{self.desc}: {self.done:,}{f'/{self.total:,}' if self.total else ''} {self.unit}{share}")
 
     def __enter__(self) -> "Progress":
         return self
@@ -403,7 +422,7 @@ def _temperature_line(r, count: int, midi: bool) -> str:
               help="A processed dataset (any corpus, e.g. pieces the run never saw); every piece is scored.")
 @click.option("--side", default="all", show_default=True, type=click.Choice(["all", "train", "validation", "test"]),
               help="Score every piece, or one side of the dataset's split (validation: its held-out pieces; "
-                   "written to <dataset name>-validation.json).")
+                   "written to <dataset name>-<hash>-validation.json).")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--window", default=30, show_default=True,
               help="The study's measure: the next token after every window of this many tokens (stride 1).")
@@ -419,7 +438,7 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
     several keys (--transpose) is scored averaged over them, as it generates, and in the
     written key alone. Tokens the run's vocabulary lacks are counted and cut the piece
     (no row predicts across them).
-    Writes <run>/eval/<dataset name>.json.
+    Writes <run>/eval/<dataset name>-<hash>.json (the hash tells datasets of one name apart).
 
     \b
     Example:
@@ -431,7 +450,7 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
 
     with known_errors():
         run_dir = pick_run(run_dir)
-        with Progress(unit="target") as bar:
+        with Progress(unit="target", log_every=60) as bar:
             res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
                                                    window=window, keys=keys),
                                device=device, on_total=bar.start, progress=bar.update)

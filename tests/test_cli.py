@@ -73,7 +73,7 @@ def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path):
     (folder / "bad.mid").write_bytes(b"not midi")
     res = runner.invoke(main, ["render", str(folder), "--audio", "none"])
     assert res.exit_code == 0 and "skipped" in res.output and "rendered 1 sequences (1 skipped)" in res.output
-    assert (folder / "good.png").exists()
+    assert (folder / "renders" / "good.png").exists()  # a folder of the tool's: never over the user's files
     fails(runner, ["render", str(folder / "bad.mid")], "nothing rendered")
 
 

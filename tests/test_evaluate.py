@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from pipeline.codecs import Vocabulary
 from pipeline.core.errors import DatasetError
 from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
 from pipeline.stages.extract import ExtractConfig, extract
-from pipeline.store.rundir import read_eval, read_evals
+from pipeline.store.rundir import eval_name, read_eval, read_evals
 from pipeline.stages.train import train
 
 UNKNOWN_AT = (10, 20, 45)  # onsets of the unseen piece played at a pitch no training piece has
@@ -61,8 +62,10 @@ def test_evaluate_counts_unknown_tokens_and_scores_every_row_on_the_same_targets
         assert math.isfinite(value) and value > 0
     assert 0 <= res["acc"] <= 1 and res["best_baseline"] in res["baselines"]
     assert res["gain"] == pytest.approx(1 - res["loss"] / res["baselines"][res["best_baseline"]])
-    assert read_eval(names_run, "unseen") == json.loads((names_run / "eval" / "unseen.json").read_text())
-    assert set(read_evals(names_run)) == {"unseen"}
+    name = Path(res["file"]).stem
+    assert name.startswith("unseen-") and name == eval_name(res["dataset"])
+    assert read_eval(names_run, name) == json.loads((names_run / "eval" / f"{name}.json").read_text())
+    assert set(read_evals(names_run)) == {name}
 
 
 def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset, tmp_path):
@@ -115,19 +118,20 @@ def test_evaluate_through_the_cli(tmp_path, tiny_midi_dir, monkeypatch):
     assert res.exit_code == 0, res.output
     for row in ("network, 5-token windows", "network, full context", "1-gram", "2-gram", "3-gram", "5-gram"):
         assert row in res.output
-    assert res.output.strip().splitlines()[-1].endswith("-> runs/r/eval/other.json")
+    other = f"runs/r/eval/{eval_name(tmp_path / 'processed' / 'other')}.json"
+    assert res.output.strip().splitlines()[-1].endswith(f"-> {other}")
     assert "3 unknown tokens" in res.output
     res = runner.invoke(main, ["evaluate", "--run", "runs/r", "--data", "processed/none"])
     assert res.exit_code != 0 and "Traceback" not in res.output and "not a processed dataset" in res.output
     assert "Example" in runner.invoke(main, ["evaluate", "--help"]).output
-    assert np.isfinite(json.loads((tmp_path / "runs/r/eval/other.json").read_text())["full_context_loss"])
+    assert np.isfinite(json.loads((tmp_path / other).read_text())["full_context_loss"])
 
 
 def test_evaluate_one_side_of_the_split(names_run, tiny_dataset):
     res = evaluate_run(names_run, EvalConfig(dataset=str(tiny_dataset), side="validation", window=8), device="cpu")
     split = json.loads((tiny_dataset / "split.json").read_text())
     assert res["pieces"] == len(split["validation"]) and res["unknown_tokens"] == 0
-    assert res["file"].endswith("eval/tiny-validation.json")
+    assert res["file"].endswith(f"eval/{eval_name(tiny_dataset)}-validation.json") and "/tiny-" in res["file"]
     # the run's own validation measure scored every held-out target the same way
     cfg = json.loads((names_run / "config.json").read_text())
     assert res["targets"] == cfg["val_windows"]

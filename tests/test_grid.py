@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from cli import main
 from conftest import write_pm
 from pipeline.core.errors import ConfigError
+from pipeline.core.fsutil import write_marker
 from pipeline.stages.grid import GridConfig, expand_grid, run_grid, run_id
 from pipeline.store.rundir import canonical_config
 from pipeline.stages.report import summary_table, collect_runs, write_report
@@ -145,7 +146,9 @@ def test_killed_and_stale_runs_are_resumed_or_restarted(dataset, tmp_path):
         train(configs[0], killed, on_epoch=kill_after_one)
     first_epoch = pd.read_csv(killed / "metrics.csv")
     stale.mkdir(parents=True)  # killed during its first epoch: config.json but no last.pt
+    write_marker(stale, "run")  # as train marks a run folder before its config.json
     (stale / "config.json").write_text(json.dumps({**configs[1].__dict__, "parameters": 1}))
+    write_marker(tmp_path / "k", "grid")  # these runs were trained by hand into a grid's folder
     res = run_grid(configs, grid)
     assert res["counts"] == {"trained": 0, "resumed": 1, "restarted": 1, "skipped": 0, "failed": 0}
     assert list(res["table"]["epochs_run"]) == [3, 3] and set(res["table"]["status"]) == {"finished"}
@@ -343,6 +346,7 @@ def test_a_damaged_run_is_reported_not_overwritten(grid2x2, tmp_path):
     rid = run_id(configs[0])
     shutil.copytree(Path(first["folder"]) / rid, tmp_path / "d" / rid)
     (tmp_path / "d" / rid / "last.pt").write_bytes(b"not a checkpoint")
+    write_marker(tmp_path / "d", "grid")
     res = run_grid(configs[:1], GridConfig(name="d", runs=str(tmp_path), workers=1))
     assert res["counts"]["failed"] == 1 and "damaged" in res["runs"][rid]["error"]
     assert (tmp_path / "d" / rid / "last.pt").read_bytes() == b"not a checkpoint"
@@ -360,6 +364,7 @@ def test_runs_are_found_by_configuration_not_only_by_name(grid2x2, tmp_path):
     cfg = json.loads((old / "config.json").read_text())
     del cfg["clip"]  # as if `clip` had been added to TrainConfig since, with a default that keeps behaviour
     (old / "config.json").write_text(json.dumps(cfg))
+    write_marker(tmp_path / "o", "grid")
     res = run_grid(configs[2:3], GridConfig(name="o", runs=str(tmp_path), workers=1))
     assert res["counts"]["skipped"] == 1 and list(res["table"]["run"]) == ["gru-1x8-writtenlong"]
 

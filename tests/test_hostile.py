@@ -31,8 +31,8 @@ from conftest import melody, tiny_train_config, write_pm
 from pipeline.store.dataset import assign_split, load_dataset, read_manifest
 from pipeline.core.errors import ConfigError
 from pipeline.stages.extract import ExtractConfig, extract
-from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries
-from pipeline.store.rundir import read_status
+from pipeline.core.fsutil import MARKER, atomic_dir, clean_stale_temporaries, write_marker
+from pipeline.store.rundir import load_checkpoint, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(ROOT / "cli.py")
@@ -195,7 +195,7 @@ def test_compare_out_never_replaces_a_folder_it_did_not_write(runner, tiny_run, 
     assert (tmp_path / "page" / "index.html").exists() and (tmp_path / "page" / MARKER).exists()
     # the swap itself refuses the user's folder too, whoever calls it
     with pytest.raises(ConfigError, match="not written by this tool"):
-        with atomic_dir(user):
+        with atomic_dir(user, "compare"):
             pass
 
 
@@ -393,7 +393,7 @@ def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(runner, tmp
     # a writer killed in the middle of writing the dataset folder
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\nfrom pipeline.core.fsutil import atomic_dir\n"
-        "with atomic_dir('processed/big') as tmp:\n"
+        "with atomic_dir('processed/big', 'dataset') as tmp:\n"
         "    (tmp / 'half-written.parquet').write_bytes(b'x' * 2_000_000)\n"
         "    print(tmp, flush=True)\n    time.sleep(600)\n")], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True)
     with ended(holder):
@@ -415,7 +415,7 @@ def test_a_swap_cut_short_by_a_kill_puts_the_previous_folder_back(tmp_path):
     dead.wait()
     old = tmp_path / f".d.old-{dead.pid}"
     old.mkdir()
-    (old / MARKER).write_text("ours")
+    write_marker(old, "dataset")
     (old / "manifest.json").write_text("{}")
     assert clean_stale_temporaries(tmp_path, "d") == 0
     assert (tmp_path / "d" / "manifest.json").exists() and not old.exists()
@@ -637,3 +637,336 @@ def test_cached_pieces_take_their_new_name(runner, tmp_path):
     split = json.loads((folder / "split.json").read_text())
     assert len(pieces) == 3 and "x" not in pieces and all(p.startswith("x~") for p in pieces - {"y"})
     assert set(split["train"]) | set(split["validation"]) == pieces == set(load_dataset(folder, "pitch").sequences)
+
+
+# ------------------------------------------------------------------ issue 21: ownership by proof, not by file name
+
+def test_extract_never_takes_a_folder_for_its_own_by_a_file_name(runner, tmp_path):
+    """Was: a user's folder holding a `manifest.json` (a browser extension) was replaced by `extract`;
+    files put into a dataset folder were deleted by a re-extract; `--name <a comparison page>` replaced it."""
+    songs(tmp_path / "raw")
+    webext = tmp_path / "u" / "webext"
+    webext.mkdir(parents=True)
+    (webext / "manifest.json").write_text('{"manifest_version": 3}')
+    (webext / "background.js").write_text("x")
+    before = tree(webext)
+    fails(runner, ["extract", "raw", "--out", "u", "--name", "webext", "--workers", "1"],
+          "was not written by this tool", "move it away")
+    (webext / MARKER).write_text("written by musicrnn; this folder may be replaced by a re-run\n")  # any other text
+    fails(runner, ["extract", "raw", "--out", "u", "--name", "webext", "--workers", "1"], "was not written by this tool")
+    (webext / MARKER).unlink()
+    assert tree(webext) == before
+
+    page = tmp_path / "runs" / "page"  # a comparison page of the tool's is not a dataset
+    page.mkdir(parents=True)
+    write_marker(page, "compare")
+    (page / "index.html").write_text("<html>")
+    fails(runner, ["extract", "raw", "--out", "runs", "--name", "page", "--workers", "1"],
+          "is a comparison page of this tool, not a dataset")
+    assert (page / "index.html").read_text() == "<html>"
+
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    d = tmp_path / "processed" / "d"
+    (d / "my-notes.txt").write_text("mine")
+    (d / "cache" / "keep.txt").write_text("mine too")
+    write_pm(tmp_path / "raw" / "more.mid", melody(40, 7))
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    assert (d / "my-notes.txt").read_text() == "mine" and (d / "cache" / "keep.txt").read_text() == "mine too"
+    assert read_manifest(d)["totals"]["files_ok"] == 4
+
+
+def test_compare_out_never_takes_a_folder_with_a_compare_json_for_its_own(runner, tmp_path):
+    """Was: `compare RUN --out c` replaced a user's folder `c` because it held a `compare.json`."""
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "compare.json").write_text("{}")
+    (c / "notes.txt").write_text("keep")
+    (tmp_path / "run").mkdir()  # refused before any run is read
+    fails(runner, ["compare", tmp_path / "run", "--out", c], "not a comparison page")
+    assert tree(c) == {"compare.json": b"{}", "notes.txt": b"keep"}
+
+
+def test_render_never_overwrites_the_users_files_beside_a_midi(runner, tmp_path):
+    """Was: `render song.mid` replaced the user's own song.wav and song.png beside it."""
+    write_pm(tmp_path / "music" / "song.mid", melody(8, 1))
+    (tmp_path / "music" / "song.wav").write_bytes(b"my recording")
+    (tmp_path / "music" / "song.png").write_bytes(b"my picture")
+    for target in (tmp_path / "music" / "song.mid", tmp_path / "music"):
+        out = ok(runner, ["render", target, "--audio", "wav"])
+        assert "music/renders" in out
+    assert (tmp_path / "music" / "song.wav").read_bytes() == b"my recording"
+    assert (tmp_path / "music" / "song.png").read_bytes() == b"my picture"
+    assert (tmp_path / "music" / "renders" / "song.wav").stat().st_size > 1000
+    assert (tmp_path / "music" / "renders" / "song.png").exists()
+    write_pm(tmp_path / "other" / "song.mid", melody(8, 1))
+    (tmp_path / "other" / "renders").mkdir()
+    (tmp_path / "other" / "renders" / "song.wav").write_bytes(b"mine")
+    fails(runner, ["render", tmp_path / "other" / "song.mid"], "was not written by this tool")
+    assert (tmp_path / "other" / "renders" / "song.wav").read_bytes() == b"mine"
+
+
+def test_train_never_writes_into_a_folder_it_did_not_write(runner, tiny_dataset, tmp_path):
+    """Was: `train --name X` into a user's folder overwrote their metrics.csv, curves.png, status.json."""
+    mine = tmp_path / "runs" / "x"
+    mine.mkdir(parents=True)
+    for name in ("metrics.csv", "curves.png", "status.json"):
+        (mine / name).write_text(f"my {name}")
+    before = tree(mine)
+    fails(runner, ["train", "--data", tiny_dataset, "--name", "x", "--epochs", "1", *TINY_TRAIN],
+          "was not written by this tool")
+    fails(runner, ["train", "--name", "x", "--resume", "--epochs", "1"], "was not written by this tool")
+    assert tree(mine) == before
+
+
+# ------------------------------------------------------------------ issue 21: audio and external tools
+
+def long_piece(path: Path, seconds: float = 100.0) -> Path:
+    return write_pm(path, [(60 + (i % 12), i * 2.0, i * 2.0 + 1.5) for i in range(int(seconds / 2))])
+
+
+@pytest.mark.slow
+def test_long_audio_is_encoded_in_blocks_in_every_format(tmp_path):
+    """Was: `render --audio ogg` of a piece of ~95 s or more died of SIGSEGV in libsndfile's Vorbis encoder
+    (a truncated .ogg, no piano roll, no message)."""
+    long_piece(tmp_path / "long.mid")
+    for fmt in ("ogg", "flac", "wav"):
+        res = subprocess.run([sys.executable, CLI, "render", "long.mid", "--audio", fmt], cwd=tmp_path, env=ENV,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        import soundfile
+        assert soundfile.info(str(tmp_path / "renders" / f"long.{fmt}")).duration > 99
+    assert (tmp_path / "renders" / "long.png").exists()
+
+
+def fake_fluidsynth(folder: Path, body: str) -> dict:
+    """An environment whose `fluidsynth` is a shell script (answering --help at once) and a SoundFont file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "fluidsynth"
+    script.write_text(f'#!/bin/sh\n[ "$1" = "--help" ] && exit 0\necho $$ > "{folder}/pid"\n{body}\n')
+    script.chmod(0o755)
+    (folder / "font.sf2").write_bytes(b"not really")
+    temp = folder / "tmp"
+    temp.mkdir()
+    return {**ENV, "PATH": f"{folder}:{os.environ['PATH']}", "MUSICRNN_SOUNDFONT": str(folder / "font.sf2"),
+            "TMPDIR": str(temp), "MUSICRNN_FLUIDSYNTH_TIMEOUT": "3"}
+
+
+def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(tmp_path):
+    """Was: a FluidSynth that exits 1 skipped the file (no audio, no piano roll); one that hangs was
+    waited on forever."""
+    write_pm(tmp_path / "song.mid", melody(8, 1))
+    for body, said in (("echo 'fluidsynth: error: broken' >&2; exit 1", "fluidsynth failed"),
+                       ("exec sleep 600", "fluidsynth took longer than 3 s")):
+        env = fake_fluidsynth(tmp_path / "fake", body)
+        t0 = time.time()
+        res = subprocess.run([sys.executable, CLI, "render", "song.mid"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and said in res.stderr and "used the built-in sine synth instead" in res.stderr, \
+            res.stderr
+        assert time.time() - t0 < 60
+        pid = int((tmp_path / "fake" / "pid").read_text())
+        assert not alive(pid)
+        assert (tmp_path / "renders" / "song.wav").stat().st_size > 1000 and (tmp_path / "renders" / "song.png").exists()
+        assert not list((tmp_path / "fake" / "tmp").iterdir()) and not list((tmp_path / "renders").glob(".musicrnn-audio*"))
+        shutil.rmtree(tmp_path / "fake")
+
+
+def test_kill9_of_render_takes_fluidsynth_with_it_and_leaves_no_temporary_folder(tmp_path):
+    """Was: kill -9 of render orphaned FluidSynth and left a `musicrnn-audio-*` folder in the system's
+    temporary directory for good."""
+    write_pm(tmp_path / "song.mid", melody(8, 1))
+    env = {**fake_fluidsynth(tmp_path / "fake", "exec sleep 600"), "MUSICRNN_FLUIDSYNTH_TIMEOUT": "600"}
+    proc = subprocess.Popen([sys.executable, CLI, "render", "song.mid"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with ended(proc):
+        wait_for(lambda: (tmp_path / "fake" / "pid").exists(), proc=proc, what="FluidSynth to start")
+        synth = int((tmp_path / "fake" / "pid").read_text())
+        assert alive(synth)
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: not alive(synth), timeout=30, what="FluidSynth to end with its parent")
+    assert not list((tmp_path / "fake" / "tmp").iterdir())  # nothing in the system's temporary directory
+    assert list((tmp_path / "renders").glob(".musicrnn-audio-*"))  # what kill -9 leaves, in the tool's folder
+    env["PATH"] = os.environ["PATH"]  # the real FluidSynth, or the built-in synth
+    env.pop("MUSICRNN_SOUNDFONT")
+    res = subprocess.run([sys.executable, CLI, "render", "song.mid"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert not list((tmp_path / "renders").glob(".musicrnn-audio-*"))
+
+
+# ------------------------------------------------------------------ issue 21: a grid started from a script
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_grid_started_with_sigint_ignored_stops_on_a_signal(tmp_path, tiny_dataset, sig):
+    """Was: a grid started in the background of a script (SIGINT ignored by inheritance, `setsid cli.py grid
+    ... &`) did not stop on SIGTERM or SIGINT: its workers trained on, and grid.json said `interrupted` for
+    runs whose status.json said finished."""
+    def script_background():
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = cli_process([*GRID_FOREVER, "--data", tiny_dataset], tmp_path, preexec_fn=script_background)
+    folder = tmp_path / "runs" / "g"
+    with ended(proc):
+        wait_for(lambda: len(list(folder.glob("*/last.pt"))) == 2, proc=proc, what="both runs' first epoch")
+        workers = children(proc.pid)
+        assert workers
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "interrupted" in err, err
+    wait_for(lambda: not any(alive(w) for w in workers), timeout=30, what="the workers to end")
+    for entry in json.loads((folder / "grid.json").read_text())["runs"]:
+        status = read_status(folder / entry["id"])
+        assert entry["status"] == ("finished" if status.finished else "interrupted")
+        assert not status.finished  # 100,000 epochs: stopped, not trained to the end
+
+
+# ------------------------------------------------------------------ issue 21: the split, resume, caps
+
+def test_the_split_follows_the_options_and_not_the_history(runner, tmp_path):
+    """Was: a re-extract with a new --val-fraction or --split-seed kept the old split (recording the new seed),
+    and deleting an input, re-extracting and restoring it gave another split than a fresh extract."""
+    raw = songs(tmp_path / "raw", n=8)
+
+    def split(name: str) -> dict:
+        d = json.loads((tmp_path / "processed" / name / "split.json").read_text())
+        return {k: d[k] for k in ("train", "validation", "seed")}
+
+    def extract_into(name: str, *opts) -> dict:
+        ok(runner, ["extract", "raw", "--name", name, "--workers", "1", *opts])
+        return split(name)
+
+    for opts in (["--val-fraction", "0.5"], ["--split-seed", "3"], ["--val-fraction", "0.5", "--split-seed", "7"]):
+        again = extract_into("d", *opts)
+        assert again == extract_into(f"fresh{len(list((tmp_path / 'processed').iterdir()))}", *opts)
+    fresh = extract_into("d")
+    for name in ("song3.mid", "song5.mid"):  # delete an input, re-extract, restore it: the fresh split again
+        (raw / name).rename(tmp_path / name)
+        extract_into("d")
+        (tmp_path / name).rename(raw / name)
+        assert extract_into("d") == fresh
+
+
+def test_resume_keeps_the_runs_thread_count(runner, tiny_dataset, tmp_path):
+    """Was: `train --resume` without --threads dropped the run's stored thread count for torch's default."""
+    ok(runner, ["train", "--data", tiny_dataset, "--epochs", "1", "--name", "r", *TINY_TRAIN])
+    ok(runner, ["train", "--name", "r", "--resume", "--epochs", "2"])
+    assert load_checkpoint(tmp_path / "runs" / "r", "last").train_config["threads"] == 1
+    ok(runner, ["train", "--name", "r", "--resume", "--epochs", "3", "--threads", "2"])
+    assert load_checkpoint(tmp_path / "runs" / "r", "last").train_config["threads"] == 2
+
+
+def test_generate_count_has_a_memory_cap(runner, tiny_run):
+    """Was: `generate --count 1000000 --length 2` grew to 10 GB and ended in an allocator traceback."""
+    out = fails(runner, ["generate", "--run", tiny_run, "--count", str(10 ** 9), "--length", "2"],
+                "of memory available; lower --count")
+    assert len([l for l in out.splitlines() if l.startswith("Error")]) == 1
+    fails(runner, ["generate", "--run", tiny_run, "--primer-length", "-5"], "--primer-length must be >= 0")
+    assert not (tiny_run / "samples").exists() or not list((tiny_run / "samples").glob("*/samples.json"))
+
+
+# ------------------------------------------------------------------ issue 21: one line, never a traceback
+
+def test_damaged_files_and_bad_options_are_one_line(runner, tiny_run, tiny_dataset, tmp_path):
+    """Was: AttributeError for a split.json holding a list, KeyError for a vocabulary lacking tokens,
+    NotADirectoryError for `heatmap --out <a file>`, ValueError for odd Ray addresses."""
+    (tmp_path / "afile").write_text("x")
+    fails(runner, ["heatmap", "--run", tiny_run, "--out", tmp_path / "afile"], "is a file")
+    assert (tmp_path / "afile").read_text() == "x"
+    for address in ("localhost", "::::", "127.0.0.1:notaport", "host:70000"):
+        fails(runner, ["grid", "--data", tiny_dataset, "--executor", "ray", "--address", address, "--epochs", "1"],
+              "--address must be HOST:PORT")
+    split = tiny_dataset / "split.json"
+    good = split.read_text()
+    split.write_text('["p0", "p1"]')
+    fails(runner, ["train", "--data", tiny_dataset, "--epochs", "1", *TINY_TRAIN], "split.json is damaged")
+    fails(runner, ["evaluate", "--run", tiny_run, "--data", tiny_dataset], "split.json is damaged")
+    split.write_text(good)
+    vocab = tiny_dataset / "names" / "vocab.json"
+    tokens = json.loads(vocab.read_text())
+    key = "tokens" if isinstance(tokens, dict) else None
+    listed = tokens[key] if key else tokens
+    cut = listed[: len(listed) // 2]
+    vocab.write_text(json.dumps({**tokens, key: cut} if key else cut))
+    fails(runner, ["train", "--data", tiny_dataset, "--epochs", "1", *TINY_TRAIN], "vocab.json is damaged",
+          "lacks")
+
+
+# ------------------------------------------------------------------ issue 21: overwrites and leftovers
+
+@pytest.mark.slow
+def test_evaluate_files_never_collide_and_a_killed_write_leaves_nothing(runner, tiny_run, tmp_path):
+    """Was: two datasets named alike (a/d, b/d) scored against one run wrote the same eval file; kill -9
+    during evaluate left a hidden 0-byte temporary file for good."""
+    for k, where in enumerate(("a", "b")):
+        songs(tmp_path / f"raw{where}", n=2, onsets=40 + 10 * k)
+        ok(runner, ["extract", f"raw{where}", "--out", where, "--name", "d", "--workers", "1"])
+    files = set()
+    for where in ("a", "b"):
+        ok(runner, ["evaluate", "--run", tiny_run, "--data", f"{where}/d", "--window", "8", "--device", "cpu"])
+        files = {p.name for p in (tiny_run / "eval").glob("*.json")}
+    assert len(files) == 2 and all(f.startswith("d-") for f in files)
+
+    # a writer killed (SIGKILL, for real) in the middle of writing the eval file
+    from pipeline.store.rundir import eval_name
+    target = tiny_run / "eval" / f"{eval_name(tmp_path / 'a' / 'd')}.json"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\nfrom pipeline.core import fsutil\n"
+        "def fdopen(fd, *a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "fsutil.os.fdopen = fdopen\n"
+        f"fsutil.atomic_write_bytes({str(target)!r}, b'x')\n")], cwd=tmp_path, env=ENV, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = lambda: [p for p in (tiny_run / "eval").iterdir() if p.name.startswith(".") and p.name != MARKER]  # noqa: E731
+    assert leftovers()  # what kill -9 leaves
+    ok(runner, ["evaluate", "--run", tiny_run, "--data", "a/d", "--window", "8", "--device", "cpu"])
+    assert not leftovers()
+
+
+def test_a_cache_file_damaged_in_place_is_parsed_again(runner, tmp_path):
+    """Was: a cache file with 50 bytes zeroed (same size, same name) was taken as unchanged and wrote notes
+    with end < start into notes.parquet."""
+    songs(tmp_path / "raw")
+    ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    folder = tmp_path / "processed" / "d"
+    before = pd.read_parquet(folder / "notes.parquet")
+    for cached in (folder / "cache").glob("*.parquet"):
+        data = bytearray(cached.read_bytes())
+        data[len(data) // 3: len(data) // 3 + 50] = bytes(50)
+        cached.write_bytes(bytes(data))
+    out = ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
+    assert out.count("does not match the checksum") == 3, out
+    after = pd.read_parquet(folder / "notes.parquet")
+    assert (after["end"] >= after["start"]).all()
+    pd.testing.assert_frame_equal(after, before)
+    from pipeline.core.errors import DatasetError
+    from pipeline.core.notes import write_note_table
+    with pytest.raises(DatasetError, match="end before they start"):
+        write_note_table(before.assign(end=before["start"] - 1), tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+# ------------------------------------------------------------------ issue 21: what the user is told
+
+def test_the_user_is_told_what_happens_and_why(runner, tiny_run, tiny_dataset, tmp_path):
+    """Was: evaluate silent when stderr is not a terminal; a resume after --max-minutes trained one step
+    without a word; "another --split-seed" for a one-piece dataset."""
+    env = {**ENV, "MUSICRNN_PROGRESS_SECONDS": "0"}
+    res = subprocess.run([sys.executable, CLI, "evaluate", "--run", tiny_run, "--data", tiny_dataset, "--window", "8",
+                          "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert any(l.startswith("evaluate tiny-run on tiny: ") and "target" in l for l in res.stderr.splitlines()), \
+        res.stderr
+
+    ok(runner, ["train", "--data", tiny_dataset, "--epochs", "1", "--name", "b", "--max-minutes", "0.0001",
+                *TINY_TRAIN])
+    fails(runner, ["train", "--name", "b", "--resume", "--epochs", "3"], "has used its --max-minutes 0.0001 budget",
+          "resume with a larger --max-minutes")
+    out = ok(runner, ["train", "--name", "b", "--resume", "--epochs", "2", "--max-minutes", "0"])
+    assert "trained 2 epochs" in out
+
+    write_pm(tmp_path / "solo" / "solo.mid", melody(30, 1))
+    ok(runner, ["extract", "solo", "--name", "solo", "--workers", "1"])
+    fails(runner, ["train", "--data", "processed/solo", "--epochs", "1", "--mode", "windows", "--window", "20",
+                   *TINY_TRAIN[:-6]], "extract more pieces")

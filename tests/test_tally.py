@@ -185,7 +185,7 @@ def test_tally_never_replaces_a_folder_of_the_users(page, tmp_path):
     (mine / "notes.txt").write_text("mine")
     res = CliRunner().invoke(main, ["tally", str(page), str(answers_file(tmp_path / "a.json",
                                                                           {"t1-s0": {"ratings": {"A": 3}}}))])
-    assert res.exit_code == 1 and "refusing to replace" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "not written by this tool" in res.output and "Traceback" not in res.output
     assert (mine / "notes.txt").read_text() == "mine"
 
 

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Callable
 
 
+import pandas as pd
+
 from pipeline.codecs import get_codec
 from pipeline.core.errors import ConfigError, Interrupted, RunError
-from pipeline.core.fsutil import folder_lock
+from pipeline.core.fsutil import check_replaceable, folder_lock
 from pipeline.models.network import resolve_device
 from pipeline.store.dataset import resolve_dataset
-from pipeline.store.rundir import (MODEL_SHAPE, TrainConfig, read_run_config,
+from pipeline.store.rundir import (MODEL_SHAPE, TrainConfig, read_metrics, read_run_config,
                                    read_status, run_name, with_encoding_defaults)
 
 from pipeline.stages.train import RESUMABLE_CHANGES, TrainResult, train
@@ -33,6 +35,8 @@ def run(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = No
         raise ConfigError(f"--name is a run folder under --runs ({runs}/), such as 'my-run' or 'study/gru-1x8', "
                           f"not {name!r}")
     run_dir = Path(runs) / name if name else None
+    if run_dir is not None:
+        check_replaceable(run_dir, "run")
     if resume and run_dir is None:
         raise ConfigError("--resume needs --name: the run folder to continue")
     if resume and not (run_dir / "config.json").exists() and "dataset" not in given:
@@ -47,6 +51,9 @@ def run(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = No
         if "epochs" in given and config.epochs < saved.epochs:
             raise ConfigError(f"--epochs {config.epochs} is fewer than the run's {saved.epochs}; --resume may only extend a run")
         status = read_status(run_dir)
+        if "threads" not in given:  # the run's own thread count, not the option's default
+            config = replace(config, threads=saved.threads)
+        _check_budget(run_dir, saved, status, given)
         on_start(f"resuming {run_dir} at epoch {status.epoch + 1 if status else 1}")
         limits = {k: getattr(config, k) for k in ("epochs", "max_minutes", "patience") if k in given}
         return _train_locked(config, run_dir, runs, resume=True, on_epoch=on_epoch, limits=limits)
@@ -62,6 +69,16 @@ def run(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = No
                if "transpose" in given and not get_codec(config.encoding).transposable else "")
     on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}{ignored}")
     return _train_locked(config, run_dir, runs, resume=False, on_epoch=on_epoch)
+
+
+def _check_budget(run_dir: Path, saved: TrainConfig, status, given: set[str]) -> None:
+    """Refuse a resume that could train but a step: the run's --max-minutes budget is spent."""
+    if not saved.max_minutes or "max_minutes" in given or (status and status.finished and "epochs" not in given):
+        return
+    spent = float(read_metrics(run_dir).get("seconds", pd.Series(dtype=float)).sum()) / 60
+    if spent >= saved.max_minutes:
+        raise ConfigError(f"{run_dir} has used its --max-minutes {saved.max_minutes:g} budget ({spent:.1f} minutes "
+                          "trained); resume with a larger --max-minutes (0 = no limit) to train on")
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, runs: str | Path, **kw) -> TrainResult:

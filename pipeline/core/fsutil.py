@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -60,7 +60,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    prefix = f".{path.name}.part"
+    remove_stale(path.parent, prefix)  # what a writer killed mid-write (kill -9) left
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}-{os.getpid()}-", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -73,6 +75,44 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             _no_space(exc, path)
         raise
     return path
+
+
+def remove_stale(parent: str | Path, prefix: str) -> int:
+    """Remove ``<prefix>-<pid>-*`` files and folders in ``parent`` whose process ``pid`` is gone.
+
+    Temporary files and folders of the tool carry their writer's pid in their name, so
+    what a killed writer left is told apart from a live writer's and from the user's files.
+    Returns how many were removed.
+    """
+    removed = 0
+    for p in Path(parent).glob(glob.escape(prefix) + "-*"):
+        pid = p.name[len(prefix) + 1:].partition("-")[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: str | Path, prefix: str = ".musicrnn-scratch") -> Iterator[Path]:
+    """A temporary folder inside ``parent`` (an output folder of the tool's), removed on every exit.
+
+    Never in the system's temporary directory, where a killed process would leave it for good:
+    what a killed process left here is removed by the next call (:func:`remove_stale`).
+    """
+    parent = Path(parent)
+    make_folder(parent)
+    remove_stale(parent, prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -104,24 +144,116 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, _json_text(obj) + "\n")
 
 
+# ------------------------------------------------------------------ ownership: one rule
+#
+# A folder is the tool's only when it holds the tool's marker file, a JSON object the tool
+# wrote with the folder's kind and a random id ({"tool": "musicrnn", "kind": ..., "id": ...}).
+# Everything else is the user's: never deleted, replaced or written into. Folders of earlier
+# versions (no marker, or the plain-text marker without kind or id) are the user's too: the
+# refusal says to move them away. Replacing a folder of ours keeps any file the user put into
+# it: the marker lists the files the tool wrote (``files``); others are carried over.
+
+KINDS = {"dataset": "a dataset", "run": "a run folder", "grid": "a grid folder", "compare": "a comparison page",
+         "samples": "a samples folder", "heatmaps": "a heatmaps folder", "eval": "an eval folder",
+         "renders": "a renders folder", "tally": "a tally folder"}
+
+
+def read_marker(folder: str | Path) -> dict | None:
+    """The marker of a folder the tool wrote (``kind``, ``id``, maybe ``files``), or None."""
+    path = Path(folder) / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(d, dict) and d.get("tool") == "musicrnn" and d.get("kind") in KINDS and d.get("id"):
+        return d
+    return None
+
+
+def owned(folder: str | Path, kind: str) -> bool:
+    """True when ``folder`` holds the tool's marker of ``kind``."""
+    marker = read_marker(folder)
+    return marker is not None and marker["kind"] == kind
+
+
 def is_ours(folder: str | Path) -> bool:
-    """True when ``folder`` was written whole by this tool (it holds the marker file)."""
-    return (Path(folder) / MARKER).is_file()
+    """True when ``folder`` holds the tool's marker, of any kind."""
+    return read_marker(folder) is not None
 
 
-def check_replaceable(final: str | Path, also_ours: Callable[[Path], bool] | None = None) -> None:
-    """Refuse to replace anything but a missing path, an empty folder, or a folder of our own.
+def write_marker(folder: str | Path, kind: str, files: list[str] | None = None, ident: str = "") -> str:
+    """Mark ``folder`` as the tool's ``kind``; returns its id (a new random one unless given)."""
+    import secrets
 
-    ``also_ours`` recognises folders an earlier version wrote before the marker existed.
-    """
+    ident = ident or secrets.token_hex(8)
+    marker = {"tool": "musicrnn", "kind": kind, "id": ident,
+              "note": "written by musicrnn; it may replace this folder's own files, never others"}
+    atomic_write_json(Path(folder) / MARKER, {**marker, **({"files": files} if files is not None else {})})
+    return ident
+
+
+def refusal(folder: Path, kind: str) -> str:
+    """The one line refusing to write into ``folder``, saying what to do."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return (f"{folder} is {KINDS[marker['kind']]} of this tool, not {KINDS[kind]}; refusing to write into it "
+                "(choose another --name or --out)")
+    legacy = (Path(folder) / MARKER).is_file()
+    return (f"{folder} exists and was not written by this tool: not {KINDS[kind]} (it holds no {MARKER} marker"
+            f"{' of this version' if legacy else ''}); refusing to write into it: choose another --name or --out, "
+            "or move it away (folders of versions before the marker must be moved away and written again)")
+
+
+def check_replaceable(final: str | Path, kind: str) -> None:
+    """Refuse to replace anything but a missing path, an empty folder, or a folder of ours of ``kind``."""
     from pipeline.core.errors import ConfigError
 
     final = Path(final)
-    if final.is_symlink() or final.is_file():
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise ConfigError(f"{final} is a file, not a folder this tool wrote; refusing to replace it")
-    if final.is_dir() and any(final.iterdir()) and not is_ours(final) and not (also_ours and also_ours(final)):
-        raise ConfigError(f"{final} exists and was not written by this tool; refusing to replace it "
-                          "(choose another --name or --out)")
+    if final.is_dir() and any(final.iterdir()) and not owned(final, kind):
+        raise ConfigError(refusal(final, kind))
+
+
+def claim(folder: str | Path, kind: str) -> Path:
+    """Make sure the tool may write into ``folder`` in place: create and mark it when missing or
+    empty, accept it when marked ``kind``, refuse it (ConfigError, one line) otherwise."""
+    folder = Path(folder)
+    check_replaceable(folder, kind)
+    make_folder(folder)
+    if not owned(folder, kind):
+        write_marker(folder, kind)
+    return folder
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Relative paths of the files (and links) under ``folder``, the marker and pid file left out."""
+    skip = {MARKER, MARKER + ".pid"}
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in skip)
+
+
+def _carry_user_files(old: Path, new: Path) -> None:
+    """Copy into ``new`` the files the user put into ``old`` (those its marker does not list)."""
+    from pipeline.core.errors import ConfigError
+
+    listed = (read_marker(old) or {}).get("files")
+    if listed is None:
+        return
+    for rel in sorted(set(_files_under(old)) - set(listed)):
+        src, dst = old / rel, new / rel
+        if dst.exists() or dst.is_symlink():
+            raise ConfigError(f"{src} is not the tool's (it was put there since) and the new folder writes a "
+                              "file of that name; move it away and run again")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if src.is_symlink():
+                raise OSError
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def _temporaries(parent: Path, name: str) -> Iterator[tuple[Path, str]]:
@@ -190,20 +322,21 @@ def _plain_target(final: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path, also_ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def atomic_dir(final: str | Path, kind: str) -> Iterator[Path]:
     """Build a folder under a temporary name, then swap it in place of ``final``.
 
     If the body raises, the temporary folder is removed and ``final`` is left
     exactly as it was, so earlier results survive a failed re-run. ``final``
-    must be missing, empty, or a folder this tool wrote (:func:`check_replaceable`);
-    the new folder is marked as ours and gets umask permissions. What a killed
+    must be missing, empty, or a folder this tool wrote as ``kind`` (:func:`check_replaceable`);
+    the new folder is marked as ours (listing the files written) and gets umask permissions;
+    files the user put into the old one are carried over. What a killed
     earlier run left (:func:`clean_stale_temporaries`) is tidied first. Yields the
     temporary folder.
     """
     final = _plain_target(Path(final))
     make_folder(final.parent)
     clean_stale_temporaries(final.parent, final.name)
-    check_replaceable(final, also_ours)
+    check_replaceable(final, kind)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     pid_file = MARKER + ".pid"
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -213,7 +346,10 @@ def atomic_dir(final: str | Path, also_ours: Callable[[Path], bool] | None = Non
         yield tmp
         # marked before the pid file goes: an unmarked, pid-less folder is never cleaned, a marked one
         # with a live pid never is either, so a concurrent run cannot take this one for stale
-        atomic_write_text(tmp / MARKER, "written by musicrnn; this folder may be replaced by a re-run\n")
+        files = _files_under(tmp)
+        if final.exists():
+            _carry_user_files(final, tmp)
+        write_marker(tmp, kind, files)
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)

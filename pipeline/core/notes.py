@@ -76,6 +76,16 @@ def sort_order(piece: np.ndarray, start: np.ndarray, pitch: np.ndarray) -> np.nd
     return np.lexsort((pitch, start, piece))
 
 
+def check_note_table(notes: pd.DataFrame) -> None:
+    """Raise DatasetError unless every note ends at or after its start, in seconds and in beats."""
+    from pipeline.core.errors import DatasetError
+
+    for a, b in (("start", "end"), ("start_beat", "end_beat")):
+        bad = int((notes[b] < notes[a]).sum()) if a in notes and b in notes else 0
+        if bad:
+            raise DatasetError(f"{bad} notes end before they start ({b} < {a}); such a note table is never written")
+
+
 def note_table_bytes(notes: pd.DataFrame) -> bytes:
     """A note table as the bytes of a Parquet file (read it back with ``pandas.read_parquet``).
 
@@ -87,6 +97,7 @@ def note_table_bytes(notes: pd.DataFrame) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    check_note_table(notes)
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(notes, preserve_index=False, nthreads=1), sink)
     return sink.getvalue().to_pybytes()

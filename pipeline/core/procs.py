@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 
 
@@ -21,9 +23,13 @@ def die_with_parent(parent_pid: int) -> None:
 
     Termination is also reset to the default action: a forked worker inherits
     its parent's SIGTERM handler, which would turn the signal into an exception
-    the pool catches and sends back, leaving the worker alive.
+    the pool catches and sends back, leaving the worker alive. Ctrl-C raises
+    KeyboardInterrupt again even where SIGINT was ignored by inheritance (a
+    command started in the background of a script): the parent stops its
+    workers with SIGINT.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         import ctypes
 
@@ -52,7 +58,9 @@ def terminate_as_interrupt() -> Iterator[None]:
 
     ``kill <pid>``, a scheduler's time limit or a closing terminal then end a
     command the way Ctrl-C does: workers are stopped, finished work is saved,
-    temporary folders are removed. Outside the main thread this does nothing.
+    temporary folders are removed. SIGINT ignored by inheritance (a script's
+    background job) raises KeyboardInterrupt again too. Outside the main thread
+    this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -62,7 +70,59 @@ def terminate_as_interrupt() -> Iterator[None]:
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def child_dies_with_parent() -> None:
+    """``preexec_fn`` of an external tool: the kernel kills it when this process dies (Linux), however
+    it dies (``kill -9`` included), so no FluidSynth or engraver is left running as an orphan."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_with_timeout(cmd: list[str], timeout: float, log: Path) -> tuple[int | None, str]:
+    """Run an external tool in its own process group, its output to ``log``; kill the group after ``timeout`` s.
+
+    Returns ``(exit status, output)``; the status is None when the tool was stopped for taking too
+    long. Output goes to a file, not a pipe: a pipe held open by a child of the tool would make
+    the wait outlast the kill. Ctrl-C (or any exception) kills the group too.
+    """
+    with open(log, "wb") as out:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, preexec_fn=child_dies_with_parent)
+        except OSError as exc:
+            return 127, f"error: cannot run {cmd[0]}: {exc}"
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return code, Path(log).read_text(errors="replace")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``; 0 where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0

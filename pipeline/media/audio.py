@@ -21,7 +21,6 @@ import functools
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import pretty_midi
 import soundfile
 
 from pipeline.core.errors import AudioError, ConfigError, MidiReadError
+from pipeline.core.fsutil import scratch_dir
+from pipeline.core.procs import child_dies_with_parent, run_with_timeout
 from pipeline.inputs.midi_io import read_midi
 
 SOUNDFONT_ENV = "MUSICRNN_SOUNDFONT"
@@ -63,6 +64,13 @@ PEAK = 10 ** (-1 / 20)
 
 #: Fade applied where the render is cut, so the cut does not click.
 FADE_SECONDS = 0.05
+
+#: Frames handed to libsndfile per call (about 1.5 s at 44.1 kHz).
+WRITE_BLOCK = 1 << 16
+
+#: Seconds FluidSynth may take, at least, before it is stopped (more for long pieces); the
+#: environment variable overrides it.
+TIMEOUT_ENV = "MUSICRNN_FLUIDSYNTH_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,8 @@ def synthesize_builtin(midi: pretty_midi.PrettyMIDI, sample_rate: int) -> np.nda
 def _supports_quiet(binary: str) -> bool:
     """Whether this FluidSynth knows ``-q`` (added in 2.x; 1.x would reject it)."""
     try:
-        proc = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL, preexec_fn=child_dies_with_parent)
     except (OSError, subprocess.SubprocessError):
         return False
     return "--quiet" in proc.stdout + proc.stderr
@@ -174,6 +183,7 @@ def synthesize_fluidsynth(
     gain: float = 1.0,
     binary: str = "fluidsynth",
     timeout: float = 600.0,
+    scratch: Path | None = None,
 ) -> np.ndarray:
     """Render with the FluidSynth program (fast render to a temporary file).
 
@@ -192,7 +202,9 @@ def synthesize_fluidsynth(
     binary : str
         The fluidsynth executable.
     timeout : float
-        Seconds before the render is abandoned.
+        Seconds before the render is abandoned (FluidSynth is killed; it also dies with this process).
+    scratch : Path or None
+        Folder of the tool's that holds the temporary render; default: the MIDI's folder.
 
     Returns
     -------
@@ -205,7 +217,9 @@ def synthesize_fluidsynth(
         FluidSynth failed, timed out, wrote nothing, or wrote only silence
         (it exits 0 even when it cannot load the SoundFont).
     """
-    with tempfile.TemporaryDirectory(prefix="musicrnn-audio-") as tmp:
+    # the scratch folder lies beside the output (a folder of the tool's), never in the system's
+    # temporary directory: a killed render leaves it there, and the next render removes it
+    with scratch_dir(Path(scratch or Path(midi_path).parent), ".musicrnn-audio") as tmp:
         wav = Path(tmp) / "render.wav"
         # -F must come before the SoundFont and MIDI arguments; absolute paths
         # keep a file name starting with '-' from being read as an option.
@@ -213,18 +227,14 @@ def synthesize_fluidsynth(
         cmd += ["-F", str(wav), "-O", "float", "-T", "wav",
                 "-r", str(sample_rate), "-g", str(gain),
                 str(Path(soundfont).resolve()), str(Path(midi_path).resolve())]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  stdin=subprocess.DEVNULL, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise AudioError(f"fluidsynth took longer than {timeout:.0f} s on {midi_path}") from exc
-        except OSError as exc:
-            raise AudioError(f"cannot run {binary}: {exc}") from exc
-        errors = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "error" in ln.lower()]
+        returncode, log = run_with_timeout(cmd, timeout, Path(tmp) / "fluidsynth.log")
+        if returncode is None:
+            raise AudioError(f"fluidsynth took longer than {timeout:.0f} s on {midi_path} (stopped)")
+        errors = [ln for ln in log.splitlines() if "error" in ln.lower()]
         first_error = errors[0].strip() if errors else ""
-        if proc.returncode != 0 or not wav.is_file() or wav.stat().st_size == 0:
+        if returncode != 0 or not wav.is_file() or wav.stat().st_size == 0:
             raise AudioError(
-                f"fluidsynth failed on {midi_path} (exit {proc.returncode})"
+                f"fluidsynth failed on {midi_path} (exit {returncode})"
                 + (f": {first_error}" if first_error else "")
             )
         audio, _ = soundfile.read(str(wav), dtype="float32", always_2d=True)
@@ -296,8 +306,12 @@ def write_audio(audio: np.ndarray, sample_rate: int, out_path: str | Path) -> Pa
     out_path = Path(out_path)
     fmt = _audio_format(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
     try:
-        soundfile.write(str(out_path), audio, sample_rate, format=fmt[0], subtype=fmt[1])
+        # in blocks: libsndfile's Vorbis encoder crashes (SIGSEGV) when handed ~95 s or more at once
+        with soundfile.SoundFile(str(out_path), "w", sample_rate, channels, format=fmt[0], subtype=fmt[1]) as f:
+            for i in range(0, len(audio), WRITE_BLOCK):
+                f.write(audio[i:i + WRITE_BLOCK])
     except (RuntimeError, OSError) as exc:  # LibsndfileError is a RuntimeError
         raise AudioError(f"cannot write {out_path}: {exc}") from exc
     return out_path
@@ -390,12 +404,18 @@ def midi_to_audio(
             parts.append(f"{n_drums} of {n_notes} notes are drums, which the built-in synth leaves silent")
         notice = "; ".join(parts) or None
     else:
-        audio = synthesize_fluidsynth(midi_path, sample_rate, sf2, gain=gain, binary=binary,
-                                      timeout=max(120.0, 4 * end_time))
-        used = "fluidsynth"
-        peak = float(np.abs(audio).max())
-        if peak > PEAK:
-            audio = audio * np.float32(PEAK / peak)
+        timeout = float(os.environ.get(TIMEOUT_ENV) or max(120.0, 4 * end_time))
+        try:
+            audio = synthesize_fluidsynth(midi_path, sample_rate, sf2, gain=gain, binary=binary,
+                                          timeout=timeout, scratch=out_path.parent)
+            used = "fluidsynth"
+        except AudioError as exc:
+            if synth == "fluidsynth":
+                raise
+            audio, used = synthesize_builtin(midi, sample_rate), "builtin"
+            notice = f"{exc}; used the built-in sine synth instead"
+        if used == "fluidsynth" and float(np.abs(audio).max()) > PEAK:
+            audio = audio * np.float32(PEAK / float(np.abs(audio).max()))
 
     audio = trim_tail(audio, sample_rate, end_time, tail)
     write_audio(audio, sample_rate, out_path)

@@ -50,13 +50,18 @@ class Trainer:
                 raise ConfigError(f"no training window: every training piece is shorter than --window {config.window} + 1")
         else:
             self.train = Streams.of(pieces, config.batch, config.window).to(device)
+            if self.train.tokens == 0:
+                raise ConfigError(f"the training pieces hold no {config.encoding} tokens (see the dataset's manifest "
+                                  "for notes dropped); extract other files or train on another --encoding")
             if (self.train.tokens - 1) // config.batch < 1:
                 raise ConfigError(f"the training pieces hold {self.train.tokens} tokens, too few for "
                                   f"--batch {config.batch} streams; lower --batch")
         self.val = make_windows(self.val_arrays, self.val_window, 1).to(device)
         if len(self.val) == 0:
+            fix = ("extract more pieces (a single piece validates on its last tokens)" if ds.tail_fraction
+                   else "extract with another --split-seed")
             raise ConfigError(f"no validation window: validation pieces are shorter than --window {self.val_window} "
-                              "+ 1 tokens; lower --window or extract with another --split-seed")
+                              f"+ 1 tokens; lower --window or {fix}")
         self.val_windows = len(self.val)
         if config.val_sample and len(self.val) > config.val_sample:
             # a window costs val_window steps from a zero state: on a big corpus (ABC) every one would

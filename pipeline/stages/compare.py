@@ -34,7 +34,6 @@ import html
 import random
 import shutil
 import string
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,12 +51,7 @@ from pipeline.codecs import (
 )
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, DatasetError, RunError
-from pipeline.core.fsutil import (
-    atomic_dir,
-    atomic_write_json,
-    atomic_write_text,
-    stable_id,
-)
+from pipeline.core.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_replaceable, stable_id
 from pipeline.inputs.midi_io import notes_to_midi_file
 from pipeline.measures.baseline import NGramModel
 from pipeline.measures.metrics import build_reference, sample_metrics
@@ -289,9 +283,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
     config.validate()
     resolve_device(device)  # an absent --device fails before any sampling or rendering
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "compare.json").exists():
-        # atomic_dir replaces the folder: never let a typo in --out swap a run folder away
-        raise ConfigError(f"{out_dir} exists and is not a comparison page; choose another --out")
+    check_replaceable(out_dir, "compare")  # at once, not after sampling: atomic_dir replaces the folder
     runs = expand_runs(run_dirs)
     labels = [run_label(r) for r in runs]
     ckpts = [load_checkpoint(r, config.checkpoint) for r in runs]
@@ -360,7 +352,8 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
         return {"midi": f"assets/{mid.name}", "audio": f"assets/{files['audio']}", "roll": f"assets/{files['piano_roll']}"}
 
     rows, cells, tokens = [], {}, {}
-    with atomic_dir(out_dir, also_ours=lambda p: (p / "compare.json").exists()) as tmp, tempfile.TemporaryDirectory(prefix="musicrnn-compare-") as scratch:
+    with atomic_dir(out_dir, "compare") as tmp:
+        scratch = tmp / ".scratch"  # inside the page being built: gone with it on every exit path, kill -9 included
         assets = tmp / "assets"
         assets.mkdir()
         qpm = float(ds.timing.get("qpm", 120.0))
@@ -431,6 +424,7 @@ def compare(run_dirs: Sequence[str | Path], config: CompareConfig, out_dir: str 
             key = {c["letter"]: {**c, "summary": plain[
                 plain["column"] == ("real" if c["cell"] == REAL else c["letter"])].to_dict("records")} for c in columns}
         write_page_record(tmp, record, key)
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"folder": str(out_dir), "page": str(out_dir / "index.html"),
             "key": str(out_dir / "key.json") if config.blind else None,
             "columns": columns, "piece": piece, "primer": primer, "metrics": table, "summary": summary,
@@ -636,6 +630,8 @@ def compare_command(runs: Sequence[str | Path], config: CompareConfig, out: str 
                     notice: Callable[[str], None] = lambda s: None, device: str = "auto") -> dict:
     """What ``cli.py compare`` does: pick the runs (default: finished runs of the latest dataset), build the page."""
     config.validate()
+    if out:
+        check_replaceable(Path(out), "compare")  # a typo in --out is the first thing said
     if runs:
         run_dirs = expand_runs(runs)
     else:

@@ -20,7 +20,7 @@ Tokens outside the run's vocabulary (a chord or character its training data
 never had) cannot be fed to the network. They are counted (``unknown_tokens``)
 and cut the piece: each stretch of known tokens between them is scored as a
 piece of its own, for every row alike, so no target is predicted across an
-unknown token. The result goes to ``<run>/eval/<dataset name>.json``
+unknown token. The result goes to ``<run>/eval/<dataset name>-<hash>.json``
 (:func:`pipeline.store.rundir.write_eval`).
 """
 from __future__ import annotations
@@ -47,6 +47,7 @@ from pipeline.store.rundir import (
     STUDY_WINDOW,
     TrainConfig,
     best_row,
+    eval_name,
     load_checkpoint,
     selection_metric,
     write_eval,
@@ -126,11 +127,11 @@ SIDES = ("all", "train", "validation", "test")
 def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
                  on_total: Callable[[int, str], None] = lambda n, desc: None,
                  progress: Callable[[int], None] | None = None) -> dict:
-    """Score a run on every piece of ``config.dataset`` and write ``<run>/eval/<dataset name>.json``.
+    """Score a run on every piece of ``config.dataset`` and write ``<run>/eval/<dataset name>-<hash>.json``.
 
     With ``side`` ``train`` or ``validation``, only that side of the dataset's split
     is scored (e.g. the run's own held-out pieces, every target), into
-    ``<dataset name>-<side>.json``.
+    ``<dataset name>-<hash>-<side>.json`` (:func:`pipeline.store.rundir.eval_name`).
 
     Returns
     -------
@@ -218,8 +219,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto
            if one_key else {}),
         "seconds": round(time.perf_counter() - t0, 3), "config": config.to_dict(),
     }
-    name = Path(config.dataset).resolve().name + ("" if config.side == "all" else f"-{config.side}")
-    result["file"] = str(write_eval(run_dir, name, result))
+    result["file"] = str(write_eval(run_dir, eval_name(config.dataset, config.side), result))
     return result
 
 

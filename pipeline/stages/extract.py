@@ -32,7 +32,6 @@ from pipeline.store.dataset import (
     CachedFile,
     DatasetError,
     assign_split,
-    is_dataset,
     previous_inputs,
     read_cached,
     read_previous,
@@ -348,7 +347,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                                      f"(first: {unreadable[0]['path']}: {unreadable[0]['reason']})")
         raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
 
-    previous, prev_split = read_previous(folder)
+    previous, checksums = read_previous(folder)
     if read_manifest_config(folder).get("frame_seconds", 0.3) != config.frame_seconds:
         # the cached notes of piano-roll files were timed with another --frame-seconds
         previous = {k: v for k, v in previous.items() if v.get("kind") != "rolls"}
@@ -381,7 +380,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
                          skipped_units=old.get("skipped_units", []))
         if res.status == "ok":
             try:
-                res.notes, res.texts = _renamed(*read_cached(folder, sha), piece, res.kind)
+                res.notes, res.texts = _renamed(*read_cached(folder, sha, checksums), piece, res.kind)
             except DatasetError as exc:  # a damaged cache is only a lost shortcut: parse the file again
                 log(f"notice: {exc}; parsing {f.name} again")
                 jobs.append((str(f), sha, piece, config.frame_seconds))
@@ -416,7 +415,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
     lengths = {p: min(len(sequences[enc][p]) for enc in note_codecs) for p in piece_names}
     fixed = {p: side for p in piece_names if (side := roll_side(p))}  # a roll file's own split is kept
     free = [p for p in piece_names if p not in fixed]
-    split = assign_split(free, config.val_fraction, config.split_seed, prev_split, lengths=lengths) if free else \
+    split = assign_split(free, config.val_fraction, config.split_seed, lengths=lengths) if free else \
         {"train": [], "validation": []}
     for side in ("train", "validation", "test"):
         split[side] = sorted([*split.get(side, []), *(p for p, s in fixed.items() if s == side)])
@@ -436,7 +435,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
             "dropped": _sum_dicts([*(r.dropped for r in ok), *(c.dropped(notes) for c in note_codecs.values())]),
         },
     }
-    with atomic_dir(folder, also_ours=is_dataset) as tmp:
+    with atomic_dir(folder, "dataset") as tmp:
         write_dataset(tmp, notes=notes, sequences=sequences, split=split,
                       timing=timing_stats(notes, config.onset_tolerance), manifest=manifest,
                       cache=[CachedFile(r.sha256, r.notes, r.texts, r.parquet) for r in ok],

@@ -18,9 +18,10 @@ from pipeline.models.augment import KEYS, as_predicting
 from pipeline.core.config import StageConfig
 from pipeline.codecs import END, START, Vocabulary, get_codec
 from pipeline.core.errors import ConfigError, RunError
-from pipeline.models.network import PITCH_SCALE, SequenceModel, resolve_device
+from pipeline.core.fsutil import owned
+from pipeline.core.procs import available_memory
+from pipeline.models.network import PITCH_SCALE, SequenceModel, model_from_checkpoint, resolve_device
 from pipeline.store.rundir import Checkpoint, best_row, load_checkpoint, read_primers
-from pipeline.models.network import model_from_checkpoint
 from pipeline.store.samples import Samples, read_config, write_samples
 
 MAX_LENGTH = 100_000               # a sensible cap; --max-length lifts it
@@ -45,6 +46,8 @@ class GenerateConfig(StageConfig):
         super().validate()
         if self.count < 1 or (self.length is not None and self.length < 1):
             raise ConfigError("--count and --length must be at least 1")
+        if self.primer_length < 0:
+            raise ConfigError("--primer-length must be >= 0 (0 = the run's window)")
         if self.length is not None and self.length > max_length:
             raise ConfigError(f"--length {self.length:,} is over the cap of {max_length:,} tokens; "
                               "raise it with --max-length if you mean it")
@@ -101,6 +104,21 @@ def choose_primer(ckpt: Checkpoint, config: GenerateConfig, run_dir: Path) -> tu
     return list(tokens), {"kind": "validation", "piece": piece, "length": len(tokens)}
 
 
+def check_memory(count: int, tokens: int, vocab_size: int, model_args: dict, keys: int = 1) -> None:
+    """Refuse (one line) a batch of samples whose estimated memory is over half of what is available.
+
+    Per sample: ~80 bytes a token (the id tensor, the Python lists it becomes, its JSON), and the
+    logits and recurrent state of every key drawn from, as float32 with their working copies.
+    """
+    per_sample = 80 * tokens + 16 * keys * (vocab_size + 2 * int(model_args.get("hidden", 0))
+                                            * int(model_args.get("layers", 1))) + 500
+    need, have = count * per_sample, available_memory()
+    if have and need > have / 2:
+        raise ConfigError(f"--count {count:,} samples of {tokens:,} tokens need about {need / 1e9:.1f} GB, over half "
+                          f"the {have / 1e9:.1f} GB of memory available; lower --count (at most about "
+                          f"{max(1, int(have / 2 // per_sample)):,} here) or --length")
+
+
 def regression_noise(ckpt: Checkpoint) -> float:
     """Sampling noise of a pitch regressor: its validation RMSE, in semitones."""
     return math.sqrt(best_row(ckpt.metrics)["val_loss"]) * PITCH_SCALE if ckpt.metrics else 0.0
@@ -124,9 +142,10 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     vocab = Vocabulary(ckpt.vocab)
     primer, primer_info = choose_primer(ckpt, config, run_dir)
     g = torch.Generator(device=dev).manual_seed(config.seed)
-    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     noise = regression_noise(ckpt) if ckpt.task == "regress" else 0.0
     predictor = as_predicting(model, ckpt, config.keys)  # averaged over the keys a transposed note run trained in
+    check_memory(config.count, len(primer) + config.length, len(vocab), ckpt.model_args, getattr(predictor, "keys", 1))
+    ids = torch.tensor(vocab.encode(primer), device=dev)[None, :].repeat(config.count, 1)
     new = predictor.generate(ids, config.length, config.temperature, g, stop_id=vocab.index.get(END), noise=noise,
                              progress=progress)
     out = Path(out_dir) if out_dir else sample_folder(run_dir, config)
@@ -149,7 +168,7 @@ def sample_folder(run_dir: Path, config: GenerateConfig) -> Path:
         found = read_config(folder)
         if found is not None and found != want:
             continue
-        if found is None and folder.exists() and any(folder.iterdir()):
-            continue
+        if folder.exists() and any(folder.iterdir()) and not owned(folder, "samples"):
+            continue  # the user's, or an earlier version's: never written into
         return folder
     raise RunError(f"too many sample folders named {tag}-* in {run_dir / 'samples'}")

@@ -41,10 +41,11 @@ from typing import Callable, Iterator, Mapping, Sequence
 from pipeline.core.errors import ConfigError, PipelineError, RunError
 from pipeline.core.config import StageConfig
 from pipeline.store.dataset import load_dataset
-from pipeline.core.fsutil import atomic_write_json, folder_lock
+from pipeline.core.fsutil import atomic_write_json, claim, folder_lock, owned, refusal
 from pipeline.core.procs import die_with_parent, terminate_as_interrupt
 from pipeline.stages.report import ensure_run_curves, read_run, write_report
-from pipeline.store.rundir import TrainConfig, canonical_config, run_name, with_encoding_defaults
+from pipeline.store.rundir import (TrainConfig, canonical_config, read_status, run_name,
+                                  with_encoding_defaults)
 
 EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -71,12 +72,24 @@ class GridConfig(StageConfig):
             raise ConfigError("--workers must be >= 0 (0 = one per core)")
         if self.address and self.executor != "ray":
             raise ConfigError("--address is for --executor ray")
+        if self.address and not _valid_address(self.address):
+            raise ConfigError(f"--address must be HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto, "
+                              f"not {self.address!r}")
         if not self.name or Path(self.name).name != self.name:
             raise ConfigError(f"--name must be a plain folder name, not {self.name!r}")
 
     @property
     def folder(self) -> Path:
         return Path(self.runs) / self.name
+
+
+def _valid_address(address: str) -> bool:
+    """Whether a Ray address names a host and a port (1-65535), or is ``auto``."""
+    if address == "auto":
+        return True
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 address in brackets
+    return bool(sep and host and host.strip(":") and port.isdigit() and 0 < int(port) < 65536)
 
 
 def cpu_count() -> int:
@@ -205,6 +218,8 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
     """
     if not run_dir.exists():
         return "train"
+    if any(run_dir.iterdir()) and not owned(run_dir, "run"):
+        raise RunError(refusal(run_dir, "run"))
     record = read_run(run_dir)
     if record["error"]:
         raise RunError(record["error"] + "; move the folder away to train it again")
@@ -421,7 +436,7 @@ def run_grid(configs: Sequence[TrainConfig], grid: GridConfig, *,
         load_dataset(dataset, encoding)  # one clear error now rather than one per run
     # one grid process per folder: a second would take the first's live runs for killed ones
     with folder_lock(grid.folder, what=" (a grid is training in it)"), terminate_as_interrupt():
-        grid.folder.mkdir(parents=True, exist_ok=True)
+        claim(grid.folder, "grid")
         return _run_grid(configs, grid, skipped, progress)
 
 
@@ -487,9 +502,13 @@ def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequenc
             record(rid, result)
             save()
     finally:
-        for entry in entries.values():
-            if entry["status"] == "pending":  # interrupted; the report reads what the folder holds
-                entry["status"] = "interrupted"
+        for rid, entry in entries.items():
+            if entry["status"] == "pending":  # interrupted: the run's own status.json says how far it got
+                try:
+                    status = read_status(folder / rid)
+                except PipelineError:
+                    status = None
+                entry["status"] = "finished" if status and status.finished else "interrupted"
         save()
     report = write_report(folder)
     counts = {"trained": 0, "resumed": 0, "restarted": 0, "skipped": 0, "failed": 0}

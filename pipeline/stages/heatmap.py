@@ -24,7 +24,7 @@ from pipeline.core.errors import ConfigError, RunError
 from pipeline.stages.generate import GenerateConfig, generate
 from pipeline.store.samples import read_samples
 from pipeline.media.figures import atomic_write_figure, new_figure
-from pipeline.core.fsutil import atomic_write_json, atomic_write_text
+from pipeline.core.fsutil import atomic_write_json, atomic_write_text, claim
 from pipeline.models.network import SequenceModel, Stack, resolve_device
 from pipeline.store.rundir import Checkpoint, load_checkpoint
 
@@ -380,7 +380,7 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     bad = [u for u in config.units if not 0 <= u < model.rnn.hidden_size]
     if bad:
         raise ConfigError(f"--units {bad[0]} is out of range: layers have {model.rnn.hidden_size} units")
-    out = Path(out_dir) if out_dir else run_dir / "heatmaps"
+    out = claim(Path(out_dir) if out_dir else run_dir / "heatmaps", "heatmaps")  # never a folder of the user's
     tokens, source = load_tokens(run_dir, ckpt, config, out, device)
     if not tokens:
         raise ConfigError(f"{source} gives an empty sequence")
@@ -394,7 +394,6 @@ def heatmap(run_dir: str | Path, config: HeatmapConfig, out_dir: str | Path | No
     ranking = rank_units(acts, feats)
     top = top_units(ranking, config.top)
 
-    out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("heatmap_*_unit*.png"), *out.glob("heatmap_unit*.png")]:
         old.unlink()
     atomic_write_text(out / "features.csv", pd.DataFrame({"step": range(len(tokens)), "token": tokens, **feats})

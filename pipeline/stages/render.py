@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.core.config import StageConfig
 from pipeline.codecs import END, START, TimingModel, get_codec
 from pipeline.core.errors import AbcParseError, ConfigError, PipelineError, RunError
+from pipeline.core.fsutil import claim
 from pipeline.inputs.midi_io import MIDI_SUFFIXES, notes_to_midi_file
 from pipeline.measures.abc_eval import score_sample_folder
 from pipeline.media import audio as audio_mod
@@ -86,6 +87,7 @@ def render_samples(folder: str | Path, config: RenderConfig = RenderConfig(), *,
     """
     config.validate()
     data = read_samples(folder)
+    claim(data.folder, "samples")  # a samples folder of the tool's: it renders beside the samples, nowhere else
     codec = get_codec(data.encoding)
     if not codec.plays_notes:
         # sample_NNN.abc for every tune (its primer text included), validity.csv, and MIDI only
@@ -137,25 +139,29 @@ def _chars_midi(folder: Path, table: pd.DataFrame) -> Callable[[int, Path], Path
 _notified: set[str] = set()
 
 
-def render_media(midi: Path, *, audio: str | None, piano_roll: bool,
+def render_media(midi: Path, *, audio: str | None, piano_roll: bool, out_dir: Path | None = None,
                  notice: Callable[[str], None] = lambda s: None) -> dict:
-    """Audio and/or a piano roll beside a MIDI file; returns the file names written."""
-    files = {}
+    """Audio and/or a piano roll of a MIDI file, in ``out_dir`` (default: beside it, for a MIDI file the
+    tool wrote in a folder of its own); returns the file names written."""
+    files, out = {}, out_dir or midi.parent
     if audio:
         if audio not in AUDIO_FORMATS:
             raise ConfigError(f"--audio must be one of {', '.join(AUDIO_FORMATS)}")
-        res = audio_mod.midi_to_audio(midi, midi.with_suffix(f".{audio}"))
+        res = audio_mod.midi_to_audio(midi, out / f"{midi.stem}.{audio}")
         if res.notice and res.notice not in _notified:
             _notified.add(res.notice)
             notice(res.notice)
         files["audio"] = Path(res.path).name
         files["audio_seconds"] = res.seconds
     if piano_roll:
-        files["piano_roll"] = Path(piano_roll_png(midi, midi.with_suffix(".png"))).name
+        files["piano_roll"] = Path(piano_roll_png(midi, out / f"{midi.stem}.png")).name
     return files
 
 
 # ------------------------------------------------------------------ the command
+
+RENDERS = "renders"  # the folder of the tool's beside a user's MIDI files that holds their audio and piano rolls
+
 
 @dataclass
 class RenderPathsResult:
@@ -170,6 +176,9 @@ def render_paths(paths: Sequence[str | Path], config: RenderConfig, *,
                  progress: Callable[[int], None] | None = None,
                  notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
     """Render samples folders, MIDI files and folders of MIDI files; a bad MIDI is reported and skipped.
+
+    A user's MIDI file is rendered into ``renders/`` beside it (a folder of the tool's), never over
+    a ``song.wav`` or ``song.png`` of the user's next to ``song.mid``.
 
     Raises
     ------
@@ -190,9 +199,11 @@ def render_paths(paths: Sequence[str | Path], config: RenderConfig, *,
             p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
         if not mids or (path.is_file() and path.suffix.lower() not in MIDI_SUFFIXES):
             raise ConfigError(f"{path}: neither a samples folder nor MIDI files")
+        outs = {d: claim(d / RENDERS, "renders") for d in sorted({m.parent for m in mids})}
         for mid in mids:
             try:
-                render_media(mid, audio=config.audio_format, piano_roll=config.piano_roll, notice=notice)
+                render_media(mid, audio=config.audio_format, piano_roll=config.piano_roll, out_dir=outs[mid.parent],
+                             notice=notice)
             except PipelineError as exc:  # one bad file is reported and skipped
                 res.skipped.append((str(mid), str(exc)))
                 notice(f"skipped {mid}: {exc}")
@@ -200,7 +211,7 @@ def render_paths(paths: Sequence[str | Path], config: RenderConfig, *,
             res.rendered += 1
             if progress:
                 progress(1)
-        res.folders.append(str(path))
+        res.folders += [str(d) for d in outs.values()]
     if not res.rendered:
         raise ConfigError(f"nothing rendered ({len(res.skipped)} files skipped)")
     return res

@@ -147,7 +147,7 @@ def tally(page_folder: str | Path, answer_paths: Sequence[str | Path], config: T
 
     out = Path(page_folder) / OUT
     result = TallyResult(out, page.page_id, names, skipped, models, preference, page.real)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "tally") as tmp:
         plain = lambda df: df.astype(object).where(df.notna(), None).to_dict("records")  # noqa: E731 (nan -> null)
         atomic_write_json(tmp / "tally.json", {**config.to_dict(), "page": str(Path(page_folder)),
                                                "page_id": page.page_id, "listeners": names,

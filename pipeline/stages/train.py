@@ -39,6 +39,7 @@ import torch
 
 from pipeline.core.choices import EXECUTION_ONLY
 from pipeline.core.errors import ConfigError, DatasetError, RunError
+from pipeline.core.fsutil import check_replaceable, claim
 from pipeline.models.feeding import (training_data)
 from pipeline.models.network import SequenceModel, resolve_device
 from pipeline.models.trainer import Trainer, model_config, seed_everything
@@ -119,6 +120,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     limits : on resume, new values for ``epochs`` (more only), ``max_minutes`` or ``patience``.
     """
     run_dir = Path(run_dir)
+    check_replaceable(run_dir, "run")  # missing, empty or a run of the tool's: never a folder of the user's
     ckpt: Checkpoint | None = None
     has_epochs = (run_dir / "last.pt").exists()
     if resume and has_epochs:
@@ -168,6 +170,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         rows, best, bad, start_epoch = ckpt.metrics, ckpt.best_val, ckpt.bad_epochs, ckpt.epoch + 1
     else:
         # rendering needs the corpus rhythms and generation the held-out openings: keep both
+        claim(run_dir, "run")
         write_run_header(run_dir, config, extra={
             "model": model.to_dict(), "parameters": model.n_parameters(),
             **({"train_windows": len(trainer.train)} if config.mode == "windows" else

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import pandas as pd
 
 from pipeline.codecs import Vocabulary, build_vocabulary
 from pipeline.core.errors import DatasetError
-from pipeline.core.fsutil import atomic_write_json, folder_lock, stable_id
+from pipeline.core.fsutil import atomic_write_json, folder_lock, sha256_file, stable_id
 from pipeline.core.notes import write_note_table
 
 MANIFEST, NOTES, SPLIT, TIMING, CACHE = "manifest.json", "notes.parquet", "split.json", "timing.json", "cache"
@@ -110,9 +111,12 @@ class Dataset:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        d = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path} is damaged or unreadable ({type(exc).__name__}); run `extract` again") from None
+    if not isinstance(d, dict):
+        raise DatasetError(f"{path} is damaged (a JSON {type(d).__name__}, not an object); run `extract` again")
+    return d
 
 
 def is_dataset(folder: str | Path) -> bool:
@@ -145,9 +149,16 @@ def load_dataset(folder: str | Path, encoding: str) -> Dataset:
     try:
         seqs = json.loads((enc_dir / "sequences.json").read_text())["pieces"]
         vocab = Vocabulary.load(enc_dir / "vocab.json")
-    except (OSError, ValueError, KeyError) as exc:
-        raise DatasetError(f"{folder} is damaged ({exc}); run `extract` again") from None
-    return Dataset(folder, encoding, seqs, vocab, _read_json(folder / SPLIT), _read_json(folder / TIMING))
+        missing = set().union(*map(set, seqs.values())) - set(vocab.index)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(f"{folder} is damaged ({type(exc).__name__}: {exc}); run `extract` again") from None
+    if missing:
+        raise DatasetError(f"{enc_dir / 'vocab.json'} is damaged: it lacks {len(missing)} tokens the sequences use "
+                           f"(e.g. {sorted(missing)[0]!r}); run `extract` again")
+    split = _read_json(folder / SPLIT)
+    if not all(isinstance(split.get(side), list) for side in ("train", "validation")):
+        raise DatasetError(f"{folder / SPLIT} is damaged (no train and validation lists); run `extract` again")
+    return Dataset(folder, encoding, seqs, vocab, split, _read_json(folder / TIMING))
 
 
 @contextlib.contextmanager
@@ -183,8 +194,9 @@ def read_manifest_config(folder: str | Path) -> dict:
         return {}
 
 
-def read_previous(folder: str | Path) -> tuple[dict[str, dict], dict | None]:
-    """What an earlier extract left: manifest entries by sha256 (those still usable) and the split.
+def read_previous(folder: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """What an earlier extract left: manifest entries by sha256 (those still usable) and the
+    checksums of its cache files (``{file name: sha256 of its content}``).
 
     An entry is usable when the file was skipped (its reason stands) or its
     cached notes are there. Anything missing or damaged reads as no earlier run.
@@ -192,36 +204,47 @@ def read_previous(folder: str | Path) -> tuple[dict[str, dict], dict | None]:
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        split = json.loads((folder / SPLIT).read_text())
-    except (OSError, ValueError):
-        return {}, None
-    by_sha = {}
-    for e in manifest.get("files", []):
-        if not e.get("sha256") or e.get("duplicate_of"):
-            continue  # a duplicate's entry says nothing about its content: its first copy's does
-        if e["status"] == "skipped" or (folder / CACHE / f"{e['sha256']}.parquet").exists():
-            by_sha[e["sha256"]] = e
-    return by_sha, split
+        by_sha = {}
+        for e in manifest.get("files", []):
+            if not e.get("sha256") or e.get("duplicate_of"):
+                continue  # a duplicate's entry says nothing about its content: its first copy's does
+            if e["status"] == "skipped" or (folder / CACHE / f"{e['sha256']}.parquet").exists():
+                by_sha[e["sha256"]] = e
+        return by_sha, dict(manifest.get("cache_checksums") or {})
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}, {}
 
 
 def previous_inputs(folder: str | Path) -> list[str]:
     """Paths of the input files an earlier extract into ``folder`` read ([] if none or unreadable)."""
     try:
         manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
+        return [e["path"] for e in manifest.get("files", []) if e.get("sha256") and e.get("path")]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return []
-    return [e["path"] for e in manifest.get("files", []) if e.get("sha256") and e.get("path")]
 
 
-def read_cached(folder: str | Path, sha: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Cached notes (and ABC texts) of one input file; raises DatasetError if damaged."""
+def _verified_bytes(path: Path, checksums: dict[str, str]) -> bytes:
+    """The content of a cache file, if it matches the checksum the dataset recorded for it."""
+    data = path.read_bytes()
+    if checksums.get(path.name) != hashlib.sha256(data).hexdigest():
+        raise ValueError("its content does not match the checksum recorded when it was written")
+    return data
+
+
+def read_cached(folder: str | Path, sha: str, checksums: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Cached notes (and ABC texts) of one input file, checked against ``checksums``
+    (:func:`read_previous`); raises DatasetError if damaged."""
+    from pipeline.core.notes import check_note_table
+
     cache = Path(folder) / CACHE
     try:
-        notes = pd.read_parquet(cache / f"{sha}.parquet")
+        notes = pd.read_parquet(io.BytesIO(_verified_bytes(cache / f"{sha}.parquet", checksums)))
+        check_note_table(notes)
         texts_file = cache / f"{sha}.texts.json"
-        texts = json.loads(texts_file.read_text()) if texts_file.exists() else {}
+        texts = json.loads(_verified_bytes(texts_file, checksums)) if texts_file.exists() else {}
     except Exception as exc:
-        raise DatasetError(f"cache of {sha[:12]} is damaged ({type(exc).__name__})") from None
+        raise DatasetError(f"cache of {sha[:12]} is damaged ({type(exc).__name__}: {exc})") from None
     return notes, texts
 
 
@@ -276,6 +299,8 @@ def write_dataset(folder: Path, *, notes: pd.DataFrame, sequences: dict[str, dic
             write_note_table(c.notes, cached)
         if c.texts:
             atomic_write_json(folder / CACHE / f"{c.sha256}.texts.json", c.texts)
+    # checked on reuse: a cache file damaged in place must never pass for the notes it held
+    manifest["cache_checksums"] = {p.name: sha256_file(p) for p in sorted((folder / CACHE).iterdir())}
     write_note_table(notes, folder / NOTES)
     counts = {enc: write_sequences(folder / enc, seqs, enc) for enc, seqs in sequences.items()}
     atomic_write_json(folder / SPLIT, split)
@@ -289,15 +314,15 @@ MIN_VALIDATION_TOKENS = 31  # one window of the default 30 tokens and its next t
 
 
 def assign_split(pieces: list[str], val_fraction: float, seed: int,
-                 previous: dict | None = None, lengths: dict[str, int] | None = None,
-                 min_tokens: int = MIN_VALIDATION_TOKENS) -> dict:
+                 lengths: dict[str, int] | None = None, min_tokens: int = MIN_VALIDATION_TOKENS) -> dict:
     """Hold out whole pieces for validation, deterministically.
 
     Each piece gets a score from sha256(seed, piece); pieces scoring below
     ``val_fraction`` are validation, and the lowest-scoring piece is always
-    validation so there is at least one. Because a piece's score does not
-    depend on the others, adding files later keeps existing assignments;
-    pieces already in ``previous`` keep their side.
+    validation so there is at least one. The split is a function of the pieces,
+    ``val_fraction`` and ``seed`` alone, never of earlier extracts: a re-extract with
+    another fraction or seed gets the split a fresh extract would. Because a piece's
+    score does not depend on the others, adding files mostly keeps assignments.
 
     ``lengths`` (tokens per piece) keeps pieces shorter than ``min_tokens`` out
     of validation while longer ones exist: a held-out piece too short for one
@@ -310,15 +335,10 @@ def assign_split(pieces: list[str], val_fraction: float, seed: int,
     if len(pieces) == 1:
         return {"train": pieces, "validation": [], "tail_fraction": 0.1, "seed": seed,
                 "note": "single piece: validation is its last 10% of tokens"}
-    prev_side = {}
-    for side in ("train", "validation"):
-        for p in (previous or {}).get(side, []):
-            prev_side[p] = side
     long_enough = [p for p in pieces if lengths is None or lengths.get(p, 0) >= min_tokens]
     eligible = set(long_enough if len(long_enough) >= 2 else pieces)
     scores = {p: int(stable_id([seed, p], 12), 16) / 16 ** 12 for p in pieces}
-    val = {p for p in pieces if prev_side.get(p) == "validation"
-           or (p not in prev_side and p in eligible and scores[p] < val_fraction)}
+    val = {p for p in pieces if p in eligible and scores[p] < val_fraction}
     if not val & eligible:
         val.add(min(eligible, key=scores.get))
     if len(val) == len(pieces):

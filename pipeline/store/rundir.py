@@ -16,7 +16,7 @@ Layout::
     primers.json    openings of the held-out pieces (generation), copied from the dataset
     curves.png      loss and accuracy per epoch
     samples/        folders written by ``generate`` (:mod:`pipeline.store.samples`)
-    eval/<dataset>.json  scores on another dataset, written by ``evaluate`` (:func:`write_eval`)
+    eval/<dataset>-<hash>.json  scores on another dataset, written by ``evaluate`` (:func:`write_eval`, :func:`eval_name`)
 
 The best epoch (``best.pt``, early stopping) is the one with the lowest
 :func:`selection_metric`: the full-context loss for truncated-BPTT runs, the
@@ -27,6 +27,7 @@ checkpoint functions do. Paths stored in the folder (the dataset) are absolute.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -38,7 +39,7 @@ from pipeline.codecs import CODECS, get_codec
 from pipeline.core.choices import CELL_NAMES, EXECUTION_ONLY, MODES, OPTIMIZER_NAMES, STACKS, STUDY_WINDOW, TASKS  # noqa: F401
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, RunError
-from pipeline.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_id
+from pipeline.core.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, claim, stable_id
 
 CONFIG, METRICS, STATUS, TIMING, PRIMERS = "config.json", "metrics.csv", "status.json", "timing.json", "primers.json"
 EVAL = "eval"
@@ -247,6 +248,17 @@ def read_metrics(run_dir: str | Path):
         raise RunError(f"{path} is damaged ({type(exc).__name__})") from None
 
 
+def eval_name(dataset: str | Path, side: str = "all") -> str:
+    """The name of a run's scores on a dataset: ``<dataset name>-<hash>[-<side>]``.
+
+    The hash (sha256 of the dataset's resolved path, 8 hex digits) keeps two datasets of one
+    folder name (``a/nocturnes``, ``b/nocturnes``) from writing the same file.
+    """
+    resolved = Path(dataset).resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    return f"{resolved.name}-{digest}" + ("" if side == "all" else f"-{side}")
+
+
 def eval_path(run_dir: str | Path, dataset_name: str) -> Path:
     """Where ``evaluate`` keeps a run's scores on one dataset: ``<run>/eval/<dataset name>.json``."""
     if not dataset_name or Path(dataset_name).name != dataset_name:
@@ -258,6 +270,7 @@ def write_eval(run_dir: str | Path, dataset_name: str, result: dict) -> Path:
     """Write (atomically, replacing an earlier one) a run's scores on one dataset; returns the path."""
     if not is_run(run_dir):
         raise RunError(f"{run_dir} is not a run folder (no {CONFIG})")
+    claim(Path(run_dir) / EVAL, "eval")
     return atomic_write_json(eval_path(run_dir, dataset_name), result)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import RunError
-from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.fsutil import atomic_write_json, claim
 
 SAMPLES = "samples.json"
 
@@ -51,7 +51,7 @@ def is_samples_folder(folder: str | Path) -> bool:
 
 
 def write_samples(s: Samples) -> Path:
-    s.folder.mkdir(parents=True, exist_ok=True)
+    claim(s.folder, "samples")
     run = os.path.relpath(Path(s.run).resolve(), s.folder.resolve())
     return atomic_write_json(s.folder / SAMPLES, {
         "run": run, "encoding": s.encoding, "task": s.task, "config": s.config, "primer": s.primer,
