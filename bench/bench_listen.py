@@ -79,7 +79,7 @@ def main() -> None:
                                  text=True)
             times[line] = time.perf_counter() - t0
             tail = [x for x in (out.stdout + out.stderr).splitlines() if x.strip()]
-            print("  " + "\n  ".join(tail[:1] + tail[-2:]), flush=True)
+            print("  " + "\n  ".join(tail[:1] + tail[1:][-2:]), flush=True)
             if out.returncode:
                 sys.exit(f"failed ({out.returncode}): python cli.py {line}")
     # the training pieces, from the dataset the run read (its split), for the copy measure
