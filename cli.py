@@ -141,14 +141,15 @@ def extract(paths, name, out, corpus_names, limit, onset_tolerance, val_fraction
       python cli.py extract --corpus oneills1850 --name oneills
       python cli.py extract ../shared/data/polyphonic/jsb-chorales.mat --name jsb
     """
-    from pipeline.stages.extract import ExtractConfig, extract_command
+    from pipeline.commands import extract as extract_command
+    from pipeline.stages.extract import ExtractConfig
 
     config = ExtractConfig(name=name or "", out=str(out), onset_tolerance=onset_tolerance,
                            val_fraction=val_fraction, split_seed=split_seed, workers=workers,
                            abc_header=abc_header, frame_seconds=frame_seconds)
     with known_errors("interrupted; nothing was written (an earlier dataset of that name is unchanged)"), \
             Progress() as bar:
-        s = extract_command(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,
+        s = extract_command.run(list(paths), config, corpus=corpus_names, limit=limit, on_total=bar.start,
                             progress=bar.update, log=echo_err)
     tokens = ", ".join(f"{k} {v:,}" for k, v in s["tokens"].items())
     click.echo(f"extracted {s['files_ok']} files ({s['files_skipped']} skipped, {s['files_reused']} unchanged), "
@@ -322,19 +323,6 @@ def keys_option(f):
                              "only.")(f)
 
 
-def pick_run(run_dir: Path | None) -> Path:
-    """The run given, or the most recently trained one (said on the first line)."""
-    from pipeline.store.rundir import latest_run
-
-    if run_dir is not None:
-        return run_dir
-    latest = latest_run("runs")
-    if latest is None:
-        raise click.ClickException("no trained run under runs/; run `train` first (e.g. cli.py train --cell gru)")
-    click.echo(f"using the latest run, {latest}")
-    return latest
-
-
 def floats(value: str, option: str) -> list[float]:
     try:
         return [float(t) for t in csv_list(value)]
@@ -389,13 +377,13 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
 
     temps = floats(temperature, "--temperature")
     with known_errors("interrupted; the temperatures reported above are written, the one being sampled is not"):
-        run_dir = pick_run(run_dir)
         base = GenerateConfig(count=count, length=length, seed=seed, primer=primer or "", primer_length=primer_length,
                               primer_piece=primer_piece, checkpoint=checkpoint, keys=keys)
         with Progress(unit="tune") as bar:
             res = generate_command.run(run_dir, base, temps, primer_text=primer_tokens, render_midi=do_render,
                                    engrave=engrave, engrave_count=engrave_count, device=device,
                                    max_length=max_length, progress=bar.update, on_total=bar.start, notice=echo_err,
+                                   on_start=click.echo,
                                    on_temperature=lambda r: click.echo(_temperature_line(r, count, do_render)))
     if res.validity_summary is not None:
         from pipeline.measures.abc_eval import validity_markdown
@@ -446,14 +434,14 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
       python cli.py evaluate --run runs/nocturnes-gru-2x128-pitch --data processed/unseen
       python cli.py evaluate --run runs/oneills-lstm-2x256-chars --data processed/oneills --side validation
     """
-    from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run
+    from pipeline.commands import evaluate as evaluate_command
+    from pipeline.stages.evaluate import EvalConfig, eval_markdown
 
     with known_errors():
-        run_dir = pick_run(run_dir)
         with Progress(unit="target", log_every=60) as bar:
-            res = evaluate_run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
+            res = evaluate_command.run(run_dir, EvalConfig(dataset=str(dataset), side=side, checkpoint=checkpoint,
                                                    window=window, keys=keys),
-                               device=device, on_total=bar.start, progress=bar.update)
+                                       device=device, on_start=click.echo, on_total=bar.start, progress=bar.update)
     click.echo(eval_markdown(res), nl=False)
     gain = (f"; {100 * res['gain']:+.1f}% against the best n-gram ({res['best_baseline']})"
             if res["gain"] is not None else "")
@@ -486,16 +474,13 @@ def render(folders, run_dir, audio, piano_roll, fixed_beats, no_primer, device):
       python cli.py render ../shared/data/chopin-nocturnes/op09-no2-e-flat-major.mid --audio flac
     """
     from pipeline.commands import render as render_command
-    from pipeline.stages.render import RenderConfig, render_paths
+    from pipeline.stages.render import RenderConfig
 
     config = RenderConfig(audio=audio, piano_roll=piano_roll, fixed_beats=fixed_beats, include_primer=not no_primer)
     with known_errors("interrupted; the files rendered so far are kept"), Progress(unit="file") as bar:
         bar.start(0, "render")
-        if folders:
-            res = render_paths(folders, config, progress=bar.update, notice=echo_err)
-        else:
-            res = render_command.run(run_dir, config, device=device, on_start=click.echo, progress=bar.update,
-                                 notice=echo_err)
+        res = render_command.run(list(folders), run_dir, config, device=device, on_start=click.echo,
+                                 progress=bar.update, notice=echo_err)
     skipped = f" ({len(res.skipped)} skipped)" if res.skipped else ""
     click.echo(f"rendered {res.rendered} sequences{skipped} (MIDI{', ' + audio if audio != 'none' else ''}"
                f"{', piano rolls' if piano_roll else ''}) -> {', '.join(res.folders)}")
@@ -536,7 +521,8 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
       python cli.py heatmap --run runs/nocturnes-gru-4x128 --sample runs/nocturnes-gru-4x128/samples/t1-s0 --index 2
       python cli.py heatmap --run runs/oneills-lstm-2x128 --text "M:6/8\\nL:1/8\\nK:G\\n|:GAB c2d:|" --units 3,17
     """
-    from pipeline.stages.heatmap import HeatmapConfig, heatmap as run_heatmap
+    from pipeline.commands import heatmap as heatmap_command
+    from pipeline.stages.heatmap import HeatmapConfig
 
     try:
         unit_list = tuple(int(u) for u in csv_list(units))
@@ -546,7 +532,7 @@ def heatmap(run_dir, sample, index, file_, text, length, seed, temperature, laye
                            seed=seed, temperature=temperature, layer=layer, state=state, units=unit_list, top=top,
                            columns=columns, checkpoint=checkpoint)
     with known_errors("interrupted; nothing was drawn"), Progress(0, "heatmap") as bar:
-        res = run_heatmap(pick_run(run_dir), config, out, progress=bar.update, device=device)
+        res = heatmap_command.run(run_dir, config, out, progress=bar.update, device=device, on_start=click.echo)
     best = res["best"]
     strongest = f"; strongest: unit {best[1]} ~ {best[0]} (r={best[2]:+.2f})" if best else ""
     absent = f"; not in this sequence: {', '.join(res['absent'])}" if res["absent"] and not units else ""
@@ -581,7 +567,8 @@ def grid(name, runs, workers, executor, address, **raw):
       python cli.py grid --data processed/nocturnes --cell gru --dropout 0,0.2 --lr 0.001,0.002 --name tune
       python cli.py grid --data processed/nocturnes --cell lstm,gru --executor ray --address auto --name big
     """
-    from pipeline.stages.grid import GridConfig, grid_command
+    from pipeline.commands import grid as grid_command
+    from pipeline.stages.grid import GridConfig
 
     values = parse_train_values(raw)
     given = {k for k in values if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
@@ -592,7 +579,7 @@ def grid(name, runs, workers, executor, address, **raw):
             bar.bar.set_postfix_str(f"{rid} {result['status']}")
             if result["status"] == "failed":
                 bar.bar.write(f"failed: {rid}: {(result['error'].splitlines() or [''])[0]}", file=sys.stderr)
-        res = grid_command(values, GridConfig(name=name or "", runs=str(runs), workers=workers, executor=executor,
+        res = grid_command.run(values, GridConfig(name=name or "", runs=str(runs), workers=workers, executor=executor,
                                               address=address), given=given, on_start=click.echo, on_total=bar.start,
                            notice=echo_err, progress=progress)
     _echo_summary(res["table"])
@@ -624,10 +611,10 @@ def report(folder):
     Example:
       python cli.py report runs/study
     """
-    from pipeline.stages.report import write_report
+    from pipeline.commands import report as report_command
 
     with known_errors():
-        res = write_report(folder)
+        res = report_command.run(folder)
     _echo_summary(res["table"])
     counts = res["table"]["status"].value_counts().to_dict()
     states = ", ".join(f"{counts[s]} {s}" for s in ("finished", "incomplete", "failed") if s in counts)
@@ -676,14 +663,15 @@ def compare_cmd(runs, temperature, count, length, seed, primer_piece, primer_len
       python cli.py compare runs/noct-rnn runs/noct-lstm runs/noct-gru --temperature 0.8,1.0 --count 3
       python cli.py compare runs/study --blind --out runs/listening-test
     """
-    from pipeline.stages.compare import CompareConfig, compare_command
+    from pipeline.commands import compare as compare_command
+    from pipeline.stages.compare import CompareConfig
 
     config = CompareConfig(temperatures=tuple(floats(temperature, "--temperature")), count=count, length=length,
                            seed=seed, primer_piece=primer_piece, primer_length=primer_length, blind=blind,
                            checkpoint=checkpoint, ngram=ngram, ngram_order=ngram_order)
     with known_errors("interrupted; no page was written (an earlier page in that folder is unchanged)"), \
             Progress(unit="sample") as bar:
-        res = compare_command(list(runs), config, out, on_start=click.echo, on_total=bar.start,
+        res = compare_command.run(list(runs), config, out, on_start=click.echo, on_total=bar.start,
                               progress=bar.update, notice=echo_err, device=device)
     key = f"; key: {res['key']}" if res["key"] else ""
     n_cols = sum(c["cell"] != "real" for c in res["columns"])  # a blind page's real continuation has a letter too
@@ -713,10 +701,11 @@ def tally(page, answers, resamples, confidence, seed):
       python cli.py compare runs/study --blind --out runs/listening-test
       python cli.py tally runs/listening-test ~/Downloads/answers-*.json
     """
-    from pipeline.stages.tally import TallyConfig, summary_text, tally as tally_answers
+    from pipeline.commands import tally as tally_command
+    from pipeline.stages.tally import TallyConfig, summary_text
 
     with known_errors("interrupted; nothing was written (an earlier tally is unchanged)"):
-        res = tally_answers(page, list(answers), TallyConfig(confidence=confidence, resamples=resamples, seed=seed),
+        res = tally_command.run(page, list(answers), TallyConfig(confidence=confidence, resamples=resamples, seed=seed),
                             notice=echo_err)
     click.echo(summary_text(res), nl=False)
     n = len(res.listeners)

@@ -43,7 +43,7 @@ from shared import NOCTURNES, ROOT, require
 
 import torch
 
-from pipeline.stages.evaluate import EvalConfig, evaluate_run
+from pipeline.stages.evaluate import EvalConfig, evaluate
 from pipeline.stages.extract import ExtractConfig, extract
 from pipeline.store.rundir import TrainConfig, read_run_config, with_encoding_defaults
 from pipeline.stages.train import train
@@ -127,7 +127,7 @@ def bench_nocturnes(args, work: Path) -> dict:
             test_ds = _extract([test], work / "processed", f"loo-{test.stem}-test")
             run = work / "runs" / variant / f"loo-{test.stem}"
             summary = _train(note_config(train_ds, args.threads, **budget(args), **VARIANTS[variant]), run)
-            ev = evaluate_run(run, EvalConfig(dataset=str(test_ds)), device="cpu")
+            ev = evaluate(run, EvalConfig(dataset=str(test_ds)), device="cpu")
             split = json.loads((train_ds / "split.json").read_text())
             folds.append({"test": test.stem, "validation": split["validation"], "train": summary, "eval": ev})
             log(f"{variant} {test.stem}: net {ev['loss']:.3f} full {ev['full_context_loss']:.3f} "
@@ -202,9 +202,9 @@ def bench_others(args, work: Path) -> dict:
     rows = {}
     for stem, title in midi.items():
         ds = _extract([folder / f"{stem}.mid"], work / "processed", f"piano-{stem}")
-        rows[stem] = {"title": title, "eval": evaluate_run(run, EvalConfig(dataset=str(ds)), device="cpu")}
+        rows[stem] = {"title": title, "eval": evaluate(run, EvalConfig(dataset=str(ds)), device="cpu")}
     every = _extract([folder], work / "processed", f"{folder.name}-all")
-    all_ev = evaluate_run(run, EvalConfig(dataset=str(every)), device="cpu")
+    all_ev = evaluate(run, EvalConfig(dataset=str(every)), device="cpu")
     split = json.loads((noct / "split.json").read_text())
     print(f"\n### other composers' piano music — GRU 2x128, pitch, shipped defaults, trained on the nocturnes "
           f"({len(split['train'])} train, {', '.join(split['validation'])} for early stopping; "
@@ -251,7 +251,7 @@ def bench_abc(args, work: Path) -> dict:
     summary_v = summarise_validity(tables)
     abc2midi = int((table["midi"] != "").sum())
     playable = int((table["parses"] & (table["midi"] != "")).sum())  # the issue's test: both readers agree
-    ev = evaluate_run(run, EvalConfig(dataset=str(dataset), side="validation"), device="cpu")
+    ev = evaluate(run, EvalConfig(dataset=str(dataset), side="validation"), device="cpu")
     cfg = read_run_config(run)
     print(f"\n### ABC, O'Neill's 1850: the default chars model, --max-minutes {args.minutes:g}\n")
     opts = {k: cfg[k] for k in ("mode", "cell", "layers", "hidden", "embed", "dropout", "lr", "lr_decay", "batch",
@@ -287,13 +287,14 @@ def _abc_dataset(work: Path) -> Path:
 # --------------------------------------------------------------------------- grid
 
 def bench_grid(args, work: Path) -> dict:
-    from pipeline.stages.grid import GridConfig, grid_command
+    from pipeline.commands import grid as grid_command
+    from pipeline.stages.grid import GridConfig
 
     noct = _extract([require(NOCTURNES)], work / "processed", "nocturnes")
     values = {"dataset": [str(noct)], "cell": ["rnn", "lstm", "gru"], "layers": [1, 2, 3, 4], "hidden": [64, 128],
               "encoding": [args.grid_encoding], "threads": [1], **{k: [v] for k, v in budget(args).items()}}
     t = time.perf_counter()
-    res = grid_command(values, GridConfig(name=f"grid-{args.grid_encoding}", runs=str(work / "runs"),
+    res = grid_command.run(values, GridConfig(name=f"grid-{args.grid_encoding}", runs=str(work / "runs"),
                                           workers=args.workers), progress=lambda rid, r: log(f"grid: {rid} {r['status']}"))
     wall = time.perf_counter() - t
     df = res["table"]

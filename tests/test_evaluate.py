@@ -14,7 +14,7 @@ from cli import main
 from conftest import tiny_train_config, write_pm
 from pipeline.codecs import Vocabulary
 from pipeline.core.errors import DatasetError
-from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate_run, known_segments
+from pipeline.stages.evaluate import EvalConfig, eval_markdown, evaluate, known_segments
 from pipeline.stages.extract import ExtractConfig, extract
 from pipeline.store.rundir import eval_name, read_eval, read_evals
 from pipeline.stages.train import train
@@ -52,7 +52,7 @@ def test_known_segments_cut_at_unknown_tokens():
 
 def test_evaluate_counts_unknown_tokens_and_scores_every_row_on_the_same_targets(names_run, unseen_dataset):
     window = 5
-    res = evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=window), device="cpu")
+    res = evaluate(names_run, EvalConfig(dataset=str(unseen_dataset), window=window), device="cpu")
     assert res["unknown_tokens"] == len(UNKNOWN_AT) and res["unknown_examples"] == ["E7"]
     # the piece is cut at each unknown onset: stretches of 10, 9, 24 and 14 known tokens
     assert res["targets"] == sum(n - window for n in (10, 9, 24, 14))
@@ -76,7 +76,7 @@ def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset
     run = tmp_path / "t"
     cfg = tiny_train_config(tiny_dataset, encoding="pitch", transpose=2, epochs=1, hidden=8)
     train(cfg, run)
-    res = evaluate_run(run, EvalConfig(dataset=str(tiny_dataset), window=6, orders=(2,)), device="cpu")
+    res = evaluate(run, EvalConfig(dataset=str(tiny_dataset), window=6, orders=(2,)), device="cpu")
     ds = augment_transpositions(load_dataset(tiny_dataset, "pitch"), 2)
     whole = load_dataset(tiny_dataset, "pitch")
     x, y = make_windows([ds.vocab.encode(s) for s in whole.sequences.values()], 6, 1).arrays()
@@ -87,7 +87,7 @@ def test_baselines_are_fitted_on_the_runs_augmented_training_pieces(tiny_dataset
 
 def test_evaluate_refuses_what_it_cannot_score(names_run, unseen_dataset, tiny_dataset):
     with pytest.raises(DatasetError, match="no piece has"):
-        evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=40), device="cpu")
+        evaluate(names_run, EvalConfig(dataset=str(unseen_dataset), window=40), device="cpu")
     with pytest.raises(DatasetError, match="chars"):
         run = names_run.parent / "chars-run"
         shutil.copytree(names_run, run)
@@ -96,10 +96,10 @@ def test_evaluate_refuses_what_it_cannot_score(names_run, unseen_dataset, tiny_d
         ckpt = torch.load(ckpt_path, weights_only=True)
         ckpt["encoding"] = "chars"
         torch.save(ckpt, ckpt_path)
-        evaluate_run(run, EvalConfig(dataset=str(unseen_dataset)), device="cpu")
+        evaluate(run, EvalConfig(dataset=str(unseen_dataset)), device="cpu")
     shutil.rmtree(tiny_dataset)  # the baselines need the run's own training data
     with pytest.raises(DatasetError):
-        evaluate_run(names_run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
+        evaluate(names_run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
 
 
 def test_evaluate_through_the_cli(tmp_path, tiny_midi_dir, monkeypatch):
@@ -128,7 +128,7 @@ def test_evaluate_through_the_cli(tmp_path, tiny_midi_dir, monkeypatch):
 
 
 def test_evaluate_one_side_of_the_split(names_run, tiny_dataset):
-    res = evaluate_run(names_run, EvalConfig(dataset=str(tiny_dataset), side="validation", window=8), device="cpu")
+    res = evaluate(names_run, EvalConfig(dataset=str(tiny_dataset), side="validation", window=8), device="cpu")
     split = json.loads((tiny_dataset / "split.json").read_text())
     assert res["pieces"] == len(split["validation"]) and res["unknown_tokens"] == 0
     assert res["file"].endswith(f"eval/{eval_name(tiny_dataset)}-validation.json") and "/tiny-" in res["file"]
@@ -144,8 +144,8 @@ def test_a_names_run_trained_in_several_keys_is_scored_averaged_over_them_on_the
                                                                                                unseen_dataset, tmp_path):
     run = tmp_path / "runs" / "keys"
     train(tiny_train_config(tiny_dataset, epochs=1, hidden=8, transpose=2), run)
-    res = evaluate_run(run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
-    one = evaluate_run(run, EvalConfig(dataset=str(unseen_dataset), window=5, keys="one"), device="cpu")
+    res = evaluate(run, EvalConfig(dataset=str(unseen_dataset), window=5), device="cpu")
+    one = evaluate(run, EvalConfig(dataset=str(unseen_dataset), window=5, keys="one"), device="cpu")
     assert res["keys"] == 5 and one["keys"] == 1
     # unknown tokens cut the piece alike for every row, averaged or not
     assert res["targets"] == one["targets"] == sum(n - 5 for n in (10, 9, 24, 14))

@@ -11,7 +11,7 @@ from conftest import tiny_run, tiny_train_config
 from pipeline.codecs import get_codec
 from pipeline.codecs.frames import FRAME_END, tokens_to_rolls
 from pipeline.codecs.onsets import TimingModel
-from pipeline.stages.evaluate import EvalConfig, evaluate_run
+from pipeline.stages.evaluate import EvalConfig, evaluate
 from pipeline.stages.extract import ExtractConfig, extract
 from pipeline.stages.train import train
 from pipeline.store.dataset import load_dataset
@@ -49,7 +49,7 @@ def test_a_roll_file_keeps_its_own_split_and_evaluate_scores_nats_per_frame(tmp_
     assert tokens_to_rolls(ds.sequences[test_piece][1:]) == want
     config = tiny_train_config(tmp_path / "processed" / "rolls", encoding="frames", epochs=1, window=10)
     train(config, tmp_path / "runs" / "f")
-    res = evaluate_run(tmp_path / "runs" / "f", EvalConfig(dataset=str(tmp_path / "processed" / "rolls"), side="test",
+    res = evaluate(tmp_path / "runs" / "f", EvalConfig(dataset=str(tmp_path / "processed" / "rolls"), side="test",
                                                           window=5))
     assert res["frames"] == sum(len(tokens_to_rolls(ds.sequences[p][1:])) for p in ds.split["test"])
     assert res["unknown_tokens"] == 0
@@ -63,7 +63,7 @@ def test_a_file_with_only_a_test_split_extracts_and_is_scored_whole(tmp_path):
     run = tiny_run(tmp_path / "a", encoding="frames", window=10)
     src = roll_file(tmp_path / "only-test.json", {"test": 2})
     extract([src], ExtractConfig(name="held", out=str(tmp_path / "processed"), workers=1))
-    res = evaluate_run(run, EvalConfig(dataset=str(tmp_path / "processed" / "held"), window=5))
+    res = evaluate(run, EvalConfig(dataset=str(tmp_path / "processed" / "held"), window=5))
     assert res["pieces"] == 2 and 70 < res["frames"] <= 80
 
 

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_train_config
 from pipeline.models.augment import as_predicting, training_pieces, vocab_key_map
 from pipeline.store.dataset import load_dataset
-from pipeline.stages.evaluate import EvalConfig, evaluate_run
+from pipeline.stages.evaluate import EvalConfig, evaluate
 from pipeline.stages.generate import GenerateConfig, generate, sample_refeed
 from pipeline.models.network import KeyAveraged, ModelConfig, SequenceModel
 from pipeline.store.rundir import load_checkpoint
@@ -94,8 +94,8 @@ def test_evaluate_and_generate_average_over_the_keys_a_run_trained_in(tiny_datas
     model = model_from_checkpoint(ckpt)
     assert isinstance(as_predicting(model, ckpt), KeyAveraged) and as_predicting(model, ckpt).keys == 5
     assert as_predicting(model, ckpt, "one") is model
-    res = evaluate_run(run, EvalConfig(dataset=str(tiny_dataset), window=6), device="cpu")
-    one = evaluate_run(run, EvalConfig(dataset=str(tiny_dataset), window=6, keys="one"), device="cpu")
+    res = evaluate(run, EvalConfig(dataset=str(tiny_dataset), window=6), device="cpu")
+    one = evaluate(run, EvalConfig(dataset=str(tiny_dataset), window=6, keys="one"), device="cpu")
     assert res["keys"] == 5 and one["keys"] == 1 and "one_key" not in one
     assert res["one_key"]["loss"] == pytest.approx(one["loss"]) and res["loss"] != pytest.approx(one["loss"])
     assert res["one_key"]["full_context_loss"] == pytest.approx(one["full_context_loss"])
@@ -106,4 +106,4 @@ def test_evaluate_and_generate_average_over_the_keys_a_run_trained_in(tiny_datas
     # a run trained in one key has nothing to average
     flat = tmp_path / "t0"
     train(tiny_train_config(tiny_dataset, encoding="pitch", transpose=0, epochs=1, hidden=8), flat)
-    assert evaluate_run(flat, EvalConfig(dataset=str(tiny_dataset), window=6), device="cpu")["keys"] == 1
+    assert evaluate(flat, EvalConfig(dataset=str(tiny_dataset), window=6), device="cpu")["keys"] == 1

@@ -12,7 +12,7 @@ from pipeline.models.network import resolve_device
 from pipeline.stages.generate import MAX_LENGTH, GenerateConfig, generate
 from pipeline.stages.render import RenderConfig, render_samples
 from pipeline.store.dataset import read_manifest
-from pipeline.store.rundir import load_checkpoint, read_run_config
+from pipeline.store.rundir import load_checkpoint, read_run_config, resolve_run
 
 
 from pipeline.models.network import model_from_checkpoint
@@ -43,12 +43,13 @@ class GenerateResult:
     summary_files: list[str] = field(default_factory=list)
 
 
-def run(run_dir: str | Path, base: GenerateConfig, temperatures: Sequence[float], *,
+def run(run_dir: str | Path | None, base: GenerateConfig, temperatures: Sequence[float], *,
         primer_text: str = "", render_midi: bool = True, engrave: bool = True,
         engrave_count: int | None = None, device: str = "auto", max_length: int = MAX_LENGTH,
         progress: Callable[[int], None] | None = None,
         on_total: Callable[[int, str, str], None] = lambda n, desc, unit: None,
         notice: Callable[[str], None] = lambda s: None,
+        on_start: Callable[[str], None] = lambda s: None,
         on_temperature: Callable[[TemperatureResult], None] = lambda r: None) -> GenerateResult:
     """Draw ``base.count`` samples at each temperature, then render or check them.
 
@@ -60,7 +61,9 @@ def run(run_dir: str | Path, base: GenerateConfig, temperatures: Sequence[float]
     MIDI and SVG sheet music for the playable tunes, ``validity.csv`` per temperature
     and ``samples/validity_summary.csv``/``.md`` across temperatures.
     """
-    run_dir = Path(run_dir)
+    run_dir, picked = resolve_run(run_dir)
+    if picked:
+        on_start(f"using the latest run, {run_dir}")
     resolve_device(device)  # an absent --device is one line now, not after loading the run
     config = read_run_config(run_dir)
     codec = get_codec(config.get("encoding", "names"))

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from pipeline.core.errors import RunError
 from pipeline.stages.generate import GenerateConfig, generate
 from pipeline.stages.render import RenderConfig, RenderPathsResult, render_paths
-from pipeline.store.rundir import latest_run
+from pipeline.store.rundir import resolve_run
 from pipeline.store.samples import latest_samples
 
 
-def run(run_dir: Path | None, config: RenderConfig, *, runs_root: str | Path = "runs",
-                   device: str = "auto", on_start: Callable[[str], None] = lambda s: None,
-                   progress: Callable[[int], None] | None = None,
-                   notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
-    """``cli.py render`` with no paths: the latest samples of a run (by default the latest run),
-    drawing them first with the generate defaults when the run has none."""
-    picked = run_dir is None
-    run_dir = run_dir or latest_run(runs_root)
-    if run_dir is None:
-        raise RunError(f"no trained run under {runs_root}/; run `train` first (e.g. cli.py train --cell gru)")
-    folders = latest_samples(Path(run_dir))
+def run(paths: Sequence[str | Path], run_dir: str | Path | None, config: RenderConfig, *,
+        runs_root: str | Path = "runs", device: str = "auto", on_start: Callable[[str], None] = lambda s: None,
+        progress: Callable[[int], None] | None = None,
+        notice: Callable[[str], None] = lambda s: None) -> RenderPathsResult:
+    """Render ``paths`` (samples folders, MIDI files or folders of them); with none, the latest samples of
+    ``run_dir`` (by default the latest run), drawing them first with the generate defaults when it has none."""
+    if paths:
+        return render_paths(paths, config, progress=progress, notice=notice)
+    run_dir, picked = resolve_run(run_dir, runs_root)
+    folders = latest_samples(run_dir)
     if folders:
         on_start(f"rendering {folders[0]} (the latest samples of {'the latest run, ' if picked else ''}{run_dir})")
     else:

@@ -124,7 +124,7 @@ def fit_baselines(train_arrays: Iterable[np.ndarray], vocab_size: int, orders: S
 SIDES = ("all", "train", "validation", "test")
 
 
-def evaluate_run(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
+def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
                  on_total: Callable[[int, str], None] = lambda n, desc: None,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Score a run on every piece of ``config.dataset`` and write ``<run>/eval/<dataset name>-<hash>.json``.

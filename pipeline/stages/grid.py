@@ -516,28 +516,3 @@ def _run_grid(configs: Sequence[TrainConfig], grid: GridConfig, skipped: Sequenc
     for rid, result in results.items():
         counts["failed" if result["status"] == "failed" else names[result["action"]]] += 1
     return {"folder": str(folder), "runs": results, "counts": counts, **report}
-
-
-def grid_command(values: Mapping[str, Sequence], grid: GridConfig, *, given: set[str] | None = None,
-                 on_start: Callable[[str], None] = lambda s: None,
-                 on_total: Callable[[int, str], None] = lambda n, desc: None,
-                 notice: Callable[[str], None] = lambda s: None,
-                 progress: Callable[[str, dict], None] | None = None) -> dict:
-    """What ``cli.py grid`` does: pick the dataset (default: the latest), expand the options, run the grid."""
-    from pipeline.store.dataset import resolve_dataset
-
-    values = dict(values)
-    dataset, picked = resolve_dataset(values["dataset"][0] if values.get("dataset") else None)
-    values["dataset"] = [dataset]
-    grid = replace(grid, name=grid.name or f"{Path(dataset).name}-grid")
-    configs, skipped = expand_grid(values, given)
-    if grid.executor == "local":
-        local_gpus(configs)  # an absent --device is the one line, before the grid is announced
-    reasons: dict[str, int] = {}
-    for s in skipped:
-        reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-    for reason, n in reasons.items():
-        notice(f"skipped {n} invalid combination{'s' if n > 1 else ''}: {reason}")
-    on_start(f"grid {grid.name}: {len(configs)} runs on {'the latest dataset, ' if picked else ''}{dataset}")
-    on_total(len(configs), f"grid {grid.name}")
-    return run_grid(configs, grid, skipped=skipped, progress=progress)

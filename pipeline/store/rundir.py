@@ -396,3 +396,13 @@ def latest_run(root: str | Path = "runs") -> Path | None:
         return None
     found = [p.parent for p in root.rglob("last.pt") if is_run(p.parent)]
     return max(found, key=lambda p: (p / "last.pt").stat().st_mtime_ns) if found else None
+
+
+def resolve_run(run_dir: str | Path | None, root: str | Path = "runs") -> tuple[Path, bool]:
+    """The run given, or the most recently trained one under ``root`` (and whether it was picked)."""
+    if run_dir is not None:
+        return Path(run_dir), False
+    latest = latest_run(root)
+    if latest is None:
+        raise RunError(f"no trained run under {root}/; run `train` first (e.g. cli.py train --cell gru)")
+    return latest, True
