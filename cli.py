@@ -412,8 +412,9 @@ def _temperature_line(r, count: int, midi: bool) -> str:
               help="Score every piece, or one side of the dataset's split (validation: its held-out pieces; "
                    "written to <dataset name>-<hash>-validation.json).")
 @click.option("--checkpoint", default="best", show_default=True, type=click.Choice(["best", "last"]))
-@click.option("--window", default=30, show_default=True,
-              help="The study's measure: the next token after every window of this many tokens (stride 1).")
+@click.option("--window", default=-1, show_default=True,
+              help="The study's measure: the next token after every window of this many tokens (stride 1); "
+                   "0 = the full-context measure only; -1 = the encoding's own (30; frames: 0).")
 @keys_option
 @device_option
 def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):

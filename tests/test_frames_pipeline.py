@@ -111,3 +111,18 @@ def test_init_from_starts_from_another_runs_weights_and_says_so(tmp_path):
                                       "--name", "bad"])
     assert r.exit_code != 0 and "vocabulary" in r.output and "Traceback" not in r.output
     assert isinstance(model_from_checkpoint(load_checkpoint(tuned)), torch.nn.Module)
+
+
+def test_evaluate_defaults_on_frames_score_full_context_only_and_agree_with_nats_per_frame(tmp_path):
+    src = roll_file(tmp_path / "r.json", {"train": 4, "valid": 2})
+    extract([src], ExtractConfig(name="r", out=str(tmp_path / "processed"), workers=1))
+    train(tiny_train_config(tmp_path / "processed" / "r", encoding="frames", epochs=1, window=10, transpose=1),
+          tmp_path / "runs" / "f")
+    res = evaluate(tmp_path / "runs" / "f", EvalConfig(dataset=str(tmp_path / "processed" / "r"), side="validation"))
+    assert res["window"] == 0 and res["loss"] is None and res["keys"] == 3
+    # the same targets (every token after a piece's opening marker), the same key-averaged predictor
+    assert res["full_context_loss"] * res["targets"] == pytest.approx(res["nats_per_frame"] * res["frames"], rel=1e-6)
+    assert res["nats_per_frame_scored"] == "averaged over keys"
+    best = res["best_baseline"]
+    assert res["baselines"][best] * res["targets"] == pytest.approx(
+        res["baseline_nats_per_frame"][best] * res["frames"], rel=1e-6)

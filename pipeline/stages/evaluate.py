@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -44,7 +44,6 @@ from pipeline.models.network import model_from_checkpoint, resolve_device
 from pipeline.models.scoring import score_full_context, score_windows, summarise
 from pipeline.store.dataset import load_dataset
 from pipeline.store.rundir import (
-    STUDY_WINDOW,
     TrainConfig,
     best_row,
     eval_name,
@@ -63,7 +62,8 @@ class EvalConfig(StageConfig):
     dataset: str = ""
     side: str = "all"                 # every piece, or one side of the dataset's split: train, validation, test
     checkpoint: str = "best"
-    window: int = STUDY_WINDOW        # the study's measure: the next token after every window of this many
+    window: int = -1                  # the study's measure after windows of this many tokens; 0 = full context
+                                      # only; -1 = the encoding's own (30; frames: 0)
     orders: tuple[int, ...] = ORDERS  # n-gram baselines
     keys: str = "all"                 # "all": as the run generates, averaged over the keys it trained in; "one"
 
@@ -75,8 +75,8 @@ class EvalConfig(StageConfig):
             raise ConfigError(f"--side must be one of {', '.join(SIDES)}")
         if self.checkpoint not in ("best", "last"):
             raise ConfigError("--checkpoint must be best or last")
-        if self.window < 1:
-            raise ConfigError("--window must be at least 1")
+        if self.window < -1:
+            raise ConfigError("--window must be >= 0 (0 = full context only), or -1 for the encoding's default")
         if self.keys not in KEYS:
             raise ConfigError(f"--keys must be one of {', '.join(KEYS)}, not {self.keys!r}")
         if not self.orders or min(self.orders) < 1:
@@ -159,12 +159,14 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
     ckpt = load_checkpoint(run_dir, config.checkpoint)
     run_config = TrainConfig.from_dict(ckpt.train_config)
     vocab = Vocabulary(ckpt.vocab)
+    if config.window < 0:
+        config = replace(config, window=get_codec(ckpt.encoding).eval_window)
     target = load_dataset(config.dataset, ckpt.encoding)
     chosen = target.sequences if config.side == "all" else target.side_sequences(config.side)
     pieces = [s for s in chosen.values() if s]
     segments, unknown, examples = known_segments(pieces, vocab)
-    windows = make_windows(segments, config.window, 1)
-    n = len(windows)
+    windows = make_windows(segments, config.window, 1) if config.window else None
+    n = len(windows) if windows is not None else int(sum(max(len(a) - 1, 0) for a in segments))
     if n == 0:
         raise DatasetError(f"nothing to score in {config.dataset}: no piece has {config.window + 1} tokens in a row "
                            f"that {run_dir.name} knows ({unknown:,} unknown tokens); lower --window")
@@ -182,20 +184,24 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
     scored = [predictor, model] if keys > 1 else [predictor]  # averaged over keys, then the written key's own rows
     on_total(n * (2 * len(scored) + len(config.orders)), f"evaluate {run_dir.name} on {Path(config.dataset).name}")
     task = ckpt.task
-    on_dev = windows.to(dev)
+    on_dev = windows.to(dev) if windows is not None else None
     with torch.no_grad():
         (net, full), *rest = [_score(m, on_dev, segments, config.window, len(vocab), dev, progress) for m in scored]
     one_key = rest[0] if rest else None
-    contexts, targets = windows.arrays()
-    targets = targets[:, -1]
+    if windows is not None:
+        contexts, targets = windows.arrays()
+        targets = targets[:, -1]
+    else:  # every token after a piece's first, as the full-context measure scores them
+        contexts, targets = padded_contexts(segments, max(config.orders) - 1)
     baselines, baseline_acc = {}, {}
-    for name, m in fit_baselines(train_pieces, len(vocab), config.orders).items():  # one sequence at a time
+    fitted = fit_baselines(train_pieces, len(vocab), config.orders)
+    for name, m in fitted.items():  # one sequence at a time
         res = m.evaluate(contexts, targets)
         baselines[name], baseline_acc[name] = res["loss"], res["acc"]
         if progress:
             progress(n)
     best = min(baselines, key=baselines.get)
-    per_frame = frame_scores(get_codec(ckpt.encoding), predictor, pieces, vocab, train_pieces, config.orders, dev)
+    per_frame = frame_scores(get_codec(ckpt.encoding), predictor, pieces, vocab, fitted, dev)
     rows = ckpt.metrics
     result = {
         "run": str(run_dir.resolve()), "dataset": str(Path(config.dataset).resolve()), "encoding": ckpt.encoding,
@@ -204,15 +210,15 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
         else ckpt.epoch,
         "window": config.window, "pieces": len(pieces), "tokens": int(sum(len(p) for p in pieces)),
         "unknown_tokens": int(unknown), "unknown_examples": examples, "targets": int(n),
-        "loss": net["net_loss"], "acc": net["net_acc"],
+        "loss": _opt(net["net_loss"]), "acc": _opt(net["net_acc"]),
         "full_context_loss": full["full_loss"], "full_context_acc": full["full_acc"],
         **({"mae": net["net_mae"], "full_context_mae": full["full_mae"]} if task == "regress" else {}),
         "loss_unit": "mse" if task == "regress" else "nats",
         "baselines": baselines, "baseline_acc": baseline_acc, "best_baseline": best,
-        "gain": _gain(net["net_loss"], baselines[best], task),
+        "gain": _gain(net["net_loss"] if windows is not None else full["full_loss"], baselines[best], task),
         "full_context_gain": _gain(full["full_loss"], baselines[best], task),
         "keys": keys, **per_frame,
-        **({"one_key": {"loss": one_key[0]["net_loss"], "acc": one_key[0]["net_acc"],
+        **({"one_key": {"loss": _opt(one_key[0]["net_loss"]), "acc": _opt(one_key[0]["net_acc"]),
                         "full_context_loss": one_key[1]["full_loss"], "full_context_acc": one_key[1]["full_acc"],
                         "gain": _gain(one_key[0]["net_loss"], baselines[best], task),
                         "full_context_gain": _gain(one_key[1]["full_loss"], baselines[best], task)}}
@@ -223,15 +229,27 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
     return result
 
 
-def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, train_pieces, orders: Sequence[int],
-                 dev) -> dict:
+def padded_contexts(arrays: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every token after each piece's first as a target, its ``width`` tokens before as context, padded at
+    the piece's start with its first token: contexts int64 (n, width), targets int64 (n,)."""
+    contexts, targets = [], []
+    for a in arrays:
+        padded = np.concatenate([np.full(width, a[0]), a]) if len(a) else a
+        for t in range(1, len(a)):
+            contexts.append(padded[t:t + width])
+            targets.append(a[t])
+    return np.array(contexts, dtype=np.int64).reshape(-1, width), np.array(targets, dtype=np.int64)
+
+
+def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, baselines: dict, dev) -> dict:
     """Nats per frame, the polyphonic benchmarks' measure, for an encoding with frames (else ``{}``).
 
     Every token of every whole piece after its opening marker is scored with the state carried from
     the piece's start (end-of-frame tokens included), summed, and divided by the number of frames
     (:meth:`pipeline.codecs.base.Codec.scored_frames`); ``model`` is what evaluate scores (averaged
-    over keys where the run trained in several: a proper distribution). The n-gram baselines are
-    scored on the same tokens, each context padded at the piece's start with its opening token.
+    over keys where the run trained in several: a proper distribution). The fitted n-gram
+    ``baselines`` are scored on the same tokens, each context padded at the piece's start with its
+    opening token.
 
     Returns
     -------
@@ -242,22 +260,19 @@ def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, train
     if not pieces or frames[0] is None:
         return {}
     arrays = [vocab.encode(p) for p in pieces]
-    tot = score_full_context(model, arrays, 1, dev, rows=max(1, 64 // getattr(model, "keys", 1)))
-    n_frames = int(sum(frames))
-    width = max(orders) - 1
-    contexts, targets = [], []
-    for a in arrays:
-        padded = np.concatenate([np.full(width, a[0]), a])
-        for t in range(1, len(a)):
-            contexts.append(padded[t:t + width])
-            targets.append(a[t])
-    ctx = np.array(contexts, dtype=np.int64).reshape(-1, width)
-    tgt = np.array(targets, dtype=np.int64)
-    baselines = {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) / max(n_frames, 1)
-                 for name, m in fit_baselines(train_pieces, len(vocab), orders).items()}
-    return {"frames": n_frames, "nats_per_frame": float(tot["loss"]) / max(n_frames, 1),
-            "baseline_nats_per_frame": baselines,
-            "nats_per_frame_scored": "averaged over keys" if getattr(model, "keys", 1) > 1 else "written key"}
+    keys = getattr(model, "keys", 1)
+    tot = score_full_context(model, arrays, 1, dev, rows=max(1, 64 // keys))
+    n_frames = max(int(sum(frames)), 1)
+    width = max(m.order for m in baselines.values()) - 1
+    ctx, tgt = padded_contexts(arrays, max(width, 1))
+    return {"frames": int(sum(frames)), "nats_per_frame": float(tot["loss"]) / n_frames,
+            "baseline_nats_per_frame": {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) / n_frames
+                                        for name, m in baselines.items()},
+            "nats_per_frame_scored": "averaged over keys" if keys > 1 else "written key"}
+
+
+def _opt(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: int, dev,
@@ -271,8 +286,9 @@ def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: 
     rows = max(1, 64 // keys)
     chunk = int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))
     net = summarise(score_windows(model, windows, batch=max(1, 512 // keys), progress=progress), "net",
-                    model.config.task)
-    full = summarise(score_full_context(model, segments, window, dev, rows=rows, chunk=chunk, progress=progress),
+                    model.config.task) if windows is not None else {"net_loss": math.nan, "net_acc": math.nan}
+    full = summarise(score_full_context(model, segments, max(window, 1), dev, rows=rows, chunk=chunk,
+                                        progress=progress),
                      "full", model.config.task)
     return net, full
 
