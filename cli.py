@@ -446,8 +446,10 @@ def evaluate(run_dir, dataset, side, checkpoint, window, keys, device):
     click.echo(eval_markdown(res), nl=False)
     gain = (f"; {100 * res['gain']:+.1f}% against the best n-gram ({res['best_baseline']})"
             if res["gain"] is not None else "")
+    frames = (f"; {res['nats_per_frame']:.3f} nats per frame over {res['frames']:,} frames"
+              if "nats_per_frame" in res else "")
     click.echo(f"scored {res['targets']:,} targets in {res['pieces']} pieces ({res['unknown_tokens']:,} unknown tokens "
-               f"left out){gain} -> {res['file']}")
+               f"left out){gain}{frames} -> {res['file']}")
 
 
 # ------------------------------------------------------------------ render

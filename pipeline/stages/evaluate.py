@@ -301,19 +301,29 @@ def _gain(loss: float, baseline: float, task: str) -> float | None:
 
 
 def eval_markdown(result: dict) -> str:
-    """The result as a Markdown table: one row per model, every row on the same targets."""
+    """The result as a Markdown table: one row per model, every row on the same targets (and, for an
+    encoding with frames, its nats per frame)."""
     unit = "MSE" if result["loss_unit"] == "mse" else "loss (nats)"
-    lines = [f"| model | {unit} | acc |", "|---|---|---|",
-             f"| network, {result['window']}-token windows | {result['loss']:.4f} | {result['acc']:.3f} |",
-             f"| network, full context | {result['full_context_loss']:.4f} | {result['full_context_acc']:.3f} |"]
-    if result.get("keys", 1) > 1:
-        lines[2:4] = [line.replace("| network,", f"| network (averaged over {result['keys']} keys),") for line in lines[2:4]]
+    per_frame = "nats_per_frame" in result
+    bpf = result.get("baseline_nats_per_frame", {})
+    head = f"| model | {unit} | acc |" + (" nats/frame |" if per_frame else "")
+    lines = [head, "|---|---|---|" + ("---|" if per_frame else "")]
+    fmt = lambda x, f: "" if x is None else format(x, f)  # noqa: E731  (no window measure: window 0)
+
+    def row(label: str, loss, acc, frame=None) -> None:
+        lines.append(f"| {label} | {fmt(loss, '.4f')} | {fmt(acc, '.3f')} |" + (f" {fmt(frame, '.3f')} |" if per_frame
+                                                                                 else ""))
+
+    keys = f" (averaged over {result['keys']} keys)" if result.get("keys", 1) > 1 else ""
+    if result["loss"] is not None:
+        row(f"network{keys}, {result['window']}-token windows", result["loss"], result["acc"])
+    row(f"network{keys}, full context", result["full_context_loss"], result["full_context_acc"],
+        result.get("nats_per_frame"))
+    if keys:
         one = result["one_key"]
-        lines += [f"| network in the written key only, {result['window']}-token windows | {one['loss']:.4f} | "
-                  f"{one['acc']:.3f} |",
-                  f"| network in the written key only, full context | {one['full_context_loss']:.4f} | "
-                  f"{one['full_context_acc']:.3f} |"]
+        if one["loss"] is not None:
+            row(f"network in the written key only, {result['window']}-token windows", one["loss"], one["acc"])
+        row("network in the written key only, full context", one["full_context_loss"], one["full_context_acc"])
     for name, loss in result["baselines"].items():
-        lines.append(f"| {name} (Witten-Bell, the run's training pieces) | {loss:.4f} | "
-                     f"{result['baseline_acc'][name]:.3f} |")
+        row(f"{name} (Witten-Bell, the run's training pieces)", loss, result["baseline_acc"][name], bpf.get(name))
     return "\n".join(lines) + "\n"
