@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes, hashing, stable ids."""
+"""File-system helpers: atomic writes, the tool's ownership marker (one rule for every command that writes), locks, hashing, stable ids."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Score a trained run on every piece of any processed dataset, beside n-gram baselines.
+"""Stage 3: score a trained run on every piece of any processed dataset, beside n-gram baselines.
 
 ``cli.py evaluate --run RUN --data DATASET`` answers: on music the model never
 saw, does it predict better than simple statistics of its own training data?

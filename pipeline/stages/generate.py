@@ -1,4 +1,4 @@
-"""Stage 3: sample token sequences from a trained run into ``runs/<run>/samples/<tag>/``.
+"""Stage 4: sample token sequences from a trained run into ``runs/<run>/samples/<tag>/``.
 
 Sampling feeds the primer once, then carries the recurrent state forward one
 token at a time (:meth:`pipeline.models.network.SequenceModel.generate`): each new token

@@ -1,4 +1,4 @@
-"""Stage 5: look inside a model: hidden-unit heatmaps and the units that track structure.
+"""Stage 8: look inside a model: hidden-unit heatmaps and the units that track structure.
 
 ``record_activations`` runs a sequence through any layer of a recurrent stack
 and keeps every unit at every step (``torch.nn.RNN|LSTM|GRU`` only return the

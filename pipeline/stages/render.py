@@ -1,4 +1,4 @@
-"""Stage 4: token sequences -> MIDI, audio and piano rolls.
+"""Stage 5: token sequences -> MIDI, audio and piano rolls.
 
 Tokens of a timed encoding (``tsd``, ``remi``: :mod:`pipeline.codecs.tokenize`) carry
 their own rhythm: they decode to notes at the times and with the durations the

@@ -1,4 +1,4 @@
-"""Summaries of a folder of runs (usually a grid): one table and comparison figures.
+"""Stage 2c: summaries of a folder of runs (usually a grid): one table and comparison figures.
 
 Reads only the run folders (``config.json``, ``status.json``, ``metrics.csv``,
 through :mod:`pipeline.store.rundir`, without torch) and, for a grid,
