@@ -34,6 +34,10 @@ BENCHES=(
   "bench_learning.py nocturnes abc --max-minutes 0.2 --minutes 0.5 --work $OUT/learning"
   "bench_abc.py --quick --count 5 --work $OUT/abc"
   "compare_abc_readers.py --limit 100"
+  "bench_trainer.py --corpus nottingham --steps 10 --epochs 1 --work $OUT/trainer"
+  "bench_polyphonic.py --corpora jsb --minutes 1 --work $OUT/polyphonic"
+  "bench_finetune.py --base-minutes 1 --minutes 0.3 --folds 1 --work $OUT/finetune"
+  "bench_listen.py --work $OUT/listen --train-args '--epochs 2'"
 )
 
 for f in bench/bench_*.py; do  # a new bench_*.py that nobody listed above
