@@ -37,7 +37,7 @@ BENCHES=(
   "bench_trainer.py --corpus nottingham --steps 10 --epochs 1 --work $OUT/trainer"
   "bench_polyphonic.py --corpora jsb --minutes 1 --work $OUT/polyphonic"
   "bench_finetune.py --base-minutes 1 --minutes 0.3 --folds 1 --work $OUT/finetune"
-  "bench_listen.py --work $OUT/listen --train-args '--epochs 2'"
+  "bench_listen.py --work $OUT/listen --train-args=--epochs=2"
 )
 
 for f in bench/bench_*.py; do  # a new bench_*.py that nobody listed above
