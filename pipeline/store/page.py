@@ -22,12 +22,40 @@ and :func:`answers_script` write it (HTML and the page's plain JavaScript),
 """
 from __future__ import annotations
 
+import html
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.core.errors import AnswersError, PageError
 from pipeline.core.fsutil import atomic_write_json, stable_id
+
+COLLAPSE_RUN = 8      # a token repeated this many times back to back is the "same note forever" collapse
+COPY_FLAG = 0.5       # share of the sample's 8-grams found in training above which it reads as memorised
+
+#: metric key -> (label on the page, format)
+SHOWN = {
+    "pitch_range": ("pitch range", "{:.0f}"),
+    "n_pitch_classes_used": ("pitch classes", "{:.0f}"),
+    "pitch_class_histogram_distance": ("PC-hist. dist.", "{:.2f}"),
+    "interval_distribution_distance": ("interval dist.", "{:.2f}"),
+    "scale_consistency": ("scale consist.", "{:.2f}"),
+    "longest_repeat_run": ("longest run", "{:.0f}"),
+    "repetition_rate": ("repetition", "{:.2f}"),
+    "ngram_copy_rate": ("8-gram copy", "{:.2f}"),
+    "pitch_entropy": ("pitch entropy", "{:.2f}"),
+    "polyphony": ("polyphony", "{:.2f}"),
+    "polyphony_rate": ("polyphony rate", "{:.2f}"),
+    "empty_beat_rate": ("empty beats", "{:.2f}"),
+    "groove_consistency": ("groove consist.", "{:.2f}"),
+    "pulse_share": ("pulse", "{:.2f}"),          # share of onset gaps equal to the commonest one
+    "onset_gap_histogram_distance": ("onset-gap dist.", "{:.2f}"),
+    "duration_histogram_distance": ("duration dist.", "{:.2f}"),
+    "token_error_rate": ("token errors", "{:.3f}"),   # timed encodings only
+}
 
 RECORD = "compare.json"
 KEY = "key.json"
@@ -254,3 +282,160 @@ def read_answers(path: str | Path, page: ListeningPage) -> Answers:
 __all__ = ["ANSWERS_KIND", "ANSWERS_VERSION", "Answers", "ListeningPage", "answer_controls", "answers_script",
            "listener_panel", "page_id", "parse_answers", "read_answers", "read_listening_page", "read_page_record",
            "row_id", "write_page_record"]
+
+
+# ------------------------------------------------------------------------ the page itself (index.html)
+
+def copy_media(files: dict, assets: Path, stem: str) -> dict:
+    """Copies of a cell's files (``assets/...`` paths) named ``<stem>.<ext>``; returns the new paths."""
+    out = {}
+    for kind, rel in files.items():
+        src = assets / Path(rel).name
+        dst = assets / (stem + src.suffix)
+        shutil.copyfile(src, dst)
+        out[kind] = f"assets/{dst.name}"
+    return out
+
+
+def _rhythm_note(info: dict) -> str:
+    if info.get("timed"):
+        return (f"The {html.escape(info['encoding'])} tokens carry their rhythm: every sample plays the timing its "
+                f"model wrote, and the real continuation ({info['real_tokens']} tokens) is its tokens decoded the "
+                "same way. Repetition, runs and copying count onsets (the notes that start together), not tokens.")
+    return (f"Sample #k of every column has the same rhythm (drawn from the corpus), so they differ in pitch only; "
+            f"the real continuation ({info['real_tokens']} tokens) keeps its own timing.")
+
+
+def _listening_note(ask_real: bool) -> str:
+    real = (" One column is the real continuation of the piece; in every row, pick the one you think it is."
+            if ask_real else "")
+    return (f"<p>Listening test: rate every sample 1 (poor) to 5 (excellent).{real} Your answers stay in this "
+            "browser (a reload loses nothing); when you are done, give your name and download your answers, "
+            f"and send the file to whoever made this page.</p>{listener_panel()}")
+
+
+def _fmt(key: str, v) -> str:
+    return "–" if v is None or pd.isna(v) else SHOWN[key][1].format(v)
+
+
+def _media(files: dict, alt: str) -> str:
+    return (f'<audio controls preload="metadata" src="{html.escape(files["audio"])}"></audio>'
+            f'<a href="{html.escape(files["roll"])}"><img src="{html.escape(files["roll"])}" alt="{html.escape(alt)}" '
+            f'width="1200" height="400"></a><a class="dl" href="{html.escape(files["midi"])}">MIDI</a>')
+
+
+def _cell(cell: dict, alt: str, show_metrics: bool) -> str:
+    out = _media(cell["files"], alt)
+    if show_metrics:
+        out += "".join(f'<span class="flag">{html.escape(f)}</span>' for f in cell["flags"])
+        out += '<div class="m">' + "".join(
+            f"<span>{label}</span><b>{_fmt(k, cell['metrics'].get(k))}</b>" for k, (label, _) in SHOWN.items()
+            if k in cell["metrics"])
+        out += "</div>"
+    return out
+
+
+def _column_label(col: dict, blind: bool) -> str:
+    if blind:
+        return f"Model {col['letter']}"
+    if col["cell"] == "ngram":
+        loss = col.get("ngram_val_loss")
+        parts = [f"Witten-Bell, on the {col['sequences']} training sequences"
+                 + (f" (±{col['transpose']} semitones)" if col.get("transpose") else ""),
+                 f"order chosen by val loss {loss:.3f}" if loss == loss and loss is not None else "order given"]
+        return (f"{col['letter']} · n-gram sampler ({col['order']}-gram)<br><small>"
+                + "<br>".join(html.escape(p) for p in parts) + "</small>")
+    size = f"{col['layers']}×{col['hidden']}"
+    parts = [f"{col['cell'].upper()} {size}", f"{col['parameters']:,} params" if col.get("parameters") else ""]
+    if "val_loss" in col:
+        parts.append(f"val loss {col['val_loss']:.3f} · acc {col['val_acc']:.3f} "
+                     f"(epoch {col['best_epoch']}/{col['epochs']})")
+    return (f"{col['letter']} · {html.escape(col['name'])}<br><small>"
+            + "<br>".join(html.escape(p) for p in parts if p) + "</small>")
+
+
+def page_html(columns: list[dict], config, info: dict, opening: dict, real: dict | None,
+              cells: dict, summary: pd.DataFrame, page: str = "") -> str:
+    """The whole page as one string: inline CSS, relative links; a blind page's script keeps the answers.
+
+    ``config`` is the compare stage's CompareConfig (blind, temperatures, count, length, seed), read
+    by attribute: the page's owner does not import the stage that builds it.
+
+    In blind mode the real continuation is one of ``columns`` (cell ``real``) with a
+    cell in every row, and every cell gets the answer controls of :mod:`pipeline.store.page`.
+    """
+    blind, n_rows = config.blind, len(config.temperatures) * (config.count + 1)
+    e = html.escape
+    ask_real = any(c["cell"] == REAL for c in columns)
+    head = "".join(f"<th>{_column_label(c, blind)}</th>" for c in columns)
+    if not blind:
+        head += f"<th>Real continuation<br><small>{e(info['piece'])}</small></th>"
+    body = []
+    for k, t in enumerate(config.temperatures):
+        ref = ""
+        if k == 0 and not blind:
+            inner = _cell(real, "real continuation", not blind) if real else "<p>the piece ends within the primer</p>"
+            ref = f'<td class="ref" rowspan="{n_rows}"><div>{inner}</div></td>'
+        body.append(f'<tr class="t"><th colspan="{len(columns) + 1}">temperature {t:g}</th>{ref}</tr>')
+        for i in range(config.count):
+            tds = []
+            for c in columns:
+                cell = cells[c["letter"], t, i]
+                css = "" if blind else " ".join(f.split()[0] for f in cell["flags"])  # collapse, copies
+                alt = f"sample {c['letter']} T={t:g}"
+                controls = answer_controls(row_id(t, i), c["letter"], ask_real) if blind else ""
+                tds.append(f'<td class="{css}">{_cell(cell, alt, not blind)}{controls}</td>')
+            body.append(f'<tr data-row="{row_id(t, i)}"><th>T={t:g}<br>#{i + 1}</th>{"".join(tds)}</tr>')
+    if blind:
+        tail = ("<p>Blind test: columns are shuffled and the metrics hidden. "
+                "Whoever made it holds the key (letter → run, with the metrics); it is not in this page.</p>"
+                + answers_script(page))
+    else:
+        names = {c["letter"]: f"{c['letter']} · {c['name']}" for c in columns}
+        keys = [k for k in SHOWN if k in summary]
+        srows = "".join(
+            f"<tr{' class=real' if r['column'] == 'real' else ''}><td>"
+            f"{e(names.get(r['column'], 'real continuation'))}</td><td>"
+            f"{'–' if pd.isna(r['temperature']) else format(r['temperature'], 'g')}</td><td>{r['samples']}</td>"
+            f"<td>{r['collapse']}</td><td>{r['copies']}</td>" + "".join(f"<td>{_fmt(k, r[k])}</td>" for k in keys)
+            + "</tr>" for r in summary.to_dict("records"))
+        tail = ("<h2>Summary: means over samples</h2><table class=summary><tr><th>model</th><th>T</th><th>n</th>"
+                "<th>collapse</th><th>copies</th>" + "".join(f"<th>{SHOWN[k][0]}</th>" for k in keys)
+                + f"</tr>{srows}</table>")
+    title = "Blind listening test" if blind else "Models side by side"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{font: 14px/1.4 system-ui, sans-serif; margin: 1em; color: #222}}
+table.grid {{border-collapse: collapse; table-layout: fixed}}
+.grid > tbody > tr > td, .grid > tbody > tr > th {{border: 1px solid #ccc; padding: 6px; vertical-align: top;
+  width: 320px}}
+.grid > tbody > tr > th:first-child {{width: 60px}}
+.grid tr.t th {{background: #eef; text-align: left}}
+.grid img {{width: 100%; height: auto; display: block; margin: 4px 0}}
+audio {{width: 100%}}
+td.ref {{background: #f4fbf4}} td.ref > div {{position: sticky; top: 0}}
+td.collapse {{background: #fde8e8}} td.copies {{background: #fff3d6}}
+.flag {{display: inline-block; background: #c0392b; color: #fff; border-radius: 3px; padding: 0 5px; margin: 2px}}
+.m {{display: grid; grid-template-columns: 1fr auto 1fr auto; gap: 1px 8px; font-size: 12px}}
+.m span {{color: #555}} .m b {{text-align: right; font-weight: 600}} a.dl {{font-size: 12px}}
+table.summary {{border-collapse: collapse}} .summary td, .summary th {{border: 1px solid #ccc; padding: 3px 8px}}
+.summary tr.real {{background: #f4fbf4}} .summary td {{text-align: right}} .summary td:first-child {{text-align: left}}
+{ANSWERS_CSS if blind else ""}
+</style></head><body>
+<h1>{title}</h1>
+<p>Every model continues the opening of the held-out piece <b>{e(info['piece'])}</b> ({info['n_primer']}
+{e(info['encoding'])} tokens) with {config.length} new tokens; samples per temperature: {config.count}; seed
+{config.seed}. {_rhythm_note(info)}
+Flags: <span class="flag">collapse</span> a token repeated {COLLAPSE_RUN}+ times in a row or one pitch only;
+<span class="flag">copies training</span> {COPY_FLAG:.0%}+ of its 8-grams occur in the training pieces.</p>
+<h2>The opening every model continues</h2>
+<div class="primer" style="width:560px">{_media(opening['files'], 'primer')}</div>
+<h2>Samples</h2>
+{_listening_note(ask_real) if blind else ""}
+<table class="grid"><tr><th></th>{head}</tr>
+{''.join(body)}
+</table>
+{tail}
+</body></html>
+"""
