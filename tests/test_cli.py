@@ -1,8 +1,12 @@
 """The CLI through click's CliRunner: every command, clean one-line errors."""
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import main
+from pipeline.store.rundir import TrainConfig
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the message for an absent GPU")
 
 
 @pytest.fixture
@@ -66,8 +70,7 @@ def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     fails(runner, ["train", "--resume", "--name", "nothing-here"], "not a run folder")
 
 
-def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path):
-    from conftest import write_pm
+def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path, write_pm):
     folder = tmp_path / "mids"
     write_pm(folder / "good.mid", [(60, 0, 0.5), (64, 0.5, 1.0)])
     (folder / "bad.mid").write_bytes(b"not midi")
@@ -79,18 +82,20 @@ def test_render_skips_a_bad_midi_among_good_ones(runner, tmp_path):
 
 # ------------------------------------------------------------------ the user's own commands, as written
 
-def raw_midi(folder):
-    """raw_midi/ as a user fills it: four short pieces (40 onsets each) dropped in."""
-    from conftest import melody, write_pm
-    for k in range(4):
-        write_pm(folder / "raw_midi" / f"piece{k}.mid", melody(40, k))
+@pytest.fixture
+def raw_midi(write_pm, melody):
+    """``raw_midi(folder)``: raw_midi/ as a user fills it: four short pieces (40 onsets each) dropped in."""
+    def fill(folder):
+        for k in range(4):
+            write_pm(folder / "raw_midi" / f"piece{k}.mid", melody(40, k))
+    return fill
 
 
 def first_line(out: str) -> str:
     return out.strip().splitlines()[0]
 
 
-def check_the_four_lines(runner, tmp_path, train_extra):
+def check_the_four_lines(runner, tmp_path, train_extra, raw_midi):
     from pathlib import Path
     raw_midi(tmp_path)
     out = ok(runner, ["extract", "raw_midi/"])
@@ -114,18 +119,18 @@ def check_the_four_lines(runner, tmp_path, train_extra):
 
 
 @pytest.mark.slow
-def test_the_users_four_commands(runner, tmp_path):
+def test_the_users_four_commands(runner, tmp_path, raw_midi):
     """extract raw_midi/, train, render, compare: as the user types them, with two epochs to stay quick."""
-    check_the_four_lines(runner, tmp_path, ["--epochs", "2", "--threads", "1"])
+    check_the_four_lines(runner, tmp_path, ["--epochs", "2", "--threads", "1"], raw_midi)
 
 
 @pytest.mark.slow
-def test_the_users_four_commands_exactly_as_written(runner, tmp_path):
-    check_the_four_lines(runner, tmp_path, [])
+def test_the_users_four_commands_exactly_as_written(runner, tmp_path, raw_midi):
+    check_the_four_lines(runner, tmp_path, [], raw_midi)
 
 
 @pytest.mark.slow
-def test_defaults_pick_the_latest_and_say_so(runner, tmp_path):
+def test_defaults_pick_the_latest_and_say_so(runner, tmp_path, raw_midi):
     """No --data / --run: the latest dataset or run, named in the first line; with none, one line saying what to do."""
     for args in (["train"], ["grid", "--cell", "gru,rnn"]):
         out = fails(runner, args, "no processed dataset under processed/; run `extract` first")
@@ -149,3 +154,29 @@ def test_defaults_pick_the_latest_and_say_so(runner, tmp_path):
     assert first_line(out) == "using the latest run, runs/raw_midi-lstm-1x8"
     out = ok(runner, ["compare", "--temperature", "1", "--count", "1", "--length", "5"])
     assert first_line(out).startswith("comparing the 3 finished runs trained on the latest dataset, processed/raw_midi")
+
+
+# ------------------------------------------------------------------ devices
+
+@no_cuda
+def test_an_absent_device_is_one_line_through_every_command(run, tmp_path, monkeypatch):
+    """--device cuda on a machine without CUDA: one line, exit 1, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    data = TrainConfig.from_dict(__import__("json").loads((run / "config.json").read_text())).dataset
+    before = sorted(p.name for p in run.iterdir())
+    commands = {
+        "train": ["train", "--data", data, "--name", "gpu", "--epochs", "1"],
+        "generate": ["generate", "--run", str(run), "--count", "1", "--length", "5"],
+        "heatmap": ["heatmap", "--run", str(run), "--text", "C4 D4 E4"],
+        "compare": ["compare", str(run), "--count", "1", "--length", "5", "--out", "page"],
+        "grid": ["grid", "--data", data, "--hidden", "8,16", "--epochs", "1", "--name", "g"],
+        "render": ["render", "--run", str(run)],  # no samples yet: it samples first (and says so first)
+    }
+    for name, args in commands.items():
+        res = CliRunner().invoke(main, args + ["--device", "cuda"])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1 + (name == "render") and "Traceback" not in res.output, \
+            (name, res.output)
+        assert lines[-1].startswith("Error: --device cuda:") and "no CUDA GPU" in lines[-1] and "--device cpu" in lines[-1]
+    assert sorted(p.name for p in run.iterdir()) == before  # no samples, no heatmaps
+    assert not any(tmp_path.iterdir())  # no run, page or grid folder

@@ -1,21 +1,15 @@
 """One realistic end-to-end run on the five shared Chopin nocturnes."""
 import json
-import os
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import CHOPIN
-
-# In CI the shared files must be there: a missing folder fails instead of skipping unseen.
-pytestmark = pytest.mark.skipif(not CHOPIN.is_dir() and not os.environ.get("CI"),
-                                reason=f"shared Chopin files not found at {CHOPIN} (set MUSICRNN_CHOPIN)")
 
 
 @pytest.mark.slow
-def test_nocturnes_end_to_end(tmp_path, monkeypatch):
+def test_nocturnes_end_to_end(chopin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = CliRunner()
 
@@ -24,7 +18,7 @@ def test_nocturnes_end_to_end(tmp_path, monkeypatch):
         assert res.exit_code == 0, res.output
         return res.output
 
-    ok(["extract", str(CHOPIN), "--name", "noct"])
+    ok(["extract", str(chopin), "--name", "noct"])
     m = json.loads((tmp_path / "processed/noct/manifest.json").read_text())
     assert m["totals"]["files_ok"] == 5 and m["totals"]["notes"] > 8000
     split = json.loads((tmp_path / "processed/noct/split.json").read_text())

@@ -27,7 +27,6 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import melody, tiny_train_config, write_pm
 from pipeline.store.dataset import assign_split, load_dataset, read_manifest
 from pipeline.core.errors import ConfigError
 from pipeline.stages.extract import ExtractConfig, extract
@@ -68,10 +67,14 @@ def fails(runner, args, *needles) -> str:
     return res.output
 
 
-def songs(folder: Path, n: int = 3, onsets: int = 40) -> Path:
-    for k in range(n):
-        write_pm(folder / f"song{k}.mid", melody(onsets, k))
-    return folder
+@pytest.fixture
+def songs(write_pm, melody):
+    """``songs(folder, n=3, onsets=40)``: n melodies as MIDI files in folder."""
+    def write(folder: Path, n: int = 3, onsets: int = 40) -> Path:
+        for k in range(n):
+            write_pm(folder / f"song{k}.mid", melody(onsets, k))
+        return folder
+    return write
 
 
 def cli_process(args, cwd, **kw) -> subprocess.Popen:
@@ -123,7 +126,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def tiny_run(tiny_dataset, tmp_path) -> Path:
+def tiny_run(tiny_train_config, tiny_dataset, tmp_path) -> Path:
     from pipeline.stages.train import train
 
     run = tmp_path / "runs" / "tiny-run"
@@ -133,7 +136,7 @@ def tiny_run(tiny_dataset, tmp_path) -> Path:
 
 # ------------------------------------------------------------------ 1. data loss: extract's output folder
 
-def test_extract_never_deletes_a_folder_it_did_not_write(runner, tmp_path):
+def test_extract_never_deletes_a_folder_it_did_not_write(songs, runner, tmp_path):
     """Was: `extract songs --out .` deleted the user's songs/, `--name .` replaced all of processed/,
     `--name /abs/path` deleted an unrelated file; `--out processed/x/..` lost processed/x on a crash."""
     songs(tmp_path / "songs")
@@ -163,7 +166,7 @@ def test_extract_never_deletes_a_folder_it_did_not_write(runner, tmp_path):
     assert (tmp_path / "processed" / "mine" / MARKER).exists()
 
 
-def test_outputs_stay_where_they_belong(runner, tmp_path):
+def test_outputs_stay_where_they_belong(songs, runner, tmp_path):
     """Was: `train --name ..` wrote checkpoints, metrics and curves into the folder above runs/ (over
     files of the same name), and an --out or --runs that is a file ended in a FileExistsError traceback."""
     songs(tmp_path / "raw")
@@ -201,7 +204,7 @@ def test_compare_out_never_replaces_a_folder_it_did_not_write(runner, tiny_run, 
 
 # ------------------------------------------------------------------ 2.-3. resume: changed data, changed options
 
-def test_resume_refuses_a_dataset_that_changed(runner, tmp_path):
+def test_resume_refuses_a_dataset_that_changed(songs, melody, write_pm, runner, tmp_path):
     """Was: `train --resume` after a re-extract went on training on other pieces, silently."""
     songs(tmp_path / "raw", n=4, onsets=60)
     ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
@@ -228,7 +231,7 @@ def test_resume_refuses_options_that_change_the_run_and_extends_epochs(runner, t
 
 # ------------------------------------------------------------------ 4. an unreadable input
 
-def test_an_unreadable_input_is_reported_and_skipped(runner, tmp_path):
+def test_an_unreadable_input_is_reported_and_skipped(songs, melody, write_pm, runner, tmp_path):
     """Was: one unreadable file aborted the whole extract with a PermissionError traceback."""
     raw = songs(tmp_path / "raw")
     expected = {}  # path as reported -> reason
@@ -294,7 +297,7 @@ def test_a_diverging_run_stops_at_the_first_bad_epoch_and_keeps_the_best(runner,
 
 # ------------------------------------------------------------------ 6. concurrent runs
 
-def test_two_extracts_into_one_dataset(tmp_path):
+def test_two_extracts_into_one_dataset(songs, tmp_path):
     """Was: two extracts into one name both wrote it, the last one winning. Now the second, a real
     process started while the first holds the dataset, is refused and names the first."""
     raw = songs(tmp_path / "raw", n=4)
@@ -370,7 +373,7 @@ def test_sigterm_stops_a_grid_and_its_workers(tmp_path, tiny_dataset):
 
 
 @pytest.mark.slow
-def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(runner, tmp_path):
+def test_kill9_of_extract_leaves_no_workers_and_no_temporary_folders(songs, melody, write_pm, runner, tmp_path):
     """Was: `kill -9` of extract left its pool workers running and `.<name>.tmp-*` folders of tens
     of MB behind, which no later run removed."""
     raw = tmp_path / "raw"
@@ -424,7 +427,7 @@ def test_a_swap_cut_short_by_a_kill_puts_the_previous_folder_back(tmp_path):
 # ------------------------------------------------------------------ 8. permissions
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
-def test_outputs_follow_the_umask(tiny_midi_dir, tmp_path, umask):
+def test_outputs_follow_the_umask(tiny_train_config, tiny_midi_dir, tmp_path, umask):
     """Was: atomic writes made every file 0600 and every folder 0700, whatever the umask."""
     from pipeline.stages.train import train
 
@@ -443,7 +446,7 @@ def test_outputs_follow_the_umask(tiny_midi_dir, tmp_path, umask):
 
 # ------------------------------------------------------------------ 9. a damaged cache
 
-def test_a_truncated_cache_file_is_parsed_again(runner, tmp_path):
+def test_a_truncated_cache_file_is_parsed_again(songs, runner, tmp_path):
     """Was: a truncated cache/<sha>.parquet blocked every re-extract with an ArrowInvalid traceback."""
     songs(tmp_path / "raw")
     ok(runner, ["extract", "raw", "--name", "d", "--workers", "1"])
@@ -460,7 +463,7 @@ def test_a_truncated_cache_file_is_parsed_again(runner, tmp_path):
 
 # ------------------------------------------------------------------ 10. identical files
 
-def test_byte_identical_inputs_are_listed_as_duplicates(runner, tmp_path):
+def test_byte_identical_inputs_are_listed_as_duplicates(songs, runner, tmp_path):
     """Was: of two identical files only one appeared in the manifest; the other vanished."""
     raw = songs(tmp_path / "raw")
     shutil.copy(raw / "song0.mid", raw / "zz-copy.mid")
@@ -475,7 +478,7 @@ def test_byte_identical_inputs_are_listed_as_duplicates(runner, tmp_path):
 
 # ------------------------------------------------------------------ 11. a held-out piece too short
 
-def test_the_split_holds_out_a_piece_long_enough_for_a_window(runner, tmp_path):
+def test_the_split_holds_out_a_piece_long_enough_for_a_window(melody, write_pm, runner, tmp_path):
     """Was: the split could hold out only a piece shorter than one 30-token window, and the default
     `train` then failed with "no validation window"."""
     names = [f"p{i}" for i in range(6)]
@@ -509,7 +512,7 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_full_disk_is_one_line_and_keeps_earlier_outputs(runner, tmp_path, tiny_disk):
+def test_a_full_disk_is_one_line_and_keeps_earlier_outputs(songs, melody, write_pm, runner, tmp_path, tiny_disk):
     """Was: an OSError/ArrowIOError traceback, half a dataset folder left behind."""
     songs(tmp_path / "raw", n=4)
     out = tiny_disk / "processed"
@@ -588,7 +591,7 @@ def test_a_run_that_finished_as_its_grid_was_interrupted_gets_its_curves(tmp_pat
 # ------------------------------------------------------------------ 15. messages
 
 @pytest.mark.slow
-def test_messages_say_what_is_wrong(runner, tmp_path, tiny_dataset, monkeypatch):
+def test_messages_say_what_is_wrong(songs, write_pm, runner, tmp_path, tiny_dataset, monkeypatch):
     """Was: "EOFError: EOFError", "no pitched notes" for a drum file, silence about vanished inputs,
     a whole configuration dict for one bad grid option, and "set $MUSICRNN_SOUNDFONT" when
     FluidSynth itself was missing."""
@@ -622,7 +625,7 @@ def test_messages_say_what_is_wrong(runner, tmp_path, tiny_dataset, monkeypatch)
     assert "FluidSynth is not installed (install it" in out and "MUSICRNN_SOUNDFONT" not in out
 
 
-def test_cached_pieces_take_their_new_name(runner, tmp_path):
+def test_cached_pieces_take_their_new_name(melody, write_pm, runner, tmp_path):
     """Found on the way: a re-extract read an unchanged file's notes from the cache under the piece
     name of the last run, although a new file with the same stem had renamed it (``x`` -> ``x~<sha>``):
     the dataset then held ``x`` and ``x~<sha>``, and the split and sequences disagreed on names."""
@@ -641,7 +644,7 @@ def test_cached_pieces_take_their_new_name(runner, tmp_path):
 
 # ------------------------------------------------------------------ issue 21: ownership by proof, not by file name
 
-def test_extract_never_takes_a_folder_for_its_own_by_a_file_name(runner, tmp_path):
+def test_extract_never_takes_a_folder_for_its_own_by_a_file_name(songs, melody, write_pm, runner, tmp_path):
     """Was: a user's folder holding a `manifest.json` (a browser extension) was replaced by `extract`;
     files put into a dataset folder were deleted by a re-extract; `--name <a comparison page>` replaced it."""
     songs(tmp_path / "raw")
@@ -686,7 +689,7 @@ def test_compare_out_never_takes_a_folder_with_a_compare_json_for_its_own(runner
     assert tree(c) == {"compare.json": b"{}", "notes.txt": b"keep"}
 
 
-def test_render_never_overwrites_the_users_files_beside_a_midi(runner, tmp_path):
+def test_render_never_overwrites_the_users_files_beside_a_midi(melody, write_pm, runner, tmp_path):
     """Was: `render song.mid` replaced the user's own song.wav and song.png beside it."""
     write_pm(tmp_path / "music" / "song.mid", melody(8, 1))
     (tmp_path / "music" / "song.wav").write_bytes(b"my recording")
@@ -720,12 +723,16 @@ def test_train_never_writes_into_a_folder_it_did_not_write(runner, tiny_dataset,
 
 # ------------------------------------------------------------------ issue 21: audio and external tools
 
-def long_piece(path: Path, seconds: float = 100.0) -> Path:
-    return write_pm(path, [(60 + (i % 12), i * 2.0, i * 2.0 + 1.5) for i in range(int(seconds / 2))])
+@pytest.fixture
+def long_piece(write_pm):
+    """``long_piece(path, seconds=100.0)``: one note every two seconds."""
+    def write(path: Path, seconds: float = 100.0) -> Path:
+        return write_pm(path, [(60 + (i % 12), i * 2.0, i * 2.0 + 1.5) for i in range(int(seconds / 2))])
+    return write
 
 
 @pytest.mark.slow
-def test_long_audio_is_encoded_in_blocks_in_every_format(tmp_path):
+def test_long_audio_is_encoded_in_blocks_in_every_format(long_piece, tmp_path):
     """Was: `render --audio ogg` of a piece of ~95 s or more died of SIGSEGV in libsndfile's Vorbis encoder
     (a truncated .ogg, no piano roll, no message)."""
     long_piece(tmp_path / "long.mid")
@@ -751,7 +758,7 @@ def fake_fluidsynth(folder: Path, body: str) -> dict:
             "TMPDIR": str(temp), "MUSICRNN_FLUIDSYNTH_TIMEOUT": "3"}
 
 
-def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(tmp_path):
+def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(melody, write_pm, tmp_path):
     """Was: a FluidSynth that exits 1 skipped the file (no audio, no piano roll); one that hangs was
     waited on forever."""
     write_pm(tmp_path / "song.mid", melody(8, 1))
@@ -771,7 +778,7 @@ def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(tmp_pat
         shutil.rmtree(tmp_path / "fake")
 
 
-def test_kill9_of_render_takes_fluidsynth_with_it_and_leaves_no_temporary_folder(tmp_path):
+def test_kill9_of_render_takes_fluidsynth_with_it_and_leaves_no_temporary_folder(melody, write_pm, tmp_path):
     """Was: kill -9 of render orphaned FluidSynth and left a `musicrnn-audio-*` folder in the system's
     temporary directory for good."""
     write_pm(tmp_path / "song.mid", melody(8, 1))
@@ -825,7 +832,7 @@ def test_a_grid_started_with_sigint_ignored_stops_on_a_signal(tmp_path, tiny_dat
 
 # ------------------------------------------------------------------ issue 21: the split, resume, caps
 
-def test_the_split_follows_the_options_and_not_the_history(runner, tmp_path):
+def test_the_split_follows_the_options_and_not_the_history(songs, runner, tmp_path):
     """Was: a re-extract with a new --val-fraction or --split-seed kept the old split (recording the new seed),
     and deleting an input, re-extracting and restoring it gave another split than a fresh extract."""
     raw = songs(tmp_path / "raw", n=8)
@@ -897,7 +904,7 @@ def test_damaged_files_and_bad_options_are_one_line(runner, tiny_run, tiny_datas
 # ------------------------------------------------------------------ issue 21: overwrites and leftovers
 
 @pytest.mark.slow
-def test_evaluate_files_never_collide_and_a_killed_write_leaves_nothing(runner, tiny_run, tmp_path):
+def test_evaluate_files_never_collide_and_a_killed_write_leaves_nothing(songs, runner, tiny_run, tmp_path):
     """Was: two datasets named alike (a/d, b/d) scored against one run wrote the same eval file; kill -9
     during evaluate left a hidden 0-byte temporary file for good."""
     for k, where in enumerate(("a", "b")):
@@ -924,7 +931,7 @@ def test_evaluate_files_never_collide_and_a_killed_write_leaves_nothing(runner, 
     assert not leftovers()
 
 
-def test_a_cache_file_damaged_in_place_is_parsed_again(runner, tmp_path):
+def test_a_cache_file_damaged_in_place_is_parsed_again(songs, runner, tmp_path):
     """Was: a cache file with 50 bytes zeroed (same size, same name) was taken as unchanged and wrote notes
     with end < start into notes.parquet."""
     songs(tmp_path / "raw")
@@ -949,7 +956,7 @@ def test_a_cache_file_damaged_in_place_is_parsed_again(runner, tmp_path):
 
 # ------------------------------------------------------------------ issue 21: what the user is told
 
-def test_the_user_is_told_what_happens_and_why(runner, tiny_run, tiny_dataset, tmp_path):
+def test_the_user_is_told_what_happens_and_why(melody, write_pm, runner, tiny_run, tiny_dataset, tmp_path):
     """Was: evaluate silent when stderr is not a terminal; a resume after --max-minutes trained one step
     without a word; "another --split-seed" for a one-piece dataset."""
     env = {**ENV, "MUSICRNN_PROGRESS_SECONDS": "0"}

@@ -11,15 +11,26 @@ import torch
 from click.testing import CliRunner
 from matplotlib.image import imread
 
+from cli import main
 from pipeline.codecs.chars import CHAR_FEATURES
 from pipeline.codecs.names import NOTE_FEATURES
-from pipeline.stages import heatmap as hm
 from pipeline.core.errors import ConfigError
-from pipeline.stages.heatmap import (HeatmapConfig, grid_layout, heatmap_png, rank_units, record_activations,
-                              sequence_features, top_units)
 from pipeline.models.network import ModelConfig, SequenceModel
+from pipeline.stages import heatmap as hm
+from pipeline.stages.generate import GenerateConfig, generate
+from pipeline.stages.heatmap import (
+    HeatmapConfig,
+    grid_layout,
+    heatmap_png,
+    rank_units,
+    record_activations,
+    sequence_features,
+    top_units,
+)
+from pipeline.store.rundir import TrainConfig
 
 TUNE = 'X:1\nT:Hi\nK:G\n"G"[GB]|A2 B|\n'
+
 CHARS = ["<start>", *TUNE, "<end>"]
 
 
@@ -227,16 +238,13 @@ def test_config_round_trip():
 
 
 @pytest.fixture(scope="module")
-def note_run(tmp_path_factory) -> Path:
+def note_run(tmp_path_factory, tiny_run) -> Path:
     """A 2-layer LSTM trained one epoch on four tiny MIDI pieces."""
-    from conftest import tiny_run
-
     return tiny_run(tmp_path_factory.mktemp("heat"), notes=40, cell="lstm", layers=2, hidden=8, embed=4, seed=0)
 
 
 def chars_run(folder: Path, cell: str = "gru") -> Path:
     """A chars run saved by hand in the format `train` writes (untrained weights)."""
-    from pipeline.store.rundir import TrainConfig
 
     vocab = char_vocab("ACDEFRacdefgilrz3/ \n")
     model = tiny_model(cell, layers=2, hidden=8, vocab=len(vocab))
@@ -248,7 +256,6 @@ def chars_run(folder: Path, cell: str = "gru") -> Path:
 
 
 def invoke(args: list[str]):
-    from cli import main
     return CliRunner().invoke(main, args)
 
 
@@ -276,7 +283,6 @@ def test_cli_on_a_trained_note_model(note_run, tmp_path):
     assert pngs and all(p.startswith("heatmap_") and "_unit" in p for p in pngs)
     assert (folder / "sample" / "samples.json").exists()
 
-    from pipeline.stages.generate import GenerateConfig, generate
     res = generate(note_run, GenerateConfig(count=2, length=12, primer_length=4))
     out = ok(["heatmap", "--run", str(note_run), "--sample", str(res.folder), "--index", "1", "--layer", "0",
               "--state", "cell", "--units", "1,7", "--top", "2", "--out", str(tmp_path / "h")])
@@ -327,3 +333,9 @@ def test_cli_on_a_chars_model(tmp_path):
 def test_help_has_an_example():
     out = ok(["heatmap", "--help"])
     assert "Example" in out and "python cli.py heatmap" in out
+
+
+def test_heatmap_records_on_the_requested_device(run, tmp_path):
+    from pipeline.stages.heatmap import HeatmapConfig, heatmap
+    res = heatmap(run, HeatmapConfig(length=30), tmp_path / "h", device="cpu")
+    assert res["tokens"] > 30 and res["pictures"]

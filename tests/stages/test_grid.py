@@ -1,4 +1,5 @@
 """Grids: expansion, stable run ids, parallel training, resume, failures, report, Ray, CLI."""
+
 import contextlib
 import json
 import os
@@ -14,25 +15,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import main
-from conftest import write_pm
 from pipeline.core.errors import ConfigError
 from pipeline.core.fsutil import write_marker
-from pipeline.stages.grid import GridConfig, expand_grid, run_grid, run_id
-from pipeline.store.rundir import canonical_config
-from pipeline.stages.report import summary_table, collect_runs, write_report
-from pipeline.store.rundir import TrainConfig
+from pipeline.stages.grid import GridConfig, expand_grid, gpu_share, local_gpus, run_grid, run_id, spread_over_gpus
+from pipeline.stages.report import collect_runs, summary_table, write_report
 from pipeline.stages.train import train
+from pipeline.store.rundir import TrainConfig, canonical_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+
 TINY = dict(layers=[1], embed=[8], window=[8], stride=[4], batch=[16], epochs=[2], patience=[10],
             threads=[1], seed=[1])
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
+def dataset(write_pm, tmp_path_factory) -> Path:
     """Four pieces of 60 random-ish notes, extracted into processed/tiny."""
     from pipeline.stages.extract import ExtractConfig, extract
 
@@ -323,21 +324,6 @@ def test_cli_grid_failures_and_errors(runner, dataset, monkeypatch):
         assert "Example" in out and f"python cli.py {cmd}" in out
 
 
-def test_summary_table_columns_and_empty_input():
-    def record(name, epochs, losses, status="finished"):
-        history = pd.DataFrame({"epoch": range(1, len(losses) + 1), "train_loss": losses, "val_loss": losses,
-                                "val_acc": [0.5] * len(losses), "seconds": [1.0] * len(losses)})
-        options = {**TrainConfig(cell="lstm", epochs=epochs).__dict__, "parameters": 100}
-        return {"run": name, "config": options, "options": options, "status": status, "error": "",
-                "has_checkpoint": True, "history": history}
-    table = summary_table([record("a", 5, [3.0, 2.0, 2.5]), record("b", 9, [1.0], "incomplete")])
-    assert list(table["run"]) == ["b", "a"]  # best validation loss first
-    assert list(table["epochs"]) == [9, 5] and list(table["epochs_run"]) == [1, 3]  # option vs epochs run
-    assert list(table["best_epoch"]) == [1, 2] and "error" not in table and "val_mae" not in table
-    empty = summary_table([])
-    assert empty.empty and {"run", "val_loss", "status"} <= set(empty.columns)
-
-
 @pytest.mark.slow
 def test_a_damaged_run_is_reported_not_overwritten(grid2x2, tmp_path):
     import shutil
@@ -378,3 +364,24 @@ def test_rerun_with_a_relative_dataset_path_skips(dataset, tmp_path, monkeypatch
     assert run_grid(configs, grid)["counts"]["trained"] == 1
     again = run_grid(expand_grid(values)[0], grid)
     assert again["counts"]["skipped"] == 1 and again["counts"]["failed"] == 0
+
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the message for an absent GPU")
+
+
+def test_grid_gpu_shares():
+    # local executor: runs that may use a GPU are dealt round robin; explicit devices are kept
+    assert spread_over_gpus(["auto", "cuda", "cpu", "auto", "cuda:1", "auto"], 2) == \
+        ["cuda:0", "cuda:1", "cpu", "cuda:0", "cuda:1", "cuda:1"]
+    assert spread_over_gpus(["auto", "cuda"], 0) == ["auto", "cuda"]
+    # Ray: the share of a GPU each task asks for
+    assert gpu_share(4, 1) == 0.25 and gpu_share(2, 4) == 1.0 and gpu_share(6, 4) == 0.5
+    assert gpu_share(0, 1) == 0.25  # no --workers limit: RUNS_PER_GPU runs to a GPU
+    assert local_gpus([TrainConfig(device="cpu")]) == 0
+
+
+@no_cuda
+def test_grid_refuses_cuda_without_a_gpu():
+    assert local_gpus([TrainConfig(device="auto")]) == 0
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        local_gpus([TrainConfig(device="cpu"), TrainConfig(device="cuda")])

@@ -1,4 +1,4 @@
-"""Piano-roll files (.mat, pickle, JSON): reading, refusing, and exact round trips on the four benchmarks."""
+"""inputs/rolls.py: piano-roll files (.mat, .pickle, .json) read exactly, and refused safely."""
 from __future__ import annotations
 
 import io
@@ -16,7 +16,8 @@ from pipeline.codecs.frames import OUTSIDE_KEYS, notes_to_frames, rolls_to_token
 from pipeline.core.errors import PipelineError, RollReadError
 from pipeline.inputs.rolls import RollFile, read_rolls, read_rolls_bytes, rolls_to_notes
 
-POLYPHONIC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "polyphonic"
+POLYPHONIC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "polyphonic"
+
 # pieces (train, valid) and train frames, as SOURCES.md lists them
 CORPORA = {"jsb-chorales": (229, 76, 13_807), "nottingham": (694, 173, 176_561),
            "musedata": (524, 135, 245_202), "piano-midi": (87, 12, 75_911)}

@@ -1,10 +1,12 @@
-"""Exact values of every metric on hand-made note lists, edge cases included."""
+"""measures/metrics.py (and the pitch and rhythm metrics it re-exports)."""
+
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.core.notes import empty_note_table
 from pipeline.measures.metrics import (
     NgramIndex,
     build_ngram_index,
@@ -31,10 +33,11 @@ from pipeline.measures.metrics import (
     sample_metrics,
     scale_consistency,
 )
-from pipeline.core.notes import empty_note_table
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
+
 CHROMATIC = list(range(60, 72))
+
 COLLAPSE = ["E4"] * 50
 
 
@@ -214,6 +217,7 @@ def test_default_n_is_8():
 # ------------------------------------------------------------------ per sample
 
 TRAIN_TOKENS = [["C4", "D4", "E4", "C4.E4.G4"], ["G4", "A4"]]
+
 TRAIN_PITCHES = [[60, 62, 64, 60, 64, 67], [67, 69]]
 
 
@@ -283,6 +287,7 @@ def test_sample_metrics_one_note():
 
 # C-E-G held for two beats, then C5 for one: 24 steps of 3 pitches, 12 of 1.
 TRIAD_THEN_NOTE = ([60, 64, 67, 72], [0, 0, 0, 2], [2, 2, 2, 3])
+
 # The triad for one beat, a one-beat rest, C5 for one beat.
 TRIAD_REST_NOTE = ([60, 64, 67, 72], [0, 0, 0, 2], [1, 1, 1, 3])
 
@@ -407,6 +412,7 @@ def test_build_reference_rhythm_pools_within_pieces():
 
 
 RHYTHM_KEYS = {"polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency", "pulse_share"}
+
 DISTANCE_KEYS = {"onset_gap_histogram_distance", "duration_histogram_distance"}
 
 

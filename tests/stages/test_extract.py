@@ -1,14 +1,18 @@
-"""The extract stage: manifest, split, caching, bad files, atomic output."""
+"""The extract stage: manifest, split, caching, bad files, atomic output; ABC tunebooks and roll files."""
+from __future__ import annotations
+
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import write_pm, melody
+from pipeline.codecs import END, START, decode_chars
 from pipeline.core.errors import NoUsableInputError
-from pipeline.store.dataset import assign_split, load_dataset
+from pipeline.inputs import abc_io
 from pipeline.stages.extract import ExtractConfig, extract
+from pipeline.store.dataset import load_dataset
 
 
 def run(paths, tmp_path, **kw):
@@ -33,7 +37,7 @@ def test_outputs(tiny_dataset):
         assert all(t in ds.vocab.index for s in ds.sequences.values() for t in s)
 
 
-def test_bad_files_are_reported_and_skipped(tmp_path, tiny_midi_dir):
+def test_bad_files_are_reported_and_skipped(melody, write_pm, tmp_path, tiny_midi_dir):
     (tiny_midi_dir / "corrupt.mid").write_bytes(b"MThd garbage")
     (tiny_midi_dir / "empty.MIDI").write_bytes(b"")
     (tiny_midi_dir / "sub").mkdir()
@@ -61,7 +65,7 @@ def test_no_usable_file_fails_and_keeps_previous_output(tmp_path, tiny_midi_dir)
         run([tmp_path / "does-not-exist"], tmp_path)
 
 
-def test_rerun_parses_only_changed_files(tmp_path, tiny_midi_dir):
+def test_rerun_parses_only_changed_files(melody, write_pm, tmp_path, tiny_midi_dir):
     first = run([tiny_midi_dir], tmp_path)
     assert first["files_reused"] == 0
     again = run([tiny_midi_dir], tmp_path)
@@ -71,19 +75,7 @@ def test_rerun_parses_only_changed_files(tmp_path, tiny_midi_dir):
     assert third["files_reused"] == 3 and third["notes"] != first["notes"]
 
 
-def test_split_is_deterministic_and_stable_under_additions():
-    pieces = [f"p{i}" for i in range(10)]
-    a = assign_split(pieces, 0.2, 0)
-    assert a == assign_split(list(reversed(pieces)), 0.2, 0)
-    assert a["validation"]
-    b = assign_split(pieces + ["new1", "new2"], 0.2, 0)
-    assert set(a["validation"]) <= set(b["validation"])
-    assert set(a["train"]) <= set(b["train"])
-    one = assign_split(["only"], 0.2, 0)
-    assert one["tail_fraction"] > 0
-
-
-def test_single_piece_dataset_trains_on_head_validates_on_tail(tmp_path):
+def test_single_piece_dataset_trains_on_head_validates_on_tail(melody, write_pm, tmp_path):
     path = write_pm(tmp_path / "solo.mid", melody(200, 1))
     run([path], tmp_path)
     ds = load_dataset(tmp_path / "processed" / "ds", "names")
@@ -106,7 +98,7 @@ def test_extract_command_imports_neither_torch_nor_music21(tmp_path, tiny_midi_d
     from pathlib import Path
 
     (tiny_midi_dir / "book.abc").write_text("X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|\n")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     code = ("import sys; from cli import main; "
             f"main(['extract', {str(tiny_midi_dir)!r}, '--name', 'x', '--out', {str(tmp_path / 'p')!r}, "
             "'--workers', '1'], standalone_mode=False); "
@@ -114,3 +106,53 @@ def test_extract_command_imports_neither_torch_nor_music21(tmp_path, tiny_midi_d
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "extracted 5 files" in out.stdout and "heavy: []" in out.stdout
+
+
+NO_KEY = "X:7\nT:Broken\nM:4/4\nL:1/4\nCDEF|GABc|"  # no K: field: abc2midi (extract's reader) plays nothing
+
+
+# --------------------------------------------------------------------------- extract
+
+@pytest.mark.parametrize("header", ["music", "full"])
+def test_two_tune_book_to_framed_chars_and_back(tunes, run_extract, write_book, tmp_path, header):
+    book = write_book(tmp_path / "two.abc", tunes[:2])
+    folder = run_extract(book, tmp_path / "processed", "two", header)
+    seqs = json.loads((folder / "chars" / "sequences.json").read_text())["pieces"]
+    vocab = json.loads((folder / "chars" / "vocab.json").read_text())
+    assert sorted(seqs) == ["two#1", "two#2"]
+    texts = [t.text for t in abc_io.split_tunebook(book.read_text())]
+    for piece, text in zip(["two#1", "two#2"], texts):
+        seq = seqs[piece]
+        assert seq[0] == START and seq[-1] == END and START not in seq[1:-1] and END not in seq[1:-1]
+        assert decode_chars(seq) == (abc_io.music_text(text) if header == "music" else text)
+    assert texts == tunes[:2]
+    assert {START, END} <= set(vocab) and "\n" in vocab
+    split = json.loads((folder / "split.json").read_text())
+    assert sorted(split["train"] + split["validation"]) == ["two#1", "two#2"] and split["validation"]
+
+
+def test_broken_tune_is_counted_listed_and_skipped(tunes, run_extract, write_book, tmp_path):
+    book = write_book(tmp_path / "book.abc", [tunes[0], NO_KEY, tunes[2]])
+    folder = run_extract(book, tmp_path / "processed", "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    [entry] = manifest["files"]
+    assert entry["status"] == "ok" and entry["pieces"] == 2
+    [unit] = entry["skipped_units"]
+    assert unit["tune"] == "book#7" and unit["title"] == "Broken" and unit["reason"]
+    assert manifest["totals"]["dropped"]["unparseable tune"] == 1
+    seqs = json.loads((folder / "chars" / "sequences.json").read_text())["pieces"]
+    assert sorted(seqs) == ["book#1", "book#3"]
+
+
+def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    bad = tmp_path / "bad.pickle"
+    bad.write_bytes(pickle.dumps({"train": [[[60]]], "x": Evil()}))
+    with pytest.raises(Exception):
+        extract([bad], ExtractConfig(name="bad", out=str(tmp_path / "processed"), workers=1))
+    assert not (tmp_path / "pwned").exists()

@@ -1,4 +1,4 @@
-"""The frames encoding: vocabulary, grid, inverse pairs, transposition, features, and MIDI round trips."""
+"""codecs/frames.py: the frames encoding (piano-roll frames as tokens)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CHOPIN
-from pipeline.codecs.frames import (FEATURES, FRAME_END, NOTE_TOKENS, OUTSIDE_KEYS, VOCABULARY, count_frames,
-                                    features, frames_to_notes, move_token, notes_to_frames, rolls_to_tokens,
-                                    tokens_to_rolls, transpose)
+from pipeline.codecs import get_codec
+from pipeline.codecs.frames import (
+    FEATURES,
+    FRAME_END,
+    NOTE_TOKENS,
+    OUTSIDE_KEYS,
+    VOCABULARY,
+    count_frames,
+    features,
+    frames_to_notes,
+    move_token,
+    notes_to_frames,
+    rolls_to_tokens,
+    tokens_to_rolls,
+    transpose,
+)
+from pipeline.codecs.onsets import TimingModel
 from pipeline.core.notes import empty_note_table
 from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
 
@@ -98,17 +111,10 @@ def test_features():
     assert all(v.shape == (0,) for v in features([]).values())
 
 
-def chopin_files() -> list[Path]:
-    paths = sorted(CHOPIN.glob("*.mid")) if CHOPIN.is_dir() else []
-    if not paths:
-        pytest.skip(f"shared Chopin files not found at {CHOPIN} (set MUSICRNN_CHOPIN)")
-    return paths
-
-
 @pytest.mark.parametrize("grid", [0.25, 1 / 3])
-def test_quantised_midi_round_trips_through_frames(tmp_path: Path, grid: float):
+def test_quantised_midi_round_trips_through_frames(chopin_files: list[Path], tmp_path: Path, grid: float):
     """nocturne -> frames -> notes -> MIDI file -> notes -> frames: the same tokens, the same notes."""
-    for path in chopin_files():
+    for path in chopin_files:
         notes, _ = midi_file_to_notes(path)
         tokens, dropped = notes_to_frames(notes, grid)
         assert dropped == {} and count_frames(tokens) > 500
@@ -119,3 +125,12 @@ def test_quantised_midi_round_trips_through_frames(tmp_path: Path, grid: float):
         cols = ["pitch", "start_beat", "end_beat"]
         if grid == 0.25:  # sixteenths are whole ticks of pretty_midi's 220 a beat: the notes come back as written
             assert back[cols].values.tolist() == decoded[cols].values.tolist()
+
+
+def test_codec_round_trip_and_the_opening_marker():
+    codec = get_codec("frames")
+    notes = codec.decode([FRAME_END, "C4", "E4", "|", "C4", "E4", "|", "|", "G4", "|"], TimingModel(np.ones((1, 2)), 60))
+    tokens = codec.encode(notes)
+    assert tokens == [FRAME_END, "C4", "E4", "|", "C4", "E4", "|", "|", "G4", "|"]
+    assert codec.scored_frames(tokens) == 4 and len(codec.vocabulary([])) == 89
+    assert codec.to_groups(tokens) == [[60, 64], [67]]  # struck notes only: a held chord is not struck again

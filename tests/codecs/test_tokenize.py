@@ -1,22 +1,30 @@
-"""Timed encodings (MidiTok TSD and REMI): exact round trips, chords, transposition, rendering, heatmaps."""
+"""codecs/tokenize.py: the timed (miditok) encodings, through extract, train, generate, render and heatmap."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_train_config
-from pipeline.codecs import tokenize
+from pipeline.codecs import (
+    ENCODINGS,
+    NOTE_ENCODINGS,
+    build_vocabulary,
+    encode_notes,
+    tokenize,
+    tokens_to_groups,
+    tokens_to_pitches,
+    transpose_tokens,
+)
 from pipeline.codecs.tokenize import MIDITOK_ENCODINGS as TIMED_ENCODINGS
-from pipeline.store.dataset import load_dataset, read_notes
-from pipeline.codecs import (ENCODINGS, build_vocabulary, NOTE_ENCODINGS, encode_notes,
-                                tokens_to_groups, tokens_to_pitches, transpose_tokens)
 from pipeline.core.errors import ConfigError
 from pipeline.inputs.midi_io import midi_file_to_notes, notes_to_midi_file
 from pipeline.stages.render import TimingModel, tokens_to_notes
+from pipeline.store.dataset import load_dataset, read_notes
 
 # (pitch, start, end) in seconds at 120 qpm: every time on the 12-steps-a-beat grid, durations on the
 # duration grid (12 steps a beat up to 4 beats, 4 up to 12): a chord, a triplet, a sixteenth, a rest, a long note
 QUANTISED = [(60, 0.0, 1.0), (64, 0.0, 1.0), (67, 0.0, 0.5), (72, 0.5, 0.5 + 1 / 6), (71, 0.5 + 1 / 6, 0.5 + 2 / 6),
              (69, 0.5 + 2 / 6, 1.0), (48, 1.0, 3.0), (74, 1.125, 1.25), (76, 4.0, 4.5), (43, 4.0, 8.5), (79, 4.0, 4.25)]
+
 COLS = ["pitch", "start_beat", "end_beat"]
 
 
@@ -129,10 +137,10 @@ def test_extract_writes_the_timed_encodings(tiny_dataset):
 
 
 @pytest.mark.slow
-def test_train_generate_render_heatmap_on_tsd(tiny_dataset, tmp_path):
+def test_train_generate_render_heatmap_on_tsd(tiny_train_config, tiny_dataset, tmp_path):
+    from pipeline.codecs.tokenize import TIMED_FEATURES
     from pipeline.commands import generate as generate_command
     from pipeline.stages.generate import GenerateConfig
-    from pipeline.codecs.tokenize import TIMED_FEATURES
     from pipeline.stages.heatmap import HeatmapConfig, heatmap, sequence_features
     from pipeline.stages.train import train
 

@@ -1,10 +1,12 @@
 """The comparison page: contents, blind mode, errors, the CLI, and the page in headless Chromium."""
+from __future__ import annotations
+
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,30 +14,36 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import write_pm
-from pipeline.stages.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
 from pipeline.core.errors import ConfigError
+from pipeline.stages.compare import CompareConfig, compare, default_out_dir, expand_runs, flags
 from pipeline.stages.extract import ExtractConfig, extract
-from pipeline.store.rundir import TrainConfig
 from pipeline.stages.train import train
+from pipeline.store.page import ANSWERS_KIND, ANSWERS_VERSION
+from pipeline.store.rundir import TrainConfig
 
 CHROMIUM = "/usr/bin/chromium"
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
 TINY = CompareConfig(temperatures=(0.5, 1.0), count=1, length=16, seed=3)
 
 
-def tiny_set(folder: Path, name: str, shift: int = 0) -> Path:
-    """Four pieces of 50 random-walk notes (one chord every 5th onset), extracted as ``name``."""
-    rng = np.random.default_rng(11)
-    paths = []
-    for k in range(4):
-        pitches = 60 + shift + np.cumsum(rng.integers(-2, 3, 50)).clip(-10, 10)
-        notes = [(int(p), 0.4 * i, 0.4 * i + 0.35) for i, p in enumerate(pitches)]
-        notes += [(int(p) - 12, 0.4 * i, 0.4 * i + 0.7) for i, p in enumerate(pitches) if i % 5 == 0]
-        paths.append(write_pm(folder / "midi" / name / f"piece{k}.mid", notes))
-    extract(paths, ExtractConfig(name=name, out=str(folder / "processed"), workers=1))
-    return folder / "processed" / name
+@pytest.fixture(scope="session")
+def tiny_set(write_pm):
+    """``tiny_set(folder, name, shift=0)``: four pieces of 50 random-walk notes (one chord every 5th onset),
+    extracted as ``name``."""
+    def make(folder: Path, name: str, shift: int = 0) -> Path:
+        rng = np.random.default_rng(11)
+        paths = []
+        for k in range(4):
+            pitches = 60 + shift + np.cumsum(rng.integers(-2, 3, 50)).clip(-10, 10)
+            notes = [(int(p), 0.4 * i, 0.4 * i + 0.35) for i, p in enumerate(pitches)]
+            notes += [(int(p) - 12, 0.4 * i, 0.4 * i + 0.7) for i, p in enumerate(pitches) if i % 5 == 0]
+            paths.append(write_pm(folder / "midi" / name / f"piece{k}.mid", notes))
+        extract(paths, ExtractConfig(name=name, out=str(folder / "processed"), workers=1))
+        return folder / "processed" / name
+    return make
 
 
 def tiny_run(dataset: Path, run: Path, cell: str, **kw) -> Path:
@@ -46,7 +54,7 @@ def tiny_run(dataset: Path, run: Path, cell: str, **kw) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tiny_set, tmp_path_factory) -> Path:
     """runs/rnn and runs/gru on one tiny dataset."""
     tmp = tmp_path_factory.mktemp("compare")
     data = tiny_set(tmp, "tiny")
@@ -151,7 +159,7 @@ def test_blind_page_hides_the_runs_and_the_key_names_them(runs, tmp_path, monkey
     assert "run" not in pd.read_csv(out / "metrics.csv")
 
 
-def test_mismatched_runs_give_one_clean_line(runs, tmp_path):
+def test_mismatched_runs_give_one_clean_line(tiny_set, runs, tmp_path):
     pitch_run = tiny_run(runs.parent / "processed" / "tiny", tmp_path / "pitch", "rnn", encoding="pitch")
     with pytest.raises(ConfigError, match="not a comparison page"):
         compare([runs / "rnn"], TINY, runs / "gru")  # an --out that would replace a run
@@ -243,3 +251,71 @@ def test_ngram_column_can_be_left_out_or_given_an_order(runs, tmp_path):
     assert page["columns"][1]["name"] == "4-gram" and "order given" in (tmp_path / "four" / "index.html").read_text()
     with pytest.raises(ConfigError, match="ngram-order"):
         CompareConfig(ngram_order=-1).validate()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_blind_page_records_answers_that_tally_unblinds(tiny_set, tmp_path, answers_file):
+    """Build a blind page, answer it in headless Chromium, reload, export, and tally the export."""
+    from playwright.sync_api import sync_playwright
+
+    run = tiny_run(tiny_set(tmp_path, "tiny"), tmp_path / "runs" / "rnn", "rnn")
+    built = compare([run], replace(TINY, temperatures=(1.0,), count=2, blind=True), tmp_path / "page")
+    folder = Path(built["folder"])
+    key = json.loads((folder / "key.json").read_text())
+    who = {v["cell"]: letter for letter, v in key.items()}
+    real, rnn, ngram = who["real"], who["rnn"], who["ngram"]
+    html = (folder / "index.html").read_text().replace("musicrnn", "")  # the tool's name is no secret
+    assert "real.wav" not in html and "Real continuation" not in html and "rnn" not in html
+    page_id = json.loads((folder / "compare.json").read_text())["page_id"]
+    ana = {"t1-s0": ({real: 5, rnn: 2, ngram: 3}, real), "t1-s1": ({real: 4, rnn: 4, ngram: 1}, rnn)}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", *CHROMIUM_ARGS])
+        try:
+            tab = browser.new_context(accept_downloads=True).new_page()
+            tab.goto((folder / "index.html").resolve().as_uri(), wait_until="load")
+            assert tab.locator("audio").count() == 1 + 3 * 2  # the primer; the real continuation in every row
+            tab.fill("#listener", "Ana")
+            for row, (ratings, pick) in ana.items():
+                for letter, value in ratings.items():
+                    tab.check(f'input[name="rate:{row}:{letter}"][value="{value}"]')
+                tab.check(f'input[name="real:{row}"][value="{pick}"]')
+            assert "6 of 6 ratings, 2 of 2" in tab.inner_text("#progress")
+            tab.reload(wait_until="load")
+            assert tab.input_value("#listener") == "Ana"
+            checked = tab.eval_on_selector_all("input:checked", "xs => xs.map(x => [x.name, x.value])")
+            assert sorted(checked) == sorted([[f"rate:{r}:{k}", str(v)] for r, (rs, _) in ana.items()
+                                              for k, v in rs.items()] + [[f"real:{r}", c] for r, (_, c) in ana.items()])
+            with tab.expect_download() as download:
+                tab.click("#export")
+            exported = tmp_path / download.value.suggested_filename
+            download.value.save_as(exported)
+        finally:
+            browser.close()
+
+    assert exported.name == f"answers-{page_id}-Ana.json"
+    data = json.loads(exported.read_text())
+    assert (data["format"], data["version"], data["page"], data["listener"]) == (
+        ANSWERS_KIND, ANSWERS_VERSION, page_id, "Ana")
+    assert data["answers"]["t1-s0"] == {"ratings": ana["t1-s0"][0], "real": real} and data["session"]
+    ben = answers_file(tmp_path / "ben.json", {"t1-s0": {"ratings": {real: 4, rnn: 1}, "real": real},
+                                               "t1-s1": {"ratings": {real: 5, rnn: 2, ngram: 2}, "real": real}},
+                       "Ben", "s-ben", page=page_id)
+    foreign = answers_file(tmp_path / "foreign.json", {"t1-s0": {"ratings": {real: 1}}}, "Eve", "s-eve")
+    (tmp_path / "broken.json").write_text('{"format": "musicrnn-listening-answers", "version": 1,')
+    res = CliRunner().invoke(main, ["tally", str(folder), str(exported), str(ben), str(foreign),
+                                    str(tmp_path / "broken.json"), "--resamples", "2000"])
+    assert res.exit_code == 0, res.output
+    skipped = [line for line in res.output.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 2 and "foreign.json: answers another page" in skipped[0] and "broken.json: not JSON" \
+        in skipped[1]
+    assert res.output.strip().splitlines()[-1].startswith("tallied 2 listeners (2 files skipped) -> ")
+    m = pd.read_csv(folder / "tally" / "models.csv").set_index("column")
+    assert m.loc[real, "model"] == "real continuation" and m.loc[rnn, "model"] == "rnn"
+    assert m.loc[[real, rnn, ngram], "mean"].tolist() == pytest.approx([4.5, 2.25, 2.0])
+    assert m.loc[[real, rnn, ngram], "picked"].tolist() == [3, 1, 0]
+    assert m.loc[real, "p_value"] == pytest.approx(1 / 9)
+    pref = pd.read_csv(folder / "tally" / "preference.csv").set_index(["a", "b"])
+    assert pref.loc[(real, rnn), "share"] == pytest.approx(3 / 4)
+    assert pref.loc[(rnn, ngram), "share"] == pytest.approx(1 / 3)

@@ -1,3 +1,5 @@
+"""measures/baseline.py: the n-gram model."""
+
 import math
 import time
 

@@ -1,26 +1,19 @@
-"""ABC data layer: tunebooks, characters, note tables, MIDI, validity, engraving."""
+"""inputs/abc_io.py: tunebooks, tunes, the music text of a tune, and reading notes (music21 and symusic)."""
 from __future__ import annotations
 
-import shutil
-
-import pretty_midi
+import numpy as np
 import pytest
 
-from pipeline.measures import abc_eval
-
-from pipeline.inputs import abc_io, corpus
-
-from pipeline.codecs import chars as encodings
-
-from pipeline.media import engrave
-from pipeline.inputs.abc_io import AbcTune
-from pipeline.codecs import END, START
-from pipeline.core.errors import AbcParseError, ConfigError, EngraveError
+from pipeline.core.errors import AbcParseError
 from pipeline.core.notes import COLUMNS
+from pipeline.inputs import abc_io, corpus
+from pipeline.inputs.abc_io import AbcTune, tune_to_notes_symusic
 
 SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
+
 # a chord, a note tied over the bar line, and a tempo of 60 quarter notes a minute
 CHORDS = "X:3\nT:Chords\nM:3/4\nL:1/4\nQ:1/4=60\nK:G\n[GBd] A2-|A3|"
+
 BROKEN = "X:2\nT:Broken\nM:4/4\nL:1/4\nK:C\nC[EG|F"  # a chord that never closes
 
 TWO_TUNES = """%abc-2.1
@@ -109,108 +102,10 @@ def test_read_abc_file(tmp_path):
         abc_io.read_abc_file(empty)
 
 
-@pytest.mark.parametrize("text", [SCALE, "T:a <b> c\nK:C\n<start>x<end>|", "", "é\t\n<"])
-def test_chars_round_trip(text):
-    tokens = encodings.encode_chars(text)
-    assert tokens[0] == START and tokens[-1] == END and len(tokens) == len(text) + 2
-    assert encodings.decode_chars(tokens) == text
-    assert encodings.decode_chars(tokens + list("ignored after the end")) == text
-
-
-def test_split_generated():
-    a, b = "X:1\nK:C\nCDE|", "X:2\n<b>"
-    assert encodings.split_generated(encodings.encode_chars(a) + encodings.encode_chars(b)) == [a, b]
-    # an empty tune, then one cut off by the length limit
-    assert encodings.split_generated([START, END, START, *"X:3"]) == ["", "X:3"]
-    # a sample continued from a text primer starts without START; blank gaps are not tunes
-    assert encodings.split_generated([*"K:C\nC", END, "\n", START, "D", END]) == ["K:C\nC", "D"]
-    assert encodings.split_generated([]) == []
-
-
-def test_check_tune_good():
-    v = abc_eval.check_tune(SCALE)
-    assert v.parses and v.to_midi and v.error is None
-    assert (v.bars_total, v.bars_matching, v.meter, v.notes) == (2, 2, "4/4", 8)
-    # an anacrusis completed by the last bar, and a bar split by a repeat sign
-    pickup = abc_eval.check_tune("X:1\nT:P\nM:3/4\nL:1/8\nK:G\nD|G2 B2 d2|c4 z:|:A|G4 z|")
-    assert pickup.parses and pickup.bars_total == 5 and pickup.bars_matching == 5
-
-
-def test_check_tune_wrong_bar_lengths():
-    short = abc_eval.check_tune("X:1\nT:Short\nM:4/4\nL:1/4\nK:C\nCDEF|GAB|cdef|gfed|")
-    assert short.parses and short.to_midi
-    assert (short.bars_total, short.bars_matching) == (4, 3)
-    # music21 would re-bar an overlong bar into two "correct" ones; it must still count as wrong
-    long = abc_eval.check_tune("X:1\nT:Long\nM:4/4\nL:1/4\nK:C\nCDEF|GABcd|cdef|")
-    assert (long.bars_total, long.bars_matching) == (3, 2)
-    # no meter: nothing to compare bars with
-    free = abc_eval.check_tune("X:1\nT:Free\nM:none\nL:1/4\nK:C\nCDEF|GAB|")
-    assert free.parses and free.meter == "none" and free.bars_matching == 0
-
-
-@pytest.mark.parametrize("garbage", [
-    "this is not ABC ][", "", "X:1\nK:C\n", "X:1\nL:1/0\nK:C\nC", "\x00\x01|:", "/etc/passwd",
-    "X:1\nT:no key\nM:4/4\nL:1/4\nCDEF|",
-])
-def test_check_tune_garbage_never_raises(garbage):
-    v = abc_eval.check_tune(garbage)
-    assert not v.parses and not v.to_midi and v.error
-
-
-def test_check_tune_gives_up_on_absurd_meter():
-    v = abc_eval.check_tune("X:1\nM:451/8\nL:1/8\nK:C\nC8|", timeout_s=0.5)
-    assert not v.parses and "gave up" in v.error
-
-
-def test_bundled_corpus():
-    tunes = corpus.bundled_corpus_tunes("oneills1850")
-    assert len(tunes) > 100
-    assert all(t.text.startswith("X:") and t.source.startswith("oneills1850/") for t in tunes)
-    assert corpus.bundled_corpus_tunes("oneills1850", limit=5) == tunes[:5]
-    assert len(corpus.bundled_corpus_tunes("default")) >= 2000
-    with pytest.raises(ConfigError):
-        corpus.bundled_corpus_tunes("no-such-corpus")
-
-
 def test_bundled_tune_parses():
     (tune,) = corpus.bundled_corpus_tunes("oneills1850", limit=1)
     notes = abc_io.tune_to_notes(tune, "oneills-1")
     assert len(notes) > 50 and notes["end"].gt(notes["start"]).all()
-
-
-def test_abc_to_midi_file(tmp_path):
-    out = engrave.abc_to_midi_file(CHORDS, tmp_path / "sub" / "chords.mid")
-    pm = pretty_midi.PrettyMIDI(str(out))
-    notes = sorted((n.start, n.pitch, n.end) for inst in pm.instruments for n in inst.notes)
-    assert notes == [(0, 67, 1), (0, 71, 1), (0, 74, 1), (1, 69, 6)]
-    with pytest.raises(AbcParseError):
-        engrave.abc_to_midi_file(BROKEN, tmp_path / "broken.mid")
-
-
-@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi not installed")
-def test_abc2midi_reference(tmp_path):
-    out = engrave.abc2midi_reference(SCALE, tmp_path / "scale.mid")
-    pm = pretty_midi.PrettyMIDI(str(out))
-    assert [n.pitch for inst in pm.instruments for n in inst.notes] == [60, 62, 64, 65, 67, 69, 71, 72]
-    with pytest.raises(AbcParseError):
-        engrave.abc2midi_reference("X:1\nT:no key field\n", tmp_path / "bad.mid")
-
-
-@pytest.mark.skipif(engrave.available_engraver() is None, reason="neither abcm2ps nor lilypond installed")
-def test_engrave_svg(tmp_path):
-    out = engrave.engrave(CHORDS, tmp_path / "chords.svg")
-    assert out.exists() and "<svg" in out.read_text(encoding="utf-8")[:2000]
-    with pytest.raises(EngraveError):
-        engrave.engrave("   ", tmp_path / "empty.svg")
-    with pytest.raises(ConfigError):
-        engrave.engrave(CHORDS, tmp_path / "x.svg", engine="pen")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("lilypond") is None, reason="lilypond not installed")
-def test_engrave_lilypond_fallback(tmp_path):
-    out = engrave.engrave(SCALE, tmp_path / "scale.svg", engine="lilypond")
-    assert "<svg" in out.read_text(encoding="utf-8")[:2000]
 
 
 # --------------------------------------------------------------------------- the music of a tune (chars text)
@@ -260,3 +155,65 @@ def test_with_x_line_makes_a_tunebook_entry():
     assert abc_io.with_x_line("M:2/4\nK:D\nAB|", 3, "Sample 2") == "X:3\nT:Sample 2\nM:2/4\nK:D\nAB|"
     assert abc_io.with_x_line("X:9\nK:D\nAB|", 3, "t") == "X:9\nK:D\nAB|"
     assert abc_io.with_x_line("K:D\nAB|") == "X:1\nK:D\nAB|"
+
+
+SCALE = "X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|"
+
+# a chord, a note tied over the bar line, and a tempo of 60 quarter notes a minute
+CHORDS = "X:3\nT:Chords\nM:3/4\nL:1/4\nQ:1/4=60\nK:G\n[GBd] A2-|A3|"
+
+
+def rows(df, *cols):
+    return [tuple(r) for r in df[list(cols)].itertuples(index=False)]
+
+
+def test_scale_is_on_the_written_grid():
+    notes = tune_to_notes_symusic(AbcTune(SCALE, number=1, title="Scale"), "scale")
+    assert list(notes.columns) == list(COLUMNS) and (notes["piece"] == "scale").all()
+    assert notes["pitch"].tolist() == [60, 62, 64, 65, 67, 69, 71, 72]
+    # abc2midi starts every note a tick late; the reader puts onsets back on the beat
+    np.testing.assert_allclose(notes["start_beat"], np.arange(8))
+    np.testing.assert_allclose(notes["end_beat"], np.arange(1, 9))
+    np.testing.assert_allclose(notes["start"], np.arange(8) * 0.5)  # no Q: field: 120 a minute
+    assert notes.attrs["dropped"] == {} and notes.attrs["warnings"] == []
+
+
+def test_chord_tie_and_tempo_as_music21_reads_them():
+    fast = tune_to_notes_symusic(CHORDS, "c")
+    assert rows(fast, "pitch", "start_beat", "end_beat") == [(67, 0, 1), (71, 0, 1), (74, 0, 1), (69, 1, 6)]
+    np.testing.assert_allclose(fast["end"], fast["end_beat"])  # Q:1/4=60: one second a beat
+    slow = abc_io.tune_to_notes(CHORDS, "c")
+    assert rows(fast, "pitch", "start_beat", "end_beat") == rows(slow, "pitch", "start_beat", "end_beat")
+
+
+def test_repeats_are_played_and_guitar_chords_are_not():
+    notes = tune_to_notes_symusic('X:4\nT:Rep\nM:2/4\nL:1/4\nK:C\n|:"C"C "G"D:|E2|]', "r")
+    assert notes["pitch"].tolist() == [60, 62, 60, 62, 64]
+    assert notes["track"].nunique() == 1 and notes["start_beat"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_voices_are_tracks_and_midi_program_is_kept():
+    text = "X:5\nT:Two\nM:2/4\nL:1/4\nK:C\nV:1\n%%MIDI program 40\nc d|\nV:2\nC D|"
+    notes = tune_to_notes_symusic(text, "v")
+    assert sorted(rows(notes, "track", "program", "pitch")) == [(0, 40, 72), (0, 40, 74), (1, 0, 60), (1, 0, 62)]
+
+
+def test_unreadable_tunes_raise_one_line(capfd):
+    with pytest.raises(AbcParseError, match=r"tune X:7 'No key'.*abc2midi wrote no MIDI \(.*K: field"):
+        tune_to_notes_symusic(AbcTune("X:7\nT:No key\nCDEF|", number=7, title="No key"), "k")
+    with pytest.raises(AbcParseError, match="no pitched notes"):
+        tune_to_notes_symusic("X:8\nT:Rests\nM:2/4\nL:1/4\nK:C\nz2|", "z")
+    with pytest.raises(AbcParseError, match="empty tune text"):
+        tune_to_notes_symusic("  \n", "e")
+    # abc2midi's complaints are kept with the table, never printed
+    notes = tune_to_notes_symusic("X:9\nT:Odd rhythm\nM:2/4\nL:1/4\nK:C\nC>D> E|F2|", "w")
+    assert len(notes) == 4
+    # numbered as lines of the tune as given (the reader adds a line of its own)
+    assert notes.attrs["warnings"] == ["Error in line-char 6-5 : Cannot apply broken rhythm. Notes not equal durations"]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_bundled_tune_reads():
+    (tune,) = corpus.bundled_corpus_tunes("oneills1850", limit=1)
+    fast = tune_to_notes_symusic(tune, "oneills-1")
+    assert len(fast) > 50 and fast["end"].gt(fast["start"]).all()

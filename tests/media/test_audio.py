@@ -1,27 +1,21 @@
-"""Tests for pipeline.media.audio: rendering MIDI to audio and drawing piano rolls.
-
-Every MIDI file is built here with pretty_midi; nothing reads the shared data.
-"""
+"""media/audio.py: MIDI -> audio (fluidsynth or the built-in synth), audio statistics."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pretty_midi
 import pytest
 import soundfile
-from matplotlib.image import imread
 
+from pipeline.core.errors import AudioError, ConfigError, MidiReadError, PipelineError
 from pipeline.media import audio
 from pipeline.media.audio import audio_stats, find_soundfont, midi_to_audio, trim_tail
-from pipeline.core.errors import AudioError, ConfigError, MidiReadError, PipelineError
-from pipeline.media.pianoroll import piano_roll_png
 
 #: The rendered audio may run past the MIDI's end by the kept release tail
 #: (1 s by default) and never ends before the last note does.
 DURATION_TOLERANCE = 1.5
+
 #: About -60 dBFS; a render that is all silence (wrong SoundFont, no notes) is far below.
 SILENCE_RMS = 1e-3
 
@@ -29,23 +23,6 @@ needs_fluidsynth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None,
     reason="the fluidsynth program is not installed (apt-get install fluidsynth fluid-soundfont-gm)",
 )
-
-
-def write_midi(path: Path, notes: list[tuple[int, float, float]], *, drums: bool = False) -> Path:
-    """Write one piano (or drum) track of (pitch, start, end) notes at velocity 100."""
-    midi = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(program=0, is_drum=drums)
-    inst.notes = [pretty_midi.Note(velocity=100, pitch=p, start=s, end=e) for p, s, e in notes]
-    midi.instruments.append(inst)
-    midi.write(str(path))
-    return path
-
-
-@pytest.fixture
-def three_seconds(tmp_path: Path) -> Path:
-    """A C major scale fragment: six half-second notes, ending at 3.0 s."""
-    scale = [60, 62, 64, 65, 67, 69]
-    return write_midi(tmp_path / "scale.mid", [(p, 0.5 * i, 0.5 * i + 0.5) for i, p in enumerate(scale)])
 
 
 def assert_audible_three_seconds(path: Path) -> dict:
@@ -125,13 +102,13 @@ def test_corrupt_midi_raises_one_line_midi_read_error(content: bytes, tmp_path: 
     assert "\n" not in message and "bad.mid" in message
 
 
-def test_midi_without_notes_is_an_error(tmp_path: Path) -> None:
+def test_midi_without_notes_is_an_error(write_midi, tmp_path: Path) -> None:
     empty = write_midi(tmp_path / "empty.mid", [])
     with pytest.raises(MidiReadError, match="no notes"):
         midi_to_audio(empty, tmp_path / "out.wav", synth="builtin")
 
 
-def test_builtin_drums_only_is_silent_not_nan_and_says_so(tmp_path: Path) -> None:
+def test_builtin_drums_only_is_silent_not_nan_and_says_so(write_midi, tmp_path: Path) -> None:
     drums = write_midi(tmp_path / "drums.mid", [(36, 0.0, 0.5), (38, 0.5, 1.0)], drums=True)
     result = midi_to_audio(drums, tmp_path / "out.wav", synth="builtin")
     stats = audio_stats(result.path)
@@ -169,35 +146,3 @@ def test_soundfont_env_var_wins_and_a_typo_is_an_error(
     monkeypatch.setenv(audio.SOUNDFONT_ENV, str(tmp_path / "missing.sf2"))
     with pytest.raises(ConfigError, match="missing.sf2"):
         find_soundfont()
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) in pixels."""
-    height, width = imread(str(path)).shape[:2]
-    return width, height
-
-
-def test_piano_roll_from_midi_has_the_fixed_size(three_seconds: Path, tmp_path: Path) -> None:
-    out = piano_roll_png(three_seconds, tmp_path / "rolls" / "scale.png", title="scale")
-    assert out.is_file()
-    assert png_size(out) == (1200, 400)
-
-
-def test_piano_roll_from_note_table_and_custom_size(tmp_path: Path) -> None:
-    notes = pd.DataFrame(
-        {"pitch": [60, 64, 67], "start": [0.0, 0.5, 1.0], "end": [0.5, 1.0, 2.0],
-         "velocity": [30, 80, 127], "piece": ["a"] * 3}
-    )
-    out = piano_roll_png(notes, tmp_path / "roll.png", width_px=600, height_px=200)
-    assert png_size(out) == (600, 200)
-
-
-def test_piano_roll_of_no_notes_is_drawn(tmp_path: Path) -> None:
-    empty = pd.DataFrame(columns=["pitch", "start", "end", "velocity"])
-    out = piano_roll_png(empty, tmp_path / "empty.png", title="nothing")
-    assert png_size(out) == (1200, 400)
-
-
-def test_piano_roll_rejects_a_table_without_pitch(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="pitch"):
-        piano_roll_png(pd.DataFrame({"start": [0.0]}), tmp_path / "x.png")
