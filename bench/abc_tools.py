@@ -1,6 +1,6 @@
 """Measurements only the benchmarks take: ABC generation speed, and char n-gram baselines on the model's targets.
 
-Used by ``bench/bench_abc.py`` (and tested in ``tests/test_abc_generate.py``).
+Used by ``bench/bench_abc.py`` (and tested in ``tests/bench/test_abc_tools.py``).
 """
 from __future__ import annotations
 
