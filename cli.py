@@ -170,7 +170,7 @@ def train_options(f):
         click.option("--data", "dataset", type=click.Path(path_type=Path),
                      help="A processed dataset folder, e.g. processed/nocturnes. Default: the most recently "
                           "extracted one under processed/ (named in the first output line)."),
-        click.option("--encoding", default=d["encoding"], show_default=True, help="names, pitch, chars, tsd or remi (MidiTok, with rhythm), frames (a sixteenth grid: chords and rhythm; the benchmarks' piano rolls)."),
+        click.option("--encoding", default=d["encoding"], show_default=True, help="frames (the notes sounding on a sixteenth grid: chords and rhythm; the benchmarks' piano rolls), names (the nocturne study's), pitch, chars (ABC), tsd or remi (MidiTok)."),
         click.option("--task", default=d["task"], show_default=True,
                      help="classify (softmax over tokens) or regress (next pitch as a number; needs --encoding pitch)."),
         click.option("--mode", default=d["mode"], show_default=True,
@@ -335,8 +335,9 @@ def floats(value: str, option: str) -> list[float]:
 @click.option("--count", default=4, show_default=True, help="Samples, drawn as one batch.")
 @click.option("--length", type=int, default=None,
               help="New tokens per sample (at most). Default: 1,000 for chars models (a whole tune), 300 otherwise.")
-@click.option("--temperature", default="1.0", show_default=True,
-              help="Softmax temperature; a comma list gives one folder per temperature.")
+@click.option("--temperature", default="",
+              help="Softmax temperature; a comma list gives one folder per temperature. "
+                   "Default: the encoding's (1.0; frames 0.7).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--primer", default=None,
               help="validation (opening of a held-out piece; default for note models), start (<start>; default "
@@ -389,7 +390,7 @@ def generate(run_dir, count, length, temperature, seed, primer, primer_tokens, p
         from pipeline.measures.abc_eval import validity_markdown
 
         click.echo(validity_markdown(res.validity_summary), nl=False)
-        click.echo(f"validity of {len(temps)} temperatures x {count} tunes -> {res.summary_files[0]} and "
+        click.echo(f"validity of {len(res.temperatures)} temperatures x {count} tunes -> {res.summary_files[0]} and "
                    f"{Path(res.summary_files[1]).name}")
 
 

@@ -69,7 +69,7 @@ def tiny_dataset(tiny_midi_dir: Path, tmp_path: Path) -> Path:
 def _tiny_train_config(dataset: Path, **kw):
     from pipeline.store.rundir import TrainConfig
 
-    base = dict(dataset=str(dataset), cell="gru", layers=1, hidden=16, embed=8, window=8, stride=4,
+    base = dict(dataset=str(dataset), encoding="names", cell="gru", layers=1, hidden=16, embed=8, window=8, stride=4,
                 batch=16, epochs=3, patience=10, threads=1, seed=1, transpose=0)
     base.update(kw)
     return TrainConfig(**base)

@@ -61,7 +61,8 @@ def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     fails(runner, ["train", "--data", "processed/tiny", "--encoding", "chars"], "no 'chars' encoding")
     fails(runner, ["train", "--data", "processed/tiny", "--task", "regress"], "--encoding pitch")
     fails(runner, ["train", "--data", "processed/tiny", "--layers", "two"], "--layers")
-    fails(runner, ["train", "--data", "processed/tiny", "--mode", "windows", "--window", "500", "--epochs", "1"],
+    fails(runner, ["train", "--data", "processed/tiny", "--encoding", "names", "--mode", "windows", "--window", "500",
+                   "--epochs", "1"],
           "shorter than --window")
     fails(runner, ["generate", "--run", "runs/none"], "not a run folder")
     fails(runner, ["train", "--data", "processed/tiny", "--layers", "1,2"], "use `grid`")

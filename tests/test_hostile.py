@@ -897,7 +897,7 @@ def test_damaged_files_and_bad_options_are_one_line(runner, tiny_run, tiny_datas
     listed = tokens[key] if key else tokens
     cut = listed[: len(listed) // 2]
     vocab.write_text(json.dumps({**tokens, key: cut} if key else cut))
-    fails(runner, ["train", "--data", tiny_dataset, "--epochs", "1", *TINY_TRAIN], "vocab.json is damaged",
+    fails(runner, ["train", "--data", tiny_dataset, "--encoding", "names", "--epochs", "1", *TINY_TRAIN], "vocab.json is damaged",
           "lacks")
 
 
@@ -975,5 +975,5 @@ def test_the_user_is_told_what_happens_and_why(melody, write_pm, runner, tiny_ru
 
     write_pm(tmp_path / "solo" / "solo.mid", melody(30, 1))
     ok(runner, ["extract", "solo", "--name", "solo", "--workers", "1"])
-    fails(runner, ["train", "--data", "processed/solo", "--epochs", "1", "--mode", "windows", "--window", "20",
+    fails(runner, ["train", "--data", "processed/solo", "--encoding", "names", "--epochs", "1", "--mode", "windows", "--window", "20",
                    *TINY_TRAIN[:-6]], "extract more pieces")

@@ -56,6 +56,7 @@ class Codec:
     can_regress: ClassVar[bool] = False    # a token is a number a regressor can predict (--task regress)
     has_chords: ClassVar[bool] = False     # one token may hold several notes
     default_length: ClassVar[int] = 300    # tokens a sample draws when --length is not given
+    default_temperature: ClassVar[float] = 1.0  # sampling temperature when --temperature is not given
     eval_window: ClassVar[int] = 30        # evaluate's window measure (the nocturne study's); 0 = full context only
     default_primer: ClassVar[str] = "validation"  # what a sample starts from when no primer is given
     text_layout: ClassVar[bool] = False    # heatmaps lay tokens out as the text they spell (chars)

@@ -245,6 +245,9 @@ class FramesCodec(Codec):
     timed = True           # frames carry their own rhythm
     has_chords = True
     eval_window = 0        # nats per frame is a full-context measure; 30-token windows would cost 30x as much
+    # samples of the user's three commands on the nocturnes (docs/bench/listen.md): 1.0 wanders out of
+    # key (best-scale fit ~0.66); 0.7 keeps it (~0.8) with a steady pulse and no copying
+    default_temperature = 0.7
     default_length = 600   # tokens: about 150 frames of four-part writing, 9 s at 0.25 beat a frame and 100 qpm
     # chosen on the validation pieces of the benchmark corpora (docs/bench/polyphonic.md)
     train_defaults: dict[str, Any] = {"hidden": 256, "embed": 32, "dropout": 0.2, "lr": 0.003, "lr_decay": 0.9,

@@ -81,7 +81,7 @@ def run(run_dir: str | Path | None, base: GenerateConfig, temperatures: Sequence
     result = GenerateResult(run=str(run_dir))
     validity = {}
     length = base.length or codec.default_length
-    for t in temperatures:
+    for t in temperatures or [codec.default_temperature]:
         on_total(length, f"sampling T={t:g}", "token")
         s = generate(run_dir, replace(base, temperature=t), device=device, max_length=max_length,
                      model=model, ckpt=ckpt, progress=progress)

@@ -67,7 +67,10 @@ def run(config: TrainConfig, *, runs: str | Path = "runs", name: str | None = No
     run_dir = run_dir or Path(runs) / run_name(config, dataset_prefix=True)
     ignored = (f" (--transpose does not apply to {config.encoding})"
                if "transpose" in given and not get_codec(config.encoding).transposable else "")
-    on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}{ignored}")
+    chosen = ("" if "encoding" in given else
+              f" with the {config.encoding} encoding (the default: the notes sounding on a sixteenth grid, so samples "
+              "keep chords, rhythm and a key; --encoding names is the nocturne study's set-up)")
+    on_start(f"training {run_dir} on {'the latest dataset, ' if picked else ''}{dataset}{chosen}{ignored}")
     return _train_locked(config, run_dir, runs, resume=False, on_epoch=on_epoch)
 
 

@@ -33,7 +33,7 @@ class GenerateConfig(StageConfig):
 
     count: int = 4
     length: int | None = None  # new tokens per sample, at most; None = 1,000 for chars, 300 for notes
-    temperature: float = 1.0   # 0 = always the most likely token
+    temperature: float = -1.0  # 0 = always the most likely token; -1 = the encoding's default
     seed: int = 0
     primer: str = "validation"  # "validation" (opening of a held-out piece), "start", or "tokens"
     primer_tokens: tuple[str, ...] = ()
@@ -51,7 +51,7 @@ class GenerateConfig(StageConfig):
         if self.length is not None and self.length > max_length:
             raise ConfigError(f"--length {self.length:,} is over the cap of {max_length:,} tokens; "
                               "raise it with --max-length if you mean it")
-        if not self.temperature >= 0:
+        if not (self.temperature >= 0 or self.temperature == -1):
             raise ConfigError("--temperature must be a number >= 0")
         if self.primer not in ("validation", "start", "tokens"):
             raise ConfigError("--primer must be validation, start or tokens")
@@ -134,8 +134,11 @@ def generate(run_dir: str | Path, config: GenerateConfig, out_dir: str | Path | 
     """
     run_dir = Path(run_dir)
     ckpt = ckpt or load_checkpoint(run_dir, config.checkpoint)
+    codec = get_codec(ckpt.encoding)
     if config.length is None:
-        config = replace(config, length=get_codec(ckpt.encoding).default_length)
+        config = replace(config, length=codec.default_length)
+    if config.temperature < 0:
+        config = replace(config, temperature=codec.default_temperature)
     config.validate(max_length)
     dev = resolve_device(device)
     model = (model or model_from_checkpoint(ckpt)).to(dev)

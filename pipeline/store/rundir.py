@@ -45,7 +45,7 @@ CONFIG, METRICS, STATUS, TIMING, PRIMERS = "config.json", "metrics.csv", "status
 EVAL = "eval"
 # What a config.json written before a field existed meant by its absence (where that differs
 # from today's default): runs and grids written earlier keep their meaning.
-LEGACY = {"mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0,
+LEGACY = {"encoding": "names", "mode": "windows", "transpose": 0, "weight_decay": 0.0, "val_sample": 0, "lr_decay": 1.0,
           "stack": "plain"}
 PATHS = ("dataset", "init_from")  # options naming folders: stored absolute, so a run works from anywhere
 MODEL_SHAPE = ("cell", "layers", "hidden", "embed", "stack", "task")  # what --init-from's weights fix
@@ -56,7 +56,10 @@ class TrainConfig(StageConfig):
     """Options of the train stage; saved as ``config.json`` in the run folder."""
 
     dataset: str = "processed/dataset"
-    encoding: str = "names"
+    # frames by default: a model of the notes sounding on a sixteenth grid writes its own chords and rhythm, and
+    # its samples of the user's nocturnes keep a key and a pulse where names (the study's) did not
+    # (docs/bench/listen.md); --encoding names is the study's set-up
+    encoding: str = "frames"
     task: str = "classify"
     mode: str = "tbptt"      # "tbptt": streams of whole pieces, state carried across chunks; "windows": the study's
     cell: str = "gru"

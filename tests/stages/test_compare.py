@@ -47,7 +47,7 @@ def tiny_set(write_pm):
 
 
 def tiny_run(dataset: Path, run: Path, cell: str, **kw) -> Path:
-    opts = dict(dataset=str(dataset), cell=cell, layers=1, hidden=8, embed=8, window=8, stride=4, batch=32,
+    opts = dict(dataset=str(dataset), encoding="names", cell=cell, layers=1, hidden=8, embed=8, window=8, stride=4, batch=32,
                 epochs=1, threads=1, seed=1)
     train(TrainConfig(**{**opts, **kw}), run)
     return run

@@ -117,7 +117,7 @@ def test_evaluate_through_the_cli(unseen_piece, tmp_path, tiny_midi_dir, monkeyp
     for folder, name in ((tiny_midi_dir, "tiny"), (tmp_path / "other", "other")):
         res = runner.invoke(main, ["extract", str(folder), "--name", name, "--workers", "1"], catch_exceptions=False)
         assert res.exit_code == 0, res.output
-    res = runner.invoke(main, ["train", "--data", "processed/tiny", "--hidden", "8", "--layers", "1", "--window", "8",
+    res = runner.invoke(main, ["train", "--data", "processed/tiny", "--encoding", "names", "--hidden", "8", "--layers", "1", "--window", "8",
                                "--epochs", "1", "--threads", "1", "--name", "r", "--transpose", "0"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output

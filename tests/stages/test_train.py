@@ -228,7 +228,7 @@ def test_init_from_starts_from_another_runs_weights_and_says_so(roll_file, tiny_
     assert load_checkpoint(tuned, "last").epoch == 2
     # a names run cannot start from a frames run: one line
     r = CliRunner().invoke(cli.main, ["train", "--data", str(tmp_path / "base" / "processed" / "tiny"),
-                                      "--init-from", str(base), "--epochs", "1", "--runs", str(other / "runs"),
+                                      "--encoding", "names", "--init-from", str(base), "--epochs", "1", "--runs", str(other / "runs"),
                                       "--name", "bad"])
     assert r.exit_code != 0 and "vocabulary" in r.output and "Traceback" not in r.output
     assert isinstance(model_from_checkpoint(load_checkpoint(tuned)), torch.nn.Module)
