@@ -156,3 +156,29 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(tmp_path):
     with pytest.raises(Exception):
         extract([bad], ExtractConfig(name="bad", out=str(tmp_path / "processed"), workers=1))
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", ["jsb-chorales", "piano-midi"])
+def test_a_benchmark_file_extracts_to_frames_that_give_its_rolls_back(corpus, tmp_path):
+    """roll -> extract -> frames -> roll, exact for every piece (up to a piece's trailing silent frames, which a
+    note table cannot hold), each side of the file's split kept as it was."""
+    from pipeline.codecs.frames import tokens_to_rolls
+    from pipeline.inputs.rolls import read_rolls
+    from pipeline.stages.extract import ExtractConfig, extract
+    from pipeline.store.dataset import load_dataset
+
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "polyphonic" / f"{corpus}.mat"
+    if not path.exists():
+        pytest.skip(f"shared benchmark file not found at {path}")
+    extract([path], ExtractConfig(name="b", out=str(tmp_path), workers=1))
+    ds = load_dataset(tmp_path / "b", "frames")
+    rolls = read_rolls(path)
+    for side, ours in (("train", "train"), ("valid", "validation")):
+        assert len(ds.split[ours]) == len(rolls.splits[side])
+        for i, roll in enumerate(rolls.splits[side]):
+            want = [sorted(f) for f in roll]
+            while want and not want[-1]:
+                want.pop()
+            tokens = ds.sequences[f"{corpus}#{side}-{i:03d}"]
+            assert tokens[0] == "|" and tokens_to_rolls(tokens[1:]) == want
