@@ -54,7 +54,7 @@ def test_pipeline_through_cli(runner, tiny_midi_dir):
 def test_clean_errors(runner, tmp_path, tiny_midi_dir):
     (tmp_path / "junk.mid").write_bytes(b"junk")
     fails(runner, ["extract", str(tmp_path / "junk.mid"), "--name", "j"], "could be used")
-    fails(runner, ["extract", str(tmp_path / "missing-folder")], "no .mid/.midi/.abc files found")
+    fails(runner, ["extract", str(tmp_path / "missing-folder")], "no .mid/.midi/.abc files")
     fails(runner, ["train", "--data", "processed/none"], "not a processed dataset")
     ok(runner, ["extract", str(tiny_midi_dir), "--name", "tiny", "--workers", "1"])
     fails(runner, ["train", "--data", "processed/tiny", "--cell", "transformer", "--epochs", "1"], "cell")

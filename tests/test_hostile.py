@@ -977,3 +977,31 @@ def test_the_user_is_told_what_happens_and_why(melody, write_pm, runner, tiny_ru
     ok(runner, ["extract", "solo", "--name", "solo", "--workers", "1"])
     fails(runner, ["train", "--data", "processed/solo", "--encoding", "names", "--epochs", "1", "--mode", "windows", "--window", "20",
                    *TINY_TRAIN[:-6]], "extract more pieces")
+
+
+def test_notes_an_encoding_cannot_hold_are_counted_with_the_reason(write_pm, runner, tmp_path):
+    """Item 8: tsd/remi/frames hold the piano's 88 keys only; notes outside are counted in the manifest, and a
+    file of nothing else trains to one line that says where to look, not "lower --batch"."""
+    for f in range(3):  # MIDI 10-14: below the piano's A0 (21); three different files
+        write_pm(tmp_path / "raw" / f"low{f}.mid", [(10 + (k + f) % 5, 0.5 * k, 0.5 * k + 0.4) for k in range(40)])
+    ok(runner, ["extract", "raw", "--name", "low", "--workers", "1"])
+    dropped = json.loads((tmp_path / "processed" / "low" / "manifest.json").read_text())["totals"]["dropped"]
+    assert dropped["outside the piano's 88 keys (tsd/remi)"] == 2 * 3 * 40  # counted once for each encoding
+    assert dropped["outside the piano's 88 keys (frames)"] == 3 * 40
+    out = fails(runner, ["train", "--data", "processed/low", "--encoding", "tsd", "--epochs", "1", *TINY_TRAIN],
+                "no tsd tokens", "manifest")
+    assert "lower --batch" not in out
+
+
+def test_a_roll_pickle_that_would_run_code_is_refused_and_nothing_runs(runner, tmp_path):
+    import pickle
+
+    flag = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (flag,))
+
+    (tmp_path / "rolls.pickle").write_bytes(pickle.dumps({"train": [[[60, 64]], Evil()]}))
+    out = fails(runner, ["extract", "rolls.pickle", "--name", "evil"], "refused to unpickle")
+    assert not flag.exists() and len(out.strip().splitlines()) <= 2

@@ -130,7 +130,7 @@ def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]
                     rejected.append({"path": str(f), "reason": reason})
                 seen += 1
             if not seen:
-                rejected.append({"path": str(p), "reason": "folder holds no .mid/.midi/.abc file"})
+                rejected.append({"path": str(p), "reason": "folder holds no .mid/.midi/.abc file (nor .mat/.pickle piano rolls)"})
             files.extend(found)
         elif p.is_file():
             if p.suffix.lower() in INPUT_SUFFIXES + (".json",):
@@ -344,7 +344,7 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
         if unreadable:
             raise NoUsableInputError(f"none of the {len(unreadable)} input files could be read "
                                      f"(first: {unreadable[0]['path']}: {unreadable[0]['reason']})")
-        raise NoUsableInputError("no .mid/.midi/.abc files found in " + ", ".join(map(str, paths)))
+        raise NoUsableInputError("no .mid/.midi/.abc files (nor .mat/.pickle/.json piano rolls) found in " + ", ".join(map(str, paths)))
 
     previous, checksums = read_previous(folder)
     if read_manifest_config(folder).get("frame_seconds", 0.3) != config.frame_seconds:
