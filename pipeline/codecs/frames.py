@@ -281,8 +281,10 @@ class FramesCodec(Codec):
         return out
 
     def onset_tokens(self, tokens: Sequence[str]) -> list[str]:
-        """Each frame as one token (``C4.E4.G4``, ``|`` for silence): an 8-gram spans 8 frames."""
-        return [".".join(str(p) for p in f) or FRAME_END for f in tokens_to_rolls(self._body(tokens))]
+        """Each onset (the notes struck in a frame) as one chord name (``C4.E4.G4``), as for tsd/remi: a held
+        chord is one token, not one per frame, so holding a half note is not a repetition."""
+        names = pretty_midi.note_number_to_name
+        return [".".join(names(p) for p in g) for g in self.to_groups(tokens)]
 
     def decode(self, tokens: Sequence[str], timing: TimingModel, *, seed: int = 0,
                context: Sequence[str] = ()) -> pd.DataFrame:

@@ -134,3 +134,4 @@ def test_codec_round_trip_and_the_opening_marker():
     assert tokens == [FRAME_END, "C4", "E4", "|", "C4", "E4", "|", "|", "G4", "|"]
     assert codec.scored_frames(tokens) == 4 and len(codec.vocabulary([])) == 89
     assert codec.to_groups(tokens) == [[60, 64], [67]]  # struck notes only: a held chord is not struck again
+    assert codec.onset_tokens(tokens) == ["C4.E4", "G4"]  # one token an onset: a held chord is no repetition
