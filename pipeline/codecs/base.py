@@ -51,6 +51,7 @@ class Codec:
 
     name: ClassVar[str]
     plays_notes: ClassVar[bool] = True     # tokens stand for notes: they render to MIDI, take metrics
+    reads_text: ClassVar[bool] = False     # encodes a tune's text (ABC), not a note table
     timed: ClassVar[bool] = False          # the tokens carry their own rhythm (else the corpus's is drawn)
     transposable: ClassVar[bool] = True    # --transpose and key averaging apply
     can_regress: ClassVar[bool] = False    # a token is a number a regressor can predict (--task regress)
@@ -66,6 +67,10 @@ class Codec:
     def encode(self, notes: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
         """One piece's note table -> tokens (``tolerance``: seconds within which onsets form a chord)."""
         raise NotImplementedError(f"{self.name} does not encode note tables")
+
+    def encode_text(self, text: str) -> list[str]:
+        """One tune's text -> tokens (encodings that read text)."""
+        raise NotImplementedError(f"{self.name} does not encode text")
 
     def encode_pieces(self, notes: pd.DataFrame, groups, tolerance: float) -> dict[str, list[str]]:
         """Every piece of a dataset's note table -> tokens, ``{piece: tokens}`` with pieces sorted.

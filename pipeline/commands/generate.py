@@ -12,7 +12,7 @@ from pipeline.models.network import resolve_device
 from pipeline.stages.generate import MAX_LENGTH, GenerateConfig, generate
 from pipeline.stages.render import RenderConfig, render_samples
 from pipeline.store.dataset import read_manifest
-from pipeline.store.rundir import load_checkpoint, read_run_config, resolve_run
+from pipeline.store.rundir import TrainConfig, load_checkpoint, read_run_config, resolve_run
 
 
 from pipeline.models.network import model_from_checkpoint
@@ -66,7 +66,7 @@ def run(run_dir: str | Path | None, base: GenerateConfig, temperatures: Sequence
         on_start(f"using the latest run, {run_dir}")
     resolve_device(device)  # an absent --device is one line now, not after loading the run
     config = read_run_config(run_dir)
-    codec = get_codec(config.get("encoding", "names"))
+    codec = get_codec(TrainConfig.from_dict(config).encoding)
     primer = base.primer or ("tokens" if primer_text else codec.default_primer)
     tokens: tuple[str, ...] = ()
     if primer == "tokens":

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from pipeline.codecs import CODECS, encode_chars, group_onsets, timing_stats
+from pipeline.codecs import CODECS, group_onsets, timing_stats
 from pipeline.codecs.frames import GRID_BEATS
 from pipeline.core.config import StageConfig
 from pipeline.core.errors import ConfigError, NoUsableInputError, PipelineError
@@ -418,9 +418,11 @@ def _extract_locked(paths, files: list[Path], rejected: list[dict], folder: Path
         {"train": [], "validation": []}
     for side in ("train", "validation", "test"):
         split[side] = sorted([*split.get(side, []), *(p for p, s in fixed.items() if s == side)])
-    if texts:
+    if texts:  # tunes as text: the codecs that read text (chars)
         as_read = music_text if config.abc_header == "music" else str
-        sequences["chars"] = {p: encode_chars(as_read(texts[p])) for p in sorted(texts)}
+        for enc, codec in CODECS.items():
+            if codec.reads_text:
+                sequences[enc] = {p: codec.encode_text(as_read(texts[p])) for p in sorted(texts)}
     manifest = {
         "dataset": config.name,
         "config": config.to_dict(),
