@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.core.errors import ConfigError, FolderInUseError, PipelineError
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -46,7 +48,6 @@ def _umask() -> int:
 def _no_space(exc: OSError, path: Path) -> None:
     import errno
 
-    from pipeline.core.errors import PipelineError
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         raise PipelineError(f"no space left writing {path}; free some disk space (earlier results are intact)") from None
 
@@ -208,8 +209,6 @@ def refusal(folder: Path, kind: str) -> str:
 
 def check_replaceable(final: str | Path, kind: str) -> None:
     """Refuse to replace anything but a missing path, an empty folder, or a folder of ours of ``kind``."""
-    from pipeline.core.errors import ConfigError
-
     final = Path(final)
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise ConfigError(f"{final} is a file, not a folder this tool wrote; refusing to replace it")
@@ -237,8 +236,6 @@ def _files_under(folder: Path) -> list[str]:
 
 def _carry_user_files(old: Path, new: Path) -> None:
     """Copy into ``new`` the files the user put into ``old`` (those its marker does not list)."""
-    from pipeline.core.errors import ConfigError
-
     listed = (read_marker(old) or {}).get("files")
     if listed is None:
         return
@@ -305,7 +302,6 @@ def _pid_alive(pid: int) -> bool:
 
 def make_folder(folder: Path) -> None:
     """``mkdir -p``, with a one-line error where a file stands in the way."""
-    from pipeline.core.errors import ConfigError
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -316,7 +312,6 @@ def make_folder(folder: Path) -> None:
 def _plain_target(final: Path) -> Path:
     """``final`` with its parent resolved, so ``a/b/../b`` and symlinked parents name the real place."""
     if final.name in ("", ".", ".."):
-        from pipeline.core.errors import ConfigError
         raise ConfigError(f"{final} does not name a folder (it ends in {final.name or '/'!r}); give a plain name")
     return final.parent.resolve() / final.name
 
@@ -383,8 +378,6 @@ def folder_lock(folder: str | Path, timeout: float = 0.0, what: str = "") -> Ite
     however it dies.
     """
     from filelock import FileLock, Timeout
-
-    from pipeline.core.errors import FolderInUseError
 
     path = lock_path(folder)
     make_folder(path.parent)

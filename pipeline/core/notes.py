@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core.errors import DatasetError
+
 PIANO_LOW, PIANO_HIGH = 21, 108  # A0 and C8: the piano's lowest and highest key as MIDI pitches
 KEYS = PIANO_HIGH - PIANO_LOW + 1
 OUTSIDE_KEYS = "outside the piano's 88 keys"  # the reason an encoding or a roll leaves a note out
@@ -78,8 +80,6 @@ def sort_order(piece: np.ndarray, start: np.ndarray, pitch: np.ndarray) -> np.nd
 
 def check_note_table(notes: pd.DataFrame) -> None:
     """Raise DatasetError unless every note ends at or after its start, in seconds and in beats."""
-    from pipeline.core.errors import DatasetError
-
     for a, b in (("start", "end"), ("start_beat", "end_beat")):
         bad = int((notes[b] < notes[a]).sum()) if a in notes and b in notes else 0
         if bad:

@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import AbcParseError, one_line
+from pipeline.core.errors import AbcParseError, MidiReadError, one_line
 from pipeline.core.notes import normalise_note_table
+from pipeline.inputs import midi_io
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
 VELOCITY = 80
@@ -441,10 +442,8 @@ def tune_to_notes_symusic(tune: AbcTune | str, piece_id: str, *,
         ``timeout_s``, or plays no note.
     """
     import os
-    import symusic  # sets SYMUSIC_ABC2MIDI to the abc2midi it ships
 
-    from pipeline.inputs import midi_io
-    from pipeline.core.errors import MidiReadError
+    import symusic  # sets SYMUSIC_ABC2MIDI to the abc2midi it ships
 
     if not isinstance(tune, AbcTune):
         tune = AbcTune(text=str(tune))

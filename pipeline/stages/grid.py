@@ -257,6 +257,7 @@ def local_gpus(configs: Sequence[TrainConfig]) -> int:
     maybe_gpu = any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()  # NVIDIA, or ROCm
     if not (asked - {"auto"}) and not (asked and maybe_gpu):
         return 0  # CPU runs, or "auto" with no GPU driver: no need to load torch in this process
+    # lazy, as above: torch (and the model module, which imports it) only when a GPU may be asked for
     import torch
 
     from pipeline.models.network import resolve_device

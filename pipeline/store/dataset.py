@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline.codecs import Vocabulary, build_vocabulary
 from pipeline.core.errors import DatasetError
 from pipeline.core.fsutil import atomic_write_json, folder_lock, sha256_file, stable_id
-from pipeline.core.notes import write_note_table
+from pipeline.core.notes import check_note_table, write_note_table
 
 MANIFEST, NOTES, SPLIT, TIMING, CACHE = "manifest.json", "notes.parquet", "split.json", "timing.json", "cache"
 TAIL = ":tail"  # suffix of the held-out opening of a one-piece dataset
@@ -235,8 +235,6 @@ def _verified_bytes(path: Path, checksums: dict[str, str]) -> bytes:
 def read_cached(folder: str | Path, sha: str, checksums: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
     """Cached notes (and ABC texts) of one input file, checked against ``checksums``
     (:func:`read_previous`); raises DatasetError if damaged."""
-    from pipeline.core.notes import check_note_table
-
     cache = Path(folder) / CACHE
     try:
         notes = pd.read_parquet(io.BytesIO(_verified_bytes(cache / f"{sha}.parquet", checksums)))
