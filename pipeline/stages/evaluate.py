@@ -201,7 +201,15 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
         if progress:
             progress(n)
     best = min(baselines, key=baselines.get)
-    per_frame = frame_scores(get_codec(ckpt.encoding), predictor, pieces, vocab, fitted, dev)
+    codec = get_codec(ckpt.encoding)
+    if windows is None and not unknown and codec.scored_frames(pieces[0]) is not None:
+        # the full-context targets are every token after each piece's first: exactly the per-frame ones
+        frames = int(sum(codec.scored_frames(p) for p in pieces))
+        per_frame = {"frames": frames, "nats_per_frame": full["full_loss"] * n / max(frames, 1),
+                     "baseline_nats_per_frame": {k: v * n / max(frames, 1) for k, v in baselines.items()},
+                     "nats_per_frame_scored": "averaged over keys" if keys > 1 else "written key"}
+    else:
+        per_frame = frame_scores(codec, predictor, pieces, vocab, fitted, dev)
     rows = ckpt.metrics
     result = {
         "run": str(run_dir.resolve()), "dataset": str(Path(config.dataset).resolve()), "encoding": ckpt.encoding,
@@ -261,7 +269,8 @@ def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, basel
         return {}
     arrays = [vocab.encode(p) for p in pieces]
     keys = getattr(model, "keys", 1)
-    tot = score_full_context(model, arrays, 1, dev, rows=max(1, 64 // keys))
+    rows, chunk = _full_context_batch(keys, len(vocab))
+    tot = score_full_context(model, arrays, 1, dev, rows=rows, chunk=chunk)
     n_frames = max(int(sum(frames)), 1)
     width = max(m.order for m in baselines.values()) - 1
     ctx, tgt = padded_contexts(arrays, max(width, 1))
@@ -269,6 +278,14 @@ def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, basel
             "baseline_nats_per_frame": {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) / n_frames
                                         for name, m in baselines.items()},
             "nats_per_frame_scored": "averaged over keys" if keys > 1 else "written key"}
+
+
+def _full_context_batch(keys: int, vocab_size: int) -> tuple[int, int]:
+    """Pieces read side by side and steps per call for the full-context measure: as many pieces as keep the
+    logits (rows x keys x chunk x vocabulary floats) near 2**26 (256 MB), so a small vocabulary reads a whole
+    validation set at once (the pieces' steps are sequential; rows are not)."""
+    rows = max(1, min(256, 2 ** 26 // (keys * vocab_size * 64)))
+    return rows, int(min(256, max(8, 2 ** 26 // (rows * keys * vocab_size))))
 
 
 def _opt(x: float) -> float | None:
@@ -283,8 +300,7 @@ def _score(model, windows, segments: list[np.ndarray], window: int, vocab_size: 
     with the vocabulary, so a key-averaged ``names`` model fits where one key did.
     """
     keys = getattr(model, "keys", 1)
-    rows = max(1, 64 // keys)
-    chunk = int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))
+    rows, chunk = _full_context_batch(keys, vocab_size)
     net = summarise(score_windows(model, windows, batch=max(1, 512 // keys), progress=progress), "net",
                     model.config.task) if windows is not None else {"net_loss": math.nan, "net_acc": math.nan}
     full = summarise(score_full_context(model, segments, max(window, 1), dev, rows=rows, chunk=chunk,
