@@ -281,11 +281,12 @@ def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, basel
 
 
 def _full_context_batch(keys: int, vocab_size: int) -> tuple[int, int]:
-    """Pieces read side by side and steps per call for the full-context measure: as many pieces as keep the
-    logits (rows x keys x chunk x vocabulary floats) near 2**26 (256 MB), so a small vocabulary reads a whole
-    validation set at once (the pieces' steps are sequential; rows are not)."""
-    rows = max(1, min(256, 2 ** 26 // (keys * vocab_size * 64)))
-    return rows, int(min(256, max(8, 2 ** 26 // (rows * keys * vocab_size))))
+    """Pieces read side by side and steps per call for the full-context measure. Pieces of similar length
+    are read together (sorted), 64 rows of a batch in all (a key-averaged model reads each piece once per
+    key): more rows would pad short pieces to the longest of their group, and on a CPU a padded step costs
+    as much as a real one. The chunk keeps the logits near 2**23 floats."""
+    rows = max(1, 64 // keys)
+    return rows, int(min(256, max(8, 2 ** 23 // (rows * keys * vocab_size))))
 
 
 def _opt(x: float) -> float | None:
