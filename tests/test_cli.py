@@ -102,12 +102,14 @@ def check_the_four_lines(runner, tmp_path, train_extra, raw_midi):
     out = ok(runner, ["extract", "raw_midi/"])
     assert out.strip().endswith("-> processed/raw_midi/")
     out = ok(runner, ["train", "--cell", "gru", "--layers", "4", "--hidden", "128", *train_extra])
-    assert first_line(out) == "training runs/raw_midi-gru-4x128 on the latest dataset, processed/raw_midi"
+    assert first_line(out) == ("training runs/raw_midi-gru-4x128 on the latest dataset, processed/raw_midi with the "
+                               "frames encoding (the default: the notes sounding on a sixteenth grid, so samples keep "
+                               "chords, rhythm and a key; --encoding names is the nocturne study's set-up)")
     assert "-> runs/raw_midi-gru-4x128/" in out
     out = ok(runner, ["render"])
     assert first_line(out) == ("sampling the latest run, runs/raw_midi-gru-4x128 with the generate defaults, "
                                "then rendering")
-    samples = Path("runs/raw_midi-gru-4x128/samples/t1-s0")
+    samples = Path("runs/raw_midi-gru-4x128/samples/t0.7-s0")  # frames' own temperature
     for suffix in (".mid", ".wav", ".png"):
         assert len(list(samples.glob("sample_*" + suffix))) == 4, suffix
     out = ok(runner, ["render"])  # samples exist now: they are rendered again, not drawn again
@@ -148,7 +150,8 @@ def test_defaults_pick_the_latest_and_say_so(runner, tmp_path, raw_midi):
     out = ok(runner, ["grid", "--cell", "gru,rnn", *tiny, "--workers", "1"])
     assert first_line(out) == "grid raw_midi-grid: 2 runs on the latest dataset, processed/raw_midi"
     out = ok(runner, ["train", "--cell", "lstm", *tiny])
-    assert first_line(out) == "training runs/raw_midi-lstm-1x8 on the latest dataset, processed/raw_midi"
+    assert first_line(out).startswith("training runs/raw_midi-lstm-1x8 on the latest dataset, processed/raw_midi "
+                                      "with the frames encoding (the default")
     out = ok(runner, ["generate", "--count", "1", "--length", "5"])
     assert first_line(out) == "using the latest run, runs/raw_midi-lstm-1x8"
     out = ok(runner, ["heatmap", "--length", "20"])
