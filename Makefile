@@ -5,7 +5,7 @@ BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 APT_PKGS = fluidsynth fluid-soundfont-gm abcmidi abcm2ps lilypond chromium chromium-driver
 
-.PHONY: demo test bench system venv clean
+.PHONY: demo test bench base system venv clean
 
 # Debian tools for audio, ABC reference conversion, engraving and the browser tests.
 # Installed only where missing; skipped (with a notice) when not root.
@@ -39,6 +39,13 @@ test: system venv
 	$(BIN)/python -m pytest
 
 # Every benchmark in bench/, each bounded to a few minutes (the list: bench/run_all.sh).
+# A frames base of more music (no Chopin: JSB Chorales, Nottingham, MuseData training pieces; docs/bench/finetune.md)
+# to fine-tune on your own files: python cli.py train --data processed/<yours> --init-from runs/base
+POLY ?= ../shared/data/polyphonic
+base: system venv
+	$(BIN)/python cli.py extract $(POLY)/jsb-chorales.mat $(POLY)/nottingham.mat $(POLY)/musedata.mat --name base
+	$(BIN)/python cli.py train --data processed/base --encoding frames --max-minutes 40 --name base --resume
+
 bench: system venv
 	PYTHON=$(BIN)/python bench/run_all.sh
 
