@@ -26,7 +26,7 @@ def test_nocturnes_end_to_end(chopin, tmp_path, monkeypatch):
     vocab = json.loads((tmp_path / "processed/noct/names/vocab.json").read_text())
     assert 500 < len(vocab) < 2000  # single notes plus the chords Chopin writes
 
-    ok(["train", "--data", "processed/noct", "--cell", "gru", "--layers", "2", "--hidden", "32",
+    ok(["train", "--data", "processed/noct", "--encoding", "names", "--cell", "gru", "--layers", "2", "--hidden", "32",
         "--epochs", "2", "--threads", "2", "--name", "g"])
     metrics = pd.read_csv(tmp_path / "runs/g/metrics.csv")
     assert len(metrics) == 2 and metrics["val_loss"].iloc[-1] < metrics["val_loss"].iloc[0] + 0.5
@@ -39,3 +39,27 @@ def test_nocturnes_end_to_end(chopin, tmp_path, monkeypatch):
     assert len(notes) >= 90  # 30-token primer + 60 new tokens, chords counting several notes
     stats = audio_stats(tmp_path / "runs/g/samples/t1-s0/sample_000.wav")
     assert stats["seconds"] > 5 and stats["rms"] > 1e-3
+
+
+@pytest.mark.slow
+def test_nocturnes_with_the_defaults_render_in_time_and_in_chords(chopin, tmp_path, monkeypatch):
+    """The default path on the real files: frames, its temperature, samples that carry their own rhythm."""
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+
+    def ok(args):
+        res = r.invoke(main, args, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    ok(["extract", str(chopin), "--name", "noct"])
+    out = ok(["train", "--cell", "gru", "--layers", "1", "--hidden", "32", "--epochs", "1", "--threads", "2"])
+    assert "with the frames encoding (the default" in out.splitlines()[0]
+    ok(["render", "--audio", "none"])
+    from pipeline.inputs.midi_io import midi_file_to_notes
+
+    folder = tmp_path / "runs/noct-gru-1x32/samples/t0.7-s0"
+    notes, _ = midi_file_to_notes(folder / "sample_000.mid")
+    onsets = notes["start"].round(3)
+    assert len(notes) > 20 and onsets.nunique() < len(notes)  # some notes start together: chords
+    assert (folder / "sample_000.png").exists()
