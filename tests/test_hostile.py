@@ -758,6 +758,7 @@ def fake_fluidsynth(folder: Path, body: str) -> dict:
             "TMPDIR": str(temp), "MUSICRNN_FLUIDSYNTH_TIMEOUT": "3"}
 
 
+@pytest.mark.slow  # real processes that hang and are killed
 def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(melody, write_pm, tmp_path):
     """Was: a FluidSynth that exits 1 skipped the file (no audio, no piano roll); one that hangs was
     waited on forever."""
@@ -778,6 +779,7 @@ def test_a_failing_or_hanging_fluidsynth_falls_back_to_the_builtin_synth(melody,
         shutil.rmtree(tmp_path / "fake")
 
 
+@pytest.mark.slow  # real processes that hang and are killed
 def test_kill9_of_render_takes_fluidsynth_with_it_and_leaves_no_temporary_folder(melody, write_pm, tmp_path):
     """Was: kill -9 of render orphaned FluidSynth and left a `musicrnn-audio-*` folder in the system's
     temporary directory for good."""

@@ -67,7 +67,8 @@ def one_line_error(data: bytes, suffix: str, *expected: str) -> str:
 
 # ------------------------------------------------------------------ the real files
 
-@pytest.mark.parametrize("name", list(CORPORA))
+@pytest.mark.parametrize("name", [pytest.param(c, marks=[] if c == "jsb-chorales" else pytest.mark.slow)
+                                  for c in CORPORA])  # the big corpora in the slow suite
 def test_real_file_round_trips_exactly(name: str):
     """roll -> note table -> frames -> roll is the identity for every piece of every split."""
     rf = read_rolls(corpus(name))
