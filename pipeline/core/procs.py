@@ -126,3 +126,36 @@ def available_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return 0
+
+
+class ParseTimeout(BaseException):
+    """Raised by SIGALRM inside a :func:`time_limit` block (music21's parser). A BaseException, so that music21's own
+    ``except Exception`` blocks cannot swallow it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Interrupt the block after ``seconds``.
+
+    Needed because music21 is super-linear in the bar length of odd meters:
+    a generated ``M:451/8`` or an overlong bar can keep it busy for minutes.
+    Only the main thread receives signals, and an ITIMER_REAL someone else
+    set is left alone; in both cases the block simply runs without a limit.
+    """
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
+    if not usable:
+        yield
+        return
+
+    def _alarm(signum, frame):
+        raise ParseTimeout(f"gave up after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -24,10 +24,8 @@ import contextlib
 import io
 import math
 import re
-import signal
 import subprocess
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import pandas as pd
 
 from pipeline.core.errors import AbcParseError, MidiReadError, one_line
 from pipeline.core.notes import normalise_note_table
+from pipeline.core.procs import ParseTimeout, time_limit  # noqa: F401  (abc_eval and engrave import them here)
 from pipeline.inputs import midi_io
 
 DEFAULT_QPM = 120.0  # music21's own default when a tune has no Q: field
@@ -218,39 +217,6 @@ def read_abc_file(path: str | Path) -> list[AbcTune]:
 
 
 # --------------------------------------------------------------------------- parsing with music21
-
-class ParseTimeout(BaseException):
-    """Raised by SIGALRM inside music21. A BaseException, so that music21's own
-    ``except Exception`` blocks cannot swallow it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float | None):
-    """Interrupt the block after ``seconds``.
-
-    Needed because music21 is super-linear in the bar length of odd meters:
-    a generated ``M:451/8`` or an overlong bar can keep it busy for minutes.
-    Only the main thread receives signals, and an ITIMER_REAL someone else
-    set is left alone; in both cases the block simply runs without a limit.
-    """
-    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread()
-              and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
-    if not usable:
-        yield
-        return
-
-    def _alarm(signum, frame):
-        raise ParseTimeout(f"gave up after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
 
 @contextlib.contextmanager
 def _keep_source_bars():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -43,6 +42,7 @@ from pipeline.core.config import StageConfig
 from pipeline.store.dataset import load_dataset
 from pipeline.core.fsutil import atomic_write_json, claim, folder_lock, owned, refusal
 from pipeline.core.procs import die_with_parent, terminate_as_interrupt
+from pipeline.models.gpus import RUNS_PER_GPU, _wants_gpu, gpu_share, local_gpus, spread_over_gpus  # noqa: F401
 from pipeline.stages.report import ensure_run_curves, read_run, write_report
 from pipeline.store.rundir import (TrainConfig, canonical_config, read_status, run_name,
                                   with_encoding_defaults)
@@ -51,7 +51,6 @@ EXECUTORS = ("local", "ray")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # Runs sharing one GPU by default: a small recurrent model keeps a GPU busy only a fraction of
 # the time (each step is a handful of small kernels), so several runs fill the gaps.
-RUNS_PER_GPU = 4
 
 
 @dataclass
@@ -239,54 +238,6 @@ def _prepare(config: TrainConfig, run_dir: Path) -> str:
     with folder_lock(run_dir, what=" (training it)"):
         shutil.rmtree(run_dir)
     return "restart"
-
-
-# ------------------------------------------------------------------ GPUs
-
-def _wants_gpu(device: str) -> bool:
-    return device == "auto" or device.startswith("cuda")
-
-
-def local_gpus(configs: Sequence[TrainConfig]) -> int:
-    """CUDA devices this machine gives the runs that may use one (``--device auto`` or ``cuda``).
-
-    Raises the one-line ConfigError of :func:`pipeline.models.network.resolve_device` when a run
-    asks for a device that is absent. Torch is imported only where a GPU may be present.
-    """
-    asked = {c.device for c in configs if c.device != "cpu"}
-    maybe_gpu = any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()  # NVIDIA, or ROCm
-    if not (asked - {"auto"}) and not (asked and maybe_gpu):
-        return 0  # CPU runs, or "auto" with no GPU driver: no need to load torch in this process
-    # lazy, as above: torch (and the model module, which imports it) only when a GPU may be asked for
-    import torch
-
-    from pipeline.models.network import resolve_device
-    for device in sorted(asked):
-        resolve_device(device)
-    return torch.cuda.device_count() if any(_wants_gpu(d) for d in asked) else 0
-
-
-def spread_over_gpus(devices: Sequence[str], gpus: int) -> list[str]:
-    """Each run's device, with runs that may use a GPU dealt round robin over ``cuda:0..gpus-1``.
-
-    ``devices`` in the order runs start (biggest first), so each GPU gets a similar
-    load; an explicit ``cuda:N`` or ``cpu`` is kept.
-    """
-    out, k = [], 0
-    for d in devices:
-        if gpus and d in ("auto", "cuda"):
-            out.append(f"cuda:{k % gpus}")
-            k += 1
-        else:
-            out.append(d)
-    return out
-
-
-def gpu_share(workers: int, gpus: float) -> float:
-    """The share of one GPU a Ray task asks for (``num_gpus``): ``workers`` runs spread over
-    ``gpus`` GPUs, or :data:`RUNS_PER_GPU` to a GPU with no ``--workers`` limit; at most 1."""
-    per_gpu = math.ceil(workers / gpus) if workers else RUNS_PER_GPU
-    return 1.0 / max(1, per_gpu)
 
 
 # ------------------------------------------------------------------ executors
