@@ -8,16 +8,21 @@ from click.testing import CliRunner
 from cli import main
 
 
-@pytest.mark.slow
-def test_nocturnes_end_to_end(chopin, tmp_path, monkeypatch):
+@pytest.fixture
+def ok(tmp_path, monkeypatch):
+    """``ok(args)``: the CLI run in ``tmp_path``, which must succeed; its output."""
     monkeypatch.chdir(tmp_path)
     r = CliRunner()
 
-    def ok(args):
+    def run(args):
         res = r.invoke(main, args, catch_exceptions=False)
         assert res.exit_code == 0, res.output
         return res.output
+    return run
 
+
+@pytest.mark.slow
+def test_nocturnes_end_to_end(chopin, tmp_path, ok):
     ok(["extract", str(chopin), "--name", "noct"])
     m = json.loads((tmp_path / "processed/noct/manifest.json").read_text())
     assert m["totals"]["files_ok"] == 5 and m["totals"]["notes"] > 8000
@@ -42,16 +47,8 @@ def test_nocturnes_end_to_end(chopin, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_nocturnes_with_the_defaults_render_in_time_and_in_chords(chopin, tmp_path, monkeypatch):
+def test_nocturnes_with_the_defaults_render_in_time_and_in_chords(chopin, tmp_path, ok):
     """The default path on the real files: frames, its temperature, samples that carry their own rhythm."""
-    monkeypatch.chdir(tmp_path)
-    r = CliRunner()
-
-    def ok(args):
-        res = r.invoke(main, args, catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        return res.output
-
     ok(["extract", str(chopin), "--name", "noct"])
     out = ok(["train", "--cell", "gru", "--layers", "1", "--hidden", "32", "--epochs", "1", "--threads", "2"])
     assert "with the frames encoding (the default" in out.splitlines()[0]
