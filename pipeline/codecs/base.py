@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 import pretty_midi
 
+from pipeline.core.errors import ConfigError
 from pipeline.inputs.midi_io import MIDI_SUFFIXES, midi_file_to_notes
 
 CHORD_SEP = "."
 START = "<start>"  # the chars markers: one token each, never characters of a tune
 END = "<end>"
+
+
+class EncodingError(ConfigError):
+    """An encoding asked for what its tokens are not (notes of ABC characters, text of a note table)."""
 
 
 def pitch_to_name(pitch: int) -> str:
@@ -42,11 +47,27 @@ def name_to_pitch(name: str) -> int:
     return int(pretty_midi.note_name_to_number(name)) if pitch is None else pitch
 
 
+def chord_names(groups: Iterable[Sequence[int]]) -> list[str]:
+    """Pitch groups -> one name each, low to high: ``[[60, 64, 67]] -> ["C4.E4.G4"]`` (empty groups left out)."""
+    names = pitch_names()
+    return [CHORD_SEP.join(names[p] for p in sorted(g)) for g in groups if g]
+
+
+def tokens_seen(sequences: Iterable[Sequence[str]]) -> set[str]:
+    """Every token of ``sequences``."""
+    seen: set[str] = set()
+    for seq in sequences:
+        seen.update(seq)
+    return seen
+
+
 class Codec:
     """One encoding: note table <-> tokens, and what later stages need to know of its tokens.
 
-    Class attributes say what kind of encoding it is; methods a kind does not
-    support raise ``NotImplementedError``. Instances hold no state.
+    Class attributes say what kind of encoding it is, and the stages ask them before
+    calling a method; a method a kind does not have (decoding ``chars`` to notes, say)
+    refuses with :class:`EncodingError`, one line naming the encoding, should a
+    caller ask anyway. Instances hold no state.
     """
 
     name: ClassVar[str]
@@ -66,11 +87,11 @@ class Codec:
     # ---------------------------------------------------------------- encode
     def encode(self, notes: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
         """One piece's note table -> tokens (``tolerance``: seconds within which onsets form a chord)."""
-        raise NotImplementedError(f"{self.name} does not encode note tables")
+        raise EncodingError(f"{self.name} tokens are not made from note tables")
 
     def encode_text(self, text: str) -> list[str]:
         """One tune's text -> tokens (encodings that read text)."""
-        raise NotImplementedError(f"{self.name} does not encode text")
+        raise EncodingError(f"{self.name} tokens are not made from text")
 
     def encode_pieces(self, notes: pd.DataFrame, groups, tolerance: float) -> dict[str, list[str]]:
         """Every piece of a dataset's note table -> tokens, ``{piece: tokens}`` with pieces sorted.
@@ -101,15 +122,12 @@ class Codec:
 
     def vocabulary(self, sequences: Iterable[Sequence[str]]) -> list[str]:
         """The tokens of a dataset's vocabulary, in their id order."""
-        seen: set[str] = set()
-        for seq in sequences:
-            seen.update(seq)
-        return sorted(seen)
+        return sorted(tokens_seen(sequences))
 
     # ---------------------------------------------------------------- decode
     def to_groups(self, tokens: Sequence[str]) -> list[list[int]]:
         """Pitches by onset, in time order; unknown tokens raise ``ValueError``."""
-        raise NotImplementedError(f"{self.name} tokens hold no notes")
+        raise EncodingError(f"{self.name} tokens hold no notes")
 
     def pitches(self, tokens: Sequence[str]) -> list[int]:
         """Every pitch in onset order (chords low to high); ``[]`` for an encoding without notes."""
@@ -129,12 +147,12 @@ class Codec:
         tokens follow (a sample's primer), for encodings whose tokens need it.
         Unknown tokens raise ``ValueError``.
         """
-        raise NotImplementedError(f"{self.name} tokens do not decode to notes")
+        raise EncodingError(f"{self.name} tokens do not decode to notes")
 
     # ---------------------------------------------------------------- keys
     def transpose(self, tokens: Sequence[str], shift: int) -> list[str] | None:
         """The same tokens ``shift`` semitones higher; None where a pitch would leave the encoding's range."""
-        raise NotImplementedError(f"{self.name} does not transpose")
+        raise EncodingError(f"{self.name} tokens do not transpose")
 
     def move_token(self, token: str, shift: int) -> str | None:
         """One token moved ``shift`` semitones (exactly one token), None where it would leave the range."""
@@ -146,7 +164,7 @@ class Codec:
     # ---------------------------------------------------------------- looking inside
     def features(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
         """What each token is, for hidden-unit heatmaps: name -> float64 (time,), binary ones 0/1."""
-        raise NotImplementedError
+        raise EncodingError(f"{self.name} has no heatmap features")
 
     def label(self, token: str) -> str:
         """A few characters for a heatmap cell."""

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from pipeline.codecs.base import END, START, Codec
+from pipeline.codecs.base import END, START, Codec, tokens_seen
 from pipeline.inputs.abc_io import music_primer, read_abc_text, split_tunebook
 
 
@@ -150,10 +150,7 @@ class CharsCodec(Codec):
         return encode_chars(text)
 
     def vocabulary(self, sequences: Iterable[Sequence[str]]) -> list[str]:
-        seen: set[str] = set()
-        for seq in sequences:
-            seen.update(seq)
-        return sorted(seen, key=lambda t: (len(t) > 1, t))  # markers after single characters
+        return sorted(tokens_seen(sequences), key=lambda t: (len(t) > 1, t))  # markers after single characters
 
     def read_file(self, path: Path) -> list[str]:
         if path.suffix.lower() != ".abc":

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pretty_midi
 
-from pipeline.codecs.base import Codec
+from pipeline.codecs.base import Codec, chord_names
 from pipeline.codecs.onsets import TimingModel
 from pipeline.core.notes import KEYS, OUTSIDE_KEYS, PIANO_HIGH, PIANO_LOW
 from pipeline.inputs.rolls import rolls_to_notes
@@ -283,8 +283,7 @@ class FramesCodec(Codec):
     def onset_tokens(self, tokens: Sequence[str]) -> list[str]:
         """Each onset (the notes struck in a frame) as one chord name (``C4.E4.G4``), as for tsd/remi: a held
         chord is one token, not one per frame, so holding a half note is not a repetition."""
-        names = pretty_midi.note_number_to_name
-        return [".".join(names(p) for p in g) for g in self.to_groups(tokens)]
+        return chord_names(self.to_groups(tokens))
 
     def decode(self, tokens: Sequence[str], timing: TimingModel, *, seed: int = 0,
                context: Sequence[str] = ()) -> pd.DataFrame:

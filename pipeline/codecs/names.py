@@ -6,32 +6,33 @@ Invertible: a token renders back to exact pitches; the rhythm is the corpus's
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pipeline.codecs.base import CHORD_SEP, Codec, name_to_pitch, pitch_names
+from pipeline.codecs.base import CHORD_SEP, Codec, chord_names, name_to_pitch, pitch_names, tokens_seen
 from pipeline.codecs.onsets import GroupedNotes, TimingModel, group_onsets, groups_to_notes
 
 HIGH_PITCH, LOW_PITCH = 72, 48  # C5 and above is high, below C3 low (heatmap features)
 NOTE_FEATURES = ("is_chord", "n_notes", "pitch", "high_register", "low_register", "repeated")
 
 
-class OnsetCodec(Codec):
+class OnsetCodec(Codec, ABC):
     """Untimed note encodings: onset groups <-> tokens; rhythm drawn from the corpus when decoding."""
 
+    @abstractmethod
     def from_groups(self, groups: Iterable[Sequence[int]]) -> list[str]:
         """Pitch groups (onset order) -> tokens."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tokens_per_group(self, group: Sequence[int]) -> int:
         """How many tokens one onset group of distinct pitches becomes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def grouped_tokens(self, groups: GroupedNotes) -> dict[str, list[str]]:
         """Tokens of every piece in ``groups``: ``{piece: tokens}``, pieces sorted."""
-        raise NotImplementedError
 
     def encode(self, notes: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
         return next(iter(self.grouped_tokens(group_onsets(notes, tolerance)).values()), [])
@@ -74,8 +75,7 @@ class NamesCodec(OnsetCodec):
     has_chords = True
 
     def from_groups(self, groups: Iterable[Sequence[int]]) -> list[str]:
-        names = pitch_names()
-        return [CHORD_SEP.join(names[p] for p in sorted(g)) for g in groups if g]
+        return chord_names(groups)
 
     def tokens_per_group(self, group: Sequence[int]) -> int:
         return 1
@@ -91,7 +91,4 @@ class NamesCodec(OnsetCodec):
 
     def vocabulary(self, sequences: Iterable[Sequence[str]]) -> list[str]:
         # low to high by lowest note, then by chord size: readable heatmaps and tables
-        seen: set[str] = set()
-        for seq in sequences:
-            seen.update(seq)
-        return sorted(seen, key=lambda t: [name_to_pitch(n) for n in t.split(CHORD_SEP)])
+        return sorted(tokens_seen(sequences), key=lambda t: [name_to_pitch(n) for n in t.split(CHORD_SEP)])

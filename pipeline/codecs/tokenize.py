@@ -30,7 +30,7 @@ import pandas as pd
 import pretty_midi
 from symusic import Note, Score, Track
 
-from pipeline.codecs.base import Codec
+from pipeline.codecs.base import Codec, chord_names
 from pipeline.codecs.onsets import TimingModel
 from pipeline.core.notes import empty_note_table, normalise_note_table
 
@@ -343,8 +343,7 @@ class TimedCodec(Codec):
     def onset_tokens(self, tokens: Sequence[str]) -> list[str]:
         """Each onset as one chord name (``C4.E4.G4``): a repeated chord is a repeated token whatever
         its rhythm, and an 8-gram spans 8 onsets as it does for ``names``."""
-        names = pretty_midi.note_number_to_name
-        return [".".join(names(p) for p in g) for g in onset_groups(tokens)]
+        return chord_names(onset_groups(tokens))
 
     def decode(self, tokens: Sequence[str], timing: TimingModel, *, seed: int = 0,
                context: Sequence[str] = ()) -> pd.DataFrame:
