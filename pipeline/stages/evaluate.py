@@ -204,10 +204,8 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, device: str = "auto",
     codec = get_codec(ckpt.encoding)
     if windows is None and not unknown and codec.scored_frames(pieces[0]) is not None:
         # the full-context targets are every token after each piece's first: exactly the per-frame ones
-        frames = int(sum(codec.scored_frames(p) for p in pieces))
-        per_frame = {"frames": frames, "nats_per_frame": full["full_loss"] * n / max(frames, 1),
-                     "baseline_nats_per_frame": {k: v * n / max(frames, 1) for k, v in baselines.items()},
-                     "nats_per_frame_scored": "averaged over keys" if keys > 1 else "written key"}
+        per_frame = per_frame_result(int(sum(codec.scored_frames(p) for p in pieces)), full["full_loss"] * n,
+                                     {k: v * n for k, v in baselines.items()}, keys)
     else:
         per_frame = frame_scores(codec, predictor, pieces, vocab, fitted, dev)
     rows = ckpt.metrics
@@ -271,12 +269,17 @@ def frame_scores(codec, model, pieces: list[list[str]], vocab: Vocabulary, basel
     keys = getattr(model, "keys", 1)
     rows, chunk = _full_context_batch(keys, len(vocab))
     tot = score_full_context(model, arrays, 1, dev, rows=rows, chunk=chunk)
-    n_frames = max(int(sum(frames)), 1)
     width = max(m.order for m in baselines.values()) - 1
     ctx, tgt = padded_contexts(arrays, max(width, 1))
-    return {"frames": int(sum(frames)), "nats_per_frame": float(tot["loss"]) / n_frames,
-            "baseline_nats_per_frame": {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) / n_frames
-                                        for name, m in baselines.items()},
+    return per_frame_result(int(sum(frames)), float(tot["loss"]),
+                            {name: m.evaluate(ctx, tgt)["loss"] * len(tgt) for name, m in baselines.items()}, keys)
+
+
+def per_frame_result(frames: int, total: float, baseline_totals: dict, keys: int) -> dict:
+    """The per-frame fields of a result from summed losses (nats): the network's and each n-gram's."""
+    n = max(frames, 1)
+    return {"frames": frames, "nats_per_frame": total / n,
+            "baseline_nats_per_frame": {k: v / n for k, v in baseline_totals.items()},
             "nats_per_frame_scored": "averaged over keys" if keys > 1 else "written key"}
 
 
