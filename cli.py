@@ -1,4 +1,8 @@
-"""musicrnn command line: each command parses options and calls one pipeline function."""
+"""musicrnn command line: each command parses options and calls ``pipeline.commands.<name>.run``.
+
+Each command imports its pipeline modules inside its own function, on purpose: torch (~3 s),
+music21 and MidiTok are heavy, and ``--help`` or ``extract`` must not pay for what ``train`` needs.
+"""
 from __future__ import annotations
 
 import contextlib
